@@ -1,0 +1,34 @@
+"""The two calls most users need: `run` (blocking) and `arun` (async)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import build_config
+from .engine import Engine
+from .workflow import Workflow, load_workflow
+
+
+async def arun(
+    workflow: str | Path | Workflow,
+    input: Any = None,  # noqa: A002 - the GWO calls it input
+    *,
+    config_files: Sequence[str] = (),
+    sets: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a workflow and return its run record. Definition problems raise DefinitionError."""
+    env = os.environ if env is None else env
+    if not isinstance(workflow, Workflow):
+        workflow = load_workflow(workflow, env)
+    config = build_config(workflow.config, config_files, sets, env)
+    return await Engine(workflow, config).run(input)
+
+
+def run(workflow: str | Path | Workflow, input: Any = None, **options: Any) -> dict[str, Any]:  # noqa: A002
+    """Blocking `arun`."""
+    return asyncio.run(arun(workflow, input, **options))

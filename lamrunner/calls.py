@@ -1,0 +1,270 @@
+"""Performing one request object: send, retry transient failures, poll until the condition holds.
+
+Layering: `retry` wraps each send; `loopUntil` wraps the retried send, so a 503 inside a poll is
+first retried by `retry` (when given) and only the final answer of that attempt is offered to the
+condition. Decisions come from `polling`; this module only awaits I/O, JS and the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .clock import Clock
+from .directives import RequestSpec
+from .errors import ConditionError, HttpStatusError, ScriptError, TransportError
+from .policies import PollPolicy, RetryPolicy, retry_after_seconds
+from .polling import (
+    Fail,
+    Observation,
+    PollState,
+    Succeed,
+    decide_poll,
+    decide_retry,
+    deadline_error,
+)
+from .rendering import RenderedRequest
+from .transport import Response, Transport, excerpt
+from .units import format_duration
+
+
+class Condition(Protocol):
+    async def evaluate(self, ctx_json: str) -> bool: ...
+    async def aclose(self) -> None: ...
+
+
+class ConditionEngine(Protocol):
+    async def open_condition(self, source: str, limits: Any) -> Condition: ...
+
+
+@dataclass
+class CallResult:
+    """The outcome the GWO records for one request object."""
+
+    value: Any
+    status: int
+    headers: dict[str, str]
+    attempts: int
+    duration_ms: int
+
+    def http(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "headers": self.headers,
+            "attempts": self.attempts,
+            "durationMs": self.duration_ms,
+        }
+
+
+ProgressHook = Callable[[PollState], Awaitable[None] | None]
+
+
+@dataclass
+class Caller:
+    """Everything a request needs from the run: transport, JS, clock, limits, logging."""
+
+    transport: Transport
+    conditions: ConditionEngine
+    clock: Clock
+    condition_limits: Any
+    log: Any
+    rand: Callable[[], float] = field(default=random.random)
+
+    async def perform(
+        self,
+        request: RenderedRequest,
+        spec: RequestSpec,
+        state: PollState | None = None,
+        on_attempt: ProgressHook | None = None,
+    ) -> CallResult:
+        """Run one request object to its result, or raise the error that ends it."""
+        if spec.loop is None:
+            return await self._once(request, spec)
+        return await self._poll(request, spec, spec.loop, state, on_attempt)
+
+    async def _once(self, request: RenderedRequest, spec: RequestSpec) -> CallResult:
+        started = self.clock.now()
+        response, error, sent = await self._send(request, spec.retry, deadline=None)
+        if error is not None:
+            error.attempts = sent
+            if sent > 1:
+                error.message += f" (after {sent} attempts)"
+                error.args = (error.message,)
+            raise error
+        assert response is not None
+        if response.status >= 400 and spec.fail_on_http_error:
+            raise _status_error(request, response, sent)
+        return _result(response, sent, self.clock.now() - started)
+
+    async def _poll(
+        self,
+        request: RenderedRequest,
+        spec: RequestSpec,
+        policy: PollPolicy,
+        state: PollState | None,
+        on_attempt: ProgressHook | None,
+    ) -> CallResult:
+        state = state or PollState.start(policy, self.clock.now())
+        condition = await self._open(policy.condition, "condition", spec)
+        fail_when = await self._open(policy.fail_when, "failWhen", spec) if policy.fail_when else None
+        try:
+            while True:
+                await self._sleep_until(state.next_due)
+                if state.deadline is not None and self.clock.now() >= state.deadline:
+                    raise deadline_error(policy, state)
+                response, error, sent = await self._send(request, spec.retry, state.deadline)
+                state.attempt += 1
+                state.requests += sent
+                seen = await self._observe(response, error, state, condition, fail_when, spec)
+                decision = decide_poll(policy, state, seen, self.clock.now(), self.rand())
+                if isinstance(decision, Succeed):
+                    assert response is not None
+                    return _result(response, state.requests, self.clock.now() - state.started_at)
+                if isinstance(decision, Fail):
+                    raise decision.error
+                state.next_due = decision.until
+                self.log.info(
+                    "poll.attempt", where=spec.where, attempt=state.attempt,
+                    of=policy.max_attempts, status=state.last_status,
+                    next_in=format_duration(decision.delay),
+                )  # fmt: skip
+                if on_attempt is not None:
+                    maybe = on_attempt(state)
+                    if maybe is not None:
+                        await maybe
+        finally:
+            for engine_condition in (condition, fail_when):
+                if engine_condition is not None:
+                    await engine_condition.aclose()
+
+    async def _observe(
+        self,
+        response: Response | None,
+        error: TransportError | None,
+        state: PollState,
+        condition: Condition,
+        fail_when: Condition | None,
+        spec: RequestSpec,
+    ) -> Observation:
+        if error is not None:
+            state.last_error = error.message
+            self.log.warning("poll.transport_error", where=spec.where, error=error.message)
+            return Observation(error=error)
+        assert response is not None
+        state.last_status = response.status
+        state.last_excerpt = excerpt(response.text)
+        ctx = _ctx_json(response, state, self.clock.now())
+        held = await self._evaluate(condition, ctx, state, "condition", spec)
+        failed = not held and fail_when is not None
+        if failed:
+            assert fail_when is not None
+            failed = await self._evaluate(fail_when, ctx, state, "failWhen", spec)
+        retry_after = retry_after_seconds(response.headers.get("retry-after"), self.clock.now())
+        return Observation(response.status, state.last_excerpt, held, failed, None, retry_after)
+
+    async def _evaluate(
+        self, condition: Condition, ctx: str, state: PollState, name: str, spec: RequestSpec
+    ) -> bool:
+        try:
+            return await condition.evaluate(ctx)
+        except ScriptError as exc:
+            if exc.kind == "exception":
+                state.last_error = f"{name} threw {exc.message}"
+                self.log.warning("poll.condition_threw", where=spec.where, error=state.last_error)
+                return False
+            raise _condition_error(exc, name, spec) from None
+
+    async def _open(self, source: str | None, name: str, spec: RequestSpec) -> Condition:
+        try:
+            return await self.conditions.open_condition(source or "", self.condition_limits)
+        except ScriptError as exc:
+            raise _condition_error(exc, name, spec) from None
+
+    async def _send(
+        self, request: RenderedRequest, retry: RetryPolicy | None, deadline: float | None
+    ) -> tuple[Response | None, TransportError | None, int]:
+        """Send with transient-failure retries; returns (response, error, requests sent)."""
+        tries = 0
+        while True:
+            tries += 1
+            timeout = request.timeout
+            if deadline is not None:
+                timeout = max(0.001, min(timeout, deadline - self.clock.now()))
+            response, error = await self._send_once(request, timeout)
+            if retry is None:
+                return response, error, tries
+            status = response.status if response is not None else None
+            hint = response.headers.get("retry-after") if response is not None else None
+            delay = decide_retry(
+                retry, tries, status, error, retry_after_seconds(hint, self.clock.now()),
+                self.rand(),
+            )  # fmt: skip
+            if delay is None or (deadline is not None and self.clock.now() + delay > deadline):
+                return response, error, tries
+            self.log.info(
+                "retry.wait", where=request.where, attempt=tries, of=retry.max_attempts,
+                status=status, error=error.message if error else None,
+                next_in=format_duration(delay),
+            )  # fmt: skip
+            await self.clock.sleep(delay)
+
+    async def _send_once(
+        self, request: RenderedRequest, timeout: float
+    ) -> tuple[Response | None, TransportError | None]:
+        try:
+            response = await self.transport.send(request, timeout)
+            response.value  # noqa: B018 - invalid JSON is a transport failure of this attempt
+        except TransportError as exc:
+            self.log.debug("http.error", where=request.where, method=request.method,
+                           url=request.url, error=exc.message)  # fmt: skip
+            return None, exc
+        self.log.debug("http.response", where=request.where, method=request.method,
+                       url=request.url, status=response.status,
+                       ms=round(response.elapsed * 1000))  # fmt: skip
+        return response, None
+
+    async def _sleep_until(self, due: float) -> None:
+        delay = due - self.clock.now()
+        if delay > 0:
+            await self.clock.sleep(delay)
+
+
+def _ctx_json(response: Response, state: PollState, now: float) -> str:
+    """The condition's `ctx` as JSON text, reusing the body text instead of re-encoding it."""
+    elapsed_ms = max(0, round((now - state.started_at) * 1000))
+    return (
+        '{"response":' + response.json_text
+        + ',"status":' + str(response.status)
+        + ',"headers":' + json.dumps(response.headers)
+        + ',"attempt":' + str(state.attempt)
+        + ',"elapsedMs":' + str(elapsed_ms)
+        + "}"
+    )  # fmt: skip
+
+
+def _result(response: Response, attempts: int, elapsed: float) -> CallResult:
+    return CallResult(
+        value=response.value,
+        status=response.status,
+        headers=response.headers,
+        attempts=attempts,
+        duration_ms=max(0, round(elapsed * 1000)),
+    )
+
+
+def _status_error(request: RenderedRequest, response: Response, attempts: int) -> HttpStatusError:
+    after = f" after {attempts} attempts" if attempts > 1 else ""
+    return HttpStatusError(
+        f"{request.method} {request.url} answered {response.status}{after}: "
+        f"{excerpt(response.text)} (set failOnHttpError: false to record it and go on)",
+        status=response.status,
+        attempts=attempts,
+    )
+
+
+def _condition_error(exc: ScriptError, name: str, spec: RequestSpec) -> ConditionError:
+    limit = {"timeout": " (limits.conditionTimeout)", "memory": " (limits.conditionMemory)"}
+    return ConditionError(f"{spec.where}.loopUntil.{name}: {exc.message}{limit.get(exc.kind, '')}")

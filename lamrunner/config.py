@@ -1,0 +1,127 @@
+"""The configuration store: `config:` in the workflow, then `--config FILE`s, then `--set`s.
+
+Layers are deep-merged (later wins). `${VAR}` and `${VAR:-default}` in any string are expanded
+from the environment when a layer is loaded, so a missing variable is reported before anything
+runs; `$${` stands for a literal `${`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import DefinitionError
+from .yamlfile import load_yaml
+
+_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_KEY = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+
+
+def expand_env(value: Any, env: Mapping[str, str], where: str) -> Any:
+    """Expand ${VAR} / ${VAR:-default} in every string inside `value`."""
+    if isinstance(value, str):
+        return _expand_string(value, env, where)
+    if isinstance(value, Mapping):
+        return {k: expand_env(v, env, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _expand_string(text: str, env: Mapping[str, str], where: str) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise DefinitionError(
+            f"{where}: environment variable {name} is not set "
+            f"(set it, or write ${{{name}:-default}})"
+        )
+
+    return _ENV.sub(substitute, text)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """A new mapping: `override` wins, mappings merge key by key, everything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config_file(path: str | Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """One `--config FILE` layer (YAML or JSON), environment-expanded."""
+    data = load_yaml(Path(path), what="config file")
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise DefinitionError(f"{path}: a config file must hold a mapping at the top level")
+    return expand_env(data, env, str(path))
+
+
+def parse_set(text: str) -> tuple[list[str], Any]:
+    """`key.path=value` → (['key', 'path'], value). Values are JSON when they parse, else text."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not _KEY.fullmatch(key):
+        raise DefinitionError(
+            f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. --set api.timeout=30"
+        )
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_set(config: Mapping[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    """A new config with `value` placed at `path`, creating mappings on the way."""
+    nested: Any = value
+    for part in reversed(path):
+        nested = {part: nested}
+    return deep_merge(config, nested)
+
+
+def build_config(
+    base: Mapping[str, Any],
+    files: list[str] | tuple[str, ...] = (),
+    sets: list[str] | tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """All layers merged, in the documented order."""
+    env = env if env is not None else {}
+    config = dict(base)
+    for path in files:
+        config = deep_merge(config, load_config_file(path, env))
+    for text in sets:
+        config = apply_set(config, *parse_set(text))
+    return config
+
+
+_MISSING = object()
+
+
+def lookup(config: Mapping[str, Any], dotted: str) -> Any:
+    """The value at `a.b.c`, or raise KeyError naming the first part that is missing."""
+    node: Any = config
+    walked: list[str] = []
+    for part in dotted.split("."):
+        value = node.get(part, _MISSING) if isinstance(node, Mapping) else _MISSING
+        if value is _MISSING and isinstance(node, list) and part.isdigit():
+            value = node[int(part)] if int(part) < len(node) else _MISSING
+        if value is _MISSING:
+            raise KeyError(".".join([*walked, part]))
+        walked.append(part)
+        node = value
+    return node

@@ -1,0 +1,179 @@
+"""What a handler's return value asks for: plain data, HTTP requests, or the end of the run.
+
+Parsing here is the edge: every request object is checked (keys, method, timeout, retry and
+loopUntil, the JS of conditions) before any request of the step is sent, so a typo in the
+third element of a batch does not leave the first two half-done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DefinitionError
+from .policies import PollPolicy, RetryPolicy, parse_loop_until, parse_retry
+from .units import parse_duration
+from .validation import check_keys, did_you_mean, expect_bool, expect_mapping, expect_str
+
+HTTP_REQUEST = "lam.httpRequest"
+HTTP_REQUESTS = "lam.httpRequests"
+EXIT = "lam.exit"
+RESPONSE = "lam.response"
+KNOWN_KEYS = (HTTP_REQUEST, HTTP_REQUESTS, EXIT, RESPONSE)
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+REQUEST_KEYS = (
+    "method", "url", "pathParams", "queryParams", "headers", "body",
+    "timeout", "failOnHttpError", "retry", "loopUntil",
+)  # fmt: skip
+DEFAULT_TIMEOUT = 30.0
+_NO_BODY = object()
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One request object, validated but with templates not yet rendered."""
+
+    method: str
+    url: str
+    where: str
+    path_params: Mapping[str, Any] = field(default_factory=dict)
+    query_params: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    body: Any = _NO_BODY
+    timeout: float = DEFAULT_TIMEOUT
+    fail_on_http_error: bool = True
+    retry: RetryPolicy | None = None
+    loop: PollPolicy | None = None
+
+    @property
+    def has_body(self) -> bool:
+        return self.body is not _NO_BODY
+
+
+@dataclass(frozen=True)
+class PlainData:
+    data: Any
+
+
+@dataclass(frozen=True)
+class HttpDirective:
+    requests: tuple[RequestSpec, ...]
+    batch: bool  # lam.httpRequests: results are lists, in request order
+
+
+@dataclass(frozen=True)
+class ExitDirective:
+    data: Any
+
+
+@dataclass(frozen=True)
+class ResponseDirective:
+    response: Mapping[str, Any]
+
+
+Directive = PlainData | HttpDirective | ExitDirective | ResponseDirective
+ConditionCheck = Callable[[str, str], None]
+
+
+def parse_directive(value: Any, check_condition: ConditionCheck | None = None) -> Directive:
+    """Classify a handler's return value. `check_condition(source, where)` compiles JS."""
+    if not isinstance(value, Mapping):
+        return PlainData(value)
+    lam_keys = [k for k in value if isinstance(k, str) and k.startswith("lam.")]
+    if not lam_keys:
+        return PlainData(value)
+    for key in lam_keys:
+        if key not in KNOWN_KEYS:
+            raise DefinitionError(
+                f"the handler returned unknown directive {key!r}{did_you_mean(key, KNOWN_KEYS)}; "
+                f"known directives: {', '.join(KNOWN_KEYS)}"
+            )
+    if len(lam_keys) > 1:
+        raise DefinitionError(
+            f"the handler returned {' and '.join(lam_keys)} together; return one directive"
+        )
+    key = lam_keys[0]
+    if key == EXIT:
+        return _parse_exit(value)
+    _no_siblings(value, key, ())
+    if key == RESPONSE:
+        return ResponseDirective(_parse_response(value[key]))
+    if key == HTTP_REQUEST:
+        return HttpDirective((parse_request(value[key], key, check_condition),), batch=False)
+    items = value[key]
+    if not isinstance(items, list) or not items:
+        raise DefinitionError(f"{key}: expected a non-empty list of request objects")
+    specs = tuple(
+        parse_request(item, f"{key}[{i}]", check_condition) for i, item in enumerate(items)
+    )
+    return HttpDirective(specs, batch=True)
+
+
+def parse_request(data: Any, where: str, check_condition: ConditionCheck | None) -> RequestSpec:
+    """Validate one request object."""
+    data = expect_mapping(data, where)
+    check_keys(data, REQUEST_KEYS, where, required=("method", "url"))
+    method = expect_str(data["method"], f"{where}.method").upper()
+    if method not in METHODS:
+        raise DefinitionError(
+            f"{where}.method: {data['method']!r} is not one of {', '.join(METHODS)}"
+            f"{did_you_mean(method, METHODS)}"
+        )
+    loop = parse_loop_until(data["loopUntil"], f"{where}.loopUntil") if "loopUntil" in data else None
+    if loop is not None and check_condition is not None:
+        check_condition(loop.condition, f"{where}.loopUntil.condition")
+        if loop.fail_when is not None:
+            check_condition(loop.fail_when, f"{where}.loopUntil.failWhen")
+    return RequestSpec(
+        method=method,
+        url=expect_str(data["url"], f"{where}.url"),
+        where=where,
+        path_params=_mapping(data, "pathParams", where),
+        query_params=_mapping(data, "queryParams", where),
+        headers=_mapping(data, "headers", where),
+        body=data.get("body", _NO_BODY),
+        timeout=parse_duration(data.get("timeout", DEFAULT_TIMEOUT), f"{where}.timeout"),
+        fail_on_http_error=expect_bool(
+            data.get("failOnHttpError", True), f"{where}.failOnHttpError"
+        ),
+        retry=parse_retry(data["retry"], f"{where}.retry") if "retry" in data else None,
+        loop=loop,
+    )
+
+
+def _parse_exit(value: Mapping[str, Any]) -> Directive:
+    _no_siblings(value, EXIT, ("data",))
+    flag = value[EXIT]
+    if not isinstance(flag, bool):
+        raise DefinitionError(f"{EXIT}: expected true or false, got {flag!r}")
+    data = value.get("data")
+    return ExitDirective(data) if flag else PlainData(data)
+
+
+def _parse_response(value: Any) -> Mapping[str, Any]:
+    value = expect_mapping(value, RESPONSE)
+    check_keys(value, ("statusCode", "message", "data", "error"), RESPONSE,
+               required=("statusCode", "message"))  # fmt: skip
+    code = value["statusCode"]
+    if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+        raise DefinitionError(f"{RESPONSE}.statusCode: expected an HTTP status code, got {code!r}")
+    if not isinstance(value["message"], str):
+        raise DefinitionError(f"{RESPONSE}.message: expected a string")
+    return dict(value)
+
+
+def _no_siblings(value: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> None:
+    extra = [k for k in value if k != key and k not in allowed]
+    if extra:
+        also = f"; only {', '.join(allowed)} may stand beside it" if allowed else ""
+        raise DefinitionError(
+            f"{key}: unexpected sibling key {extra[0]!r} next to the directive{also}"
+        )
+
+
+def _mapping(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if value is None:
+        return {}
+    return expect_mapping(value, f"{where}.{key}")

@@ -1,0 +1,298 @@
+"""The engine: advances a RunState through the workflow's steps.
+
+    handler → directive → rendered requests → request or poll (calls) → step result → GWO
+
+All progress lives in the RunState (see `runstate`), which is handed to `checkpoint` at every
+step boundary and after every poll attempt; `resume` continues a saved state. The engine owns
+the run's transport (one aiohttp session, so connections are reused) and its QuickJS workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import structlog
+
+from .calls import Caller, CallResult
+from .clock import Clock, SystemClock
+from .directives import (
+    ExitDirective,
+    HttpDirective,
+    PlainData,
+    ResponseDirective,
+    parse_directive,
+)
+from .errors import ConditionError, LamrunnerError, ScriptError
+from .handlers import call_handler
+from .logs import PollProgress, get_logger, live_line
+from .masking import SECRETS
+from .polling import PollState
+from .rendering import render_request
+from .runstate import FAILED, SUCCESS, RunState
+from .transport import AiohttpTransport, Transport
+from .workflow import Step, Workflow
+
+Checkpoint = Callable[[RunState], Awaitable[None] | None]
+
+
+class Engine:
+    """Runs one workflow with one resolved config. Reusable for several runs."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        config: Mapping[str, Any] | None = None,
+        *,
+        transport: Transport | None = None,
+        js: Any = None,
+        clock: Clock | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.config = dict(workflow.config if config is None else config)
+        self._transport = transport
+        self._js = js
+        self.clock = clock or SystemClock()
+        self._checkpoint = checkpoint
+        SECRETS.add_config(self.config)
+
+    async def run(self, input_data: Any = None, run_id: str | None = None) -> dict[str, Any]:
+        """Run from the first step; returns the run record."""
+        state = RunState.start(self.workflow.name, {} if input_data is None else input_data, run_id)
+        return await self.resume(state)
+
+    async def resume(self, state: RunState) -> dict[str, Any]:
+        """Continue a (saved) run from its next step or its in-flight poll."""
+        log = get_logger(run_id=state.run_id, workflow=self.workflow.name)
+        log.info("run.start" if state.next_step == 0 and not state.pending else "run.resume",
+                 steps=len(self.workflow.steps))  # fmt: skip
+        async with AsyncExitStack() as stack:
+            caller = await self._caller(stack, log)
+            progress = _progress(stack)
+            try:
+                await self._advance(state, caller, progress, log)
+            except LamrunnerError as exc:
+                self._fail(state, exc)
+            await self._save(state)
+        level = log.info if state.status == SUCCESS else log.error
+        level("run.done", status=state.status, error=(state.error or {}).get("message"))
+        return state.record()
+
+    async def _caller(self, stack: AsyncExitStack, log: Any) -> Caller:
+        transport = self._transport
+        if transport is None:
+            transport = AiohttpTransport(max_response_bytes=self.workflow.limits.max_response_bytes)
+            await stack.enter_async_context(transport)  # type: ignore[arg-type]
+        if self._js is None:
+            from .jsengine import JsEngine
+
+            self._js = JsEngine()
+            stack.callback(self._close_js)
+        from .jsengine import JsLimits
+
+        limits = self.workflow.limits
+        return Caller(
+            transport=transport,
+            conditions=self._js,
+            clock=self.clock,
+            condition_limits=JsLimits(limits.condition_timeout, limits.condition_memory),
+            log=log,
+        )
+
+    def _close_js(self) -> None:
+        if self._js is not None:
+            self._js.close()
+            self._js = None
+
+    async def _advance(self, state: RunState, caller: Caller, progress: Any, log: Any) -> None:
+        steps = self.workflow.steps
+        while state.next_step < len(steps) and not state.finished:
+            step = steps[state.next_step]
+            structlog.contextvars.bind_contextvars(step=step.name)
+            try:
+                await self._run_step(step, state, caller, progress, log)
+            except LamrunnerError as exc:
+                raise exc.in_step(step.name) from None
+            finally:
+                structlog.contextvars.unbind_contextvars("step")
+        if not state.finished:
+            state.status = SUCCESS
+            state.result = _step_result(state.gwo.get(steps[-1].key))
+
+    async def _run_step(
+        self, step: Step, state: RunState, caller: Caller, progress: Any, log: Any
+    ) -> None:
+        if state.pending is None:
+            log.info("step.start", step=step.name, handler=step.handler.spec)
+            output = await self._call_handler(step, state, log)
+        else:
+            log.info("step.resume", step=step.name)
+            output = state.pending["output"]
+        directive = parse_directive(output, _check_condition)
+        if isinstance(directive, PlainData):
+            self._complete(state, step, {"data": directive.data})
+        elif isinstance(directive, ExitDirective):
+            self._complete(state, step, {"data": directive.data})
+            self._succeed(state, directive.data, log, step, "lam.exit")
+        elif isinstance(directive, ResponseDirective):
+            self._complete(state, step, {"data": dict(directive.response)})
+            self._succeed(state, dict(directive.response), log, step, "lam.response")
+        else:
+            await self._requests(step, state, directive, output, caller, progress)
+        await self._save(state)
+
+    async def _call_handler(self, step: Step, state: RunState, log: Any) -> Any:
+        limits = self.workflow.limits
+        js_limits = None
+        if step.handler.language == "javascript":
+            from .jsengine import JsLimits
+
+            js_limits = JsLimits(limits.handler_timeout, limits.handler_memory)
+            if self._js is None:  # pragma: no cover - _caller always sets it
+                raise RuntimeError("JS engine not started")
+
+        def console(level: str, text: str) -> None:
+            log.log(_LEVELS.get(level, 20), "handler.console", step=step.name, text=text)
+
+        return await call_handler(
+            step.handler, json.dumps(state.gwo), js=self._js, js_limits=js_limits, console=console
+        )
+
+    async def _requests(
+        self,
+        step: Step,
+        state: RunState,
+        directive: HttpDirective,
+        output: Any,
+        caller: Caller,
+        progress: PollProgress | None,
+    ) -> None:
+        rendered = [render_request(spec, self.config) for spec in directive.requests]
+        for request in rendered:
+            SECRETS.add_headers(request.headers)
+        if state.pending is None:
+            state.pending = {"output": output, "elements": [None] * len(rendered)}
+            await self._save(state)
+        elements: list[Any] = state.pending["elements"]
+        gate = asyncio.Semaphore(self.workflow.limits.concurrency)
+
+        async def one(i: int) -> CallResult | dict[str, Any]:
+            if elements[i] is not None and "result" in elements[i]:
+                return elements[i]["result"]  # type: ignore[no-any-return]
+            async with gate:
+                poll = elements[i] and elements[i].get("poll")
+                key = f"{step.key}[{i}]"
+
+                async def on_attempt(poll_state: PollState) -> None:
+                    elements[i] = {"poll": poll_state.to_dict()}
+                    if progress is not None:
+                        progress.update(key, step.name, poll_state.attempt,
+                                        directive.requests[i].loop.max_attempts,  # type: ignore[union-attr]
+                                        poll_state.last_status,
+                                        asyncio.get_running_loop().time()
+                                        + max(0.0, poll_state.next_due - self.clock.now()))  # fmt: skip
+                    await self._save(state)
+
+                try:
+                    result = await caller.perform(
+                        rendered[i], directive.requests[i],
+                        PollState.from_dict(poll) if poll else None, on_attempt,
+                    )  # fmt: skip
+                finally:
+                    if progress is not None:
+                        progress.done(key)
+                stored = {"response": result.value, "http": result.http()}
+                elements[i] = {"result": stored}
+                return stored
+
+        outcomes = await asyncio.gather(*(one(i) for i in range(len(rendered))),
+                                        return_exceptions=True)  # fmt: skip
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, LamrunnerError):
+                raise outcome
+        errors = [o for o in outcomes if isinstance(o, LamrunnerError)]
+        if directive.batch:
+            entry = {
+                "response": [None if isinstance(o, BaseException) else o["response"] for o in outcomes],
+                "http": [_error_http(o) if isinstance(o, BaseException) else o["http"]
+                         for o in outcomes],
+            }  # fmt: skip
+        else:
+            entry = outcomes[0] if not errors else None
+        if errors:
+            if entry is not None:
+                state.gwo[step.key] = entry  # keep what the other elements of the batch got
+            state.pending = None
+            first = errors[0]
+            if directive.batch:
+                index = outcomes.index(first)
+                first.message = f"lam.httpRequests[{index}]: {first.message}"
+                first.args = (first.message,)
+            raise first
+        self._complete(state, step, entry)  # type: ignore[arg-type]
+
+    def _complete(self, state: RunState, step: Step, entry: dict[str, Any]) -> None:
+        state.gwo[step.key] = entry
+        state.pending = None
+        state.next_step = step.index
+
+    def _succeed(self, state: RunState, result: Any, log: Any, step: Step, how: str) -> None:
+        state.status = SUCCESS
+        state.result = result
+        log.info("run.exit", step=step.name, directive=how)
+
+    def _fail(self, state: RunState, exc: LamrunnerError) -> None:
+        state.status = FAILED
+        error = exc.to_dict()
+        error["message"] = SECRETS.mask(error["message"])
+        state.error = error
+
+    async def _save(self, state: RunState) -> None:
+        if self._checkpoint is not None:
+            maybe = self._checkpoint(state)
+            if maybe is not None:
+                await maybe
+
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+def _check_condition(source: str, where: str) -> None:
+    from .jsengine import check_condition
+
+    try:
+        check_condition(source)
+    except ScriptError as exc:
+        raise ConditionError(f"{where}: {exc.message}") from None
+
+
+def _step_result(entry: Any) -> Any:
+    if not isinstance(entry, dict):
+        return None
+    return entry["response"] if "response" in entry else entry.get("data")
+
+
+def _error_http(error: BaseException) -> dict[str, Any]:
+    assert isinstance(error, LamrunnerError)
+    info: dict[str, Any] = {"error": {"type": error.type_name, "message": SECRETS.mask(error.message)}}
+    for name in ("status", "attempts"):
+        if hasattr(error, name):
+            info[name] = getattr(error, name)
+    if getattr(error, "last_status", None) is not None:
+        info["status"] = error.last_status  # type: ignore[attr-defined]
+    return info
+
+
+def _progress(stack: AsyncExitStack) -> PollProgress | None:
+    live = live_line()
+    if live is None:
+        return None
+    progress = PollProgress(live)
+    task = asyncio.get_running_loop().create_task(progress.tick())
+    stack.callback(task.cancel)
+    stack.callback(live.clear)
+    return progress

@@ -1,0 +1,136 @@
+"""Every error lamrunner raises, in one tree.
+
+    LamrunnerError                  .step: the step it happened in (or None)
+    ├── DefinitionError             bad workflow file, handler, directive, duration, --input/--set
+    ├── TemplateError               a <<config.*>> / path-parameter template that cannot be filled
+    ├── HandlerError                an exception (or a JS limit) inside a handler
+    ├── HttpStatusError             a final status >= 400 with failOnHttpError
+    ├── TransportError              no usable response: timeout, connection, protocol, size cap
+    ├── ConditionError              a loopUntil condition that does not compile or breaks a limit
+    └── PollingError
+        ├── PollingFailed           failWhen held
+        ├── PollingExhausted        maxAttempts used up
+        └── DeadlineExceeded        loopUntil.timeout reached
+
+    ScriptError                     internal: what the QuickJS module reports to its callers,
+                                    who turn it into a HandlerError or ConditionError.
+
+Messages are written for a person to act on; they never contain secrets (the run engine masks
+them before they leave). Third-party exceptions are translated at one boundary each: aiohttp in
+``transport``, QuickJS in ``jsengine``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LamrunnerError(Exception):
+    """Base of every error a workflow run can end with."""
+
+    def __init__(self, message: str, *, step: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.step = step
+
+    @property
+    def type_name(self) -> str:
+        return type(self).__name__
+
+    def in_step(self, step: str) -> LamrunnerError:
+        """Attach the step name if nobody has yet; returns self for `raise err.in_step(x)`."""
+        if self.step is None:
+            self.step = step
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type_name, "message": self.message, "step": self.step}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DefinitionError(LamrunnerError):
+    """The workflow, a handler, a directive or the invocation is invalid."""
+
+
+class TemplateError(LamrunnerError):
+    """A template names something the config or pathParams do not have."""
+
+
+class HandlerError(LamrunnerError):
+    """A handler raised, returned something that is not JSON, or broke a JS limit."""
+
+
+class HttpStatusError(LamrunnerError):
+    """The final response had status >= 400 and the request did not allow it."""
+
+    def __init__(self, message: str, *, status: int, attempts: int, step: str | None = None):
+        super().__init__(message, step=step)
+        self.status = status
+        self.attempts = attempts
+
+
+class TransportError(LamrunnerError):
+    """No usable response. ``kind`` is timeout, connection, protocol or too_large."""
+
+    def __init__(self, message: str, *, kind: str, attempts: int = 1, step: str | None = None):
+        super().__init__(message, step=step)
+        self.kind = kind
+        self.attempts = attempts
+
+
+class ConditionError(LamrunnerError):
+    """A loopUntil condition or failWhen does not compile or broke its time/memory limit."""
+
+
+class PollingError(LamrunnerError):
+    """A loopUntil ended without its condition holding."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int,
+        last_status: int | None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message, step=step)
+        self.attempts = attempts
+        self.last_status = last_status
+
+
+class PollingFailed(PollingError):
+    """failWhen held."""
+
+
+class PollingExhausted(PollingError):
+    """Every allowed attempt was made and the condition never held."""
+
+
+class DeadlineExceeded(PollingError):
+    """The loop's overall timeout came before the condition held."""
+
+
+class ScriptError(Exception):
+    """A JavaScript failure, as the QuickJS module reports it (internal).
+
+    ``kind`` is one of: syntax, shape, exception, timeout, memory, stack, result.
+    ``line``/``column`` are 1-based positions in the script when QuickJS gives them.
+    """
+
+    def __init__(
+        self, message: str, *, kind: str, line: int | None = None, column: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.line = line
+        self.column = column
+
+    @property
+    def is_limit(self) -> bool:
+        return self.kind in ("timeout", "memory", "stack")
+
+    def __str__(self) -> str:
+        return self.message

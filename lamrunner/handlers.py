@@ -1,0 +1,177 @@
+"""Handlers: resolved and checked when the workflow loads, called through one helper.
+
+Python handlers are the user's trusted code and run in-process: a sync one runs in a worker
+thread so it cannot stall polls on the event loop; an async one is awaited. JavaScript handlers
+run in QuickJS (`jsengine`), a fresh context per call. Either way the handler gets its own copy
+of the GWO and must return JSON: the GWO is JSON end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+import sysconfig
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DefinitionError, HandlerError, ScriptError
+
+_NOT_USER_CODE = tuple(
+    {str(Path(__file__).parent), sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]}
+)
+
+
+@dataclass(frozen=True)
+class Handler:
+    spec: str  # as written in the workflow
+    language: str  # "python" | "javascript"
+    location: str  # what errors call it: a path, or module:func
+    func: Callable[[Any], Any] | None = None
+    is_async: bool = False
+    source: str | None = None
+
+
+def load_handler(spec: str, base_dir: Path, where: str) -> Handler:
+    """Resolve `file.js`, `file.py`, `file.py:func` or `package.module:func`."""
+    path_part, _, func_name = spec.partition(":") if not _is_windows_drive(spec) else (spec, "", "")
+    if path_part.endswith(".js"):
+        if func_name:
+            raise DefinitionError(f"{where}: a JavaScript handler is a file, not file.js:func")
+        return _load_js(base_dir / path_part, spec, where)
+    if path_part.endswith(".py"):
+        return _load_python_file(base_dir / path_part, func_name or "transform", spec, where)
+    if func_name and all(p.isidentifier() for p in path_part.split(".")):
+        return _load_python_module(path_part, func_name, spec, base_dir, where)
+    raise DefinitionError(
+        f"{where}: {spec!r} is not a handler; use file.js, file.py, file.py:func or "
+        "package.module:func"
+    )
+
+
+def _load_js(path: Path, spec: str, where: str) -> Handler:
+    from . import jsengine
+
+    source = _read(path, where)
+    try:
+        jsengine.check_handler(source)
+    except ScriptError as exc:
+        raise DefinitionError(f"{where}: {path}: {exc.message}") from None
+    return Handler(spec, "javascript", str(path), source=source)
+
+
+def _load_python_file(path: Path, func_name: str, spec: str, where: str) -> Handler:
+    _read(path, where)
+    module_name = f"lamrunner_handler_{abs(hash(str(path.resolve())))}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        assert loader_spec is not None and loader_spec.loader is not None
+        module = importlib.util.module_from_spec(loader_spec)
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.append(folder)  # lets a handler import helpers that sit beside it
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - any error in user code at import time
+            raise DefinitionError(f"{where}: {path} failed to import: {_where_raised(exc)}") from None
+        sys.modules[module_name] = module
+    return _python_handler(module, func_name, spec, str(path), where)
+
+
+def _load_python_module(
+    module_path: str, func_name: str, spec: str, base_dir: Path, where: str
+) -> Handler:
+    folder = str(base_dir.resolve())
+    if folder not in sys.path:
+        sys.path.append(folder)
+    try:
+        module = importlib.import_module(module_path)
+    except ModuleNotFoundError as exc:
+        raise DefinitionError(f"{where}: cannot import module {module_path!r} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001
+        raise DefinitionError(f"{where}: {module_path} failed to import: {_where_raised(exc)}") from None
+    return _python_handler(module, func_name, spec, spec, where)
+
+
+def _python_handler(module: Any, func_name: str, spec: str, location: str, where: str) -> Handler:
+    func = getattr(module, func_name, None)
+    if func is None:
+        raise DefinitionError(f"{where}: {location} does not define {func_name}(data)")
+    if not callable(func):
+        raise DefinitionError(f"{where}: {location}: {func_name} is not a function")
+    try:
+        inspect.signature(func).bind(None)
+    except TypeError:
+        raise DefinitionError(
+            f"{where}: {location}: {func_name} must take exactly one argument (data)"
+        ) from None
+    except ValueError:
+        pass  # builtins without signatures: trust them
+    return Handler(spec, "python", location, func=func, is_async=inspect.iscoroutinefunction(func))
+
+
+async def call_handler(
+    handler: Handler, gwo_json: str, *, js: Any, js_limits: Any, console: Callable[[str, str], None]
+) -> Any:
+    """Run a handler on a private copy of the GWO (given as JSON text); return its JSON result."""
+    if handler.language == "javascript":
+        try:
+            result_json = await js.call_handler(handler.source, gwo_json, js_limits, console)
+        except ScriptError as exc:
+            limit = {"timeout": " (limits.handlerTimeout)", "memory": " (limits.handlerMemory)"}
+            raise HandlerError(
+                f"{handler.location}: {exc.message}{limit.get(exc.kind, '')}"
+            ) from None
+        return json.loads(result_json)
+    data = json.loads(gwo_json)
+    assert handler.func is not None
+    try:
+        if handler.is_async:
+            result = await handler.func(data)
+        else:
+            result = await asyncio.to_thread(handler.func, data)
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise HandlerError(f"{handler.location}: {_where_raised(exc)}") from None
+    return _as_json(result, handler)
+
+
+def _as_json(result: Any, handler: Handler) -> Any:
+    try:
+        return json.loads(json.dumps(result, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise HandlerError(
+            f"{handler.location}: the handler returned something that is not JSON ({exc})"
+        ) from None
+
+
+def _where_raised(exc: BaseException) -> str:
+    """`file.py:12 in transform: ValueError: msg` for the innermost frame of user code."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in frames if not f.filename.startswith(_NOT_USER_CODE)] or frames
+    message = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}"
+    if not frames:
+        return message
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}: {message}"
+
+
+def _read(path: Path, where: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DefinitionError(f"{where}: handler file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError(f"{where}: cannot read handler {path}: {exc}") from None
+
+
+def _is_windows_drive(spec: str) -> bool:
+    return len(spec) > 2 and spec[1] == ":" and spec[0].isalpha() and spec[2] in "\\/"

@@ -1,0 +1,129 @@
+"""From a validated request object and the config to the exact request that goes on the wire.
+
+Order: templates in every field, then path parameters into the URL (URL-encoded), then query
+parameters appended in order (a list value repeats the key), then the body encoded as JSON,
+form or text. Every problem is found here, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from .directives import RequestSpec
+from .errors import DefinitionError, TemplateError
+from .templates import render, to_text
+from .validation import did_you_mean
+
+_PATH_PARAM = re.compile(r"\{\{\s*([A-Za-z_][\w-]*)\s*\}\}|\{([A-Za-z_][\w-]*)\}")
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class RenderedRequest:
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes | None
+    timeout: float
+    where: str
+
+    @property
+    def header_values(self) -> tuple[str, ...]:
+        return tuple(v for _, v in self.headers)
+
+
+def render_request(spec: RequestSpec, config: Mapping[str, Any]) -> RenderedRequest:
+    """Fill templates and parameters; raise TemplateError/DefinitionError naming the field."""
+    where = spec.where
+    url = render(spec.url, config, f"{where}.url")
+    if not isinstance(url, str):
+        raise TemplateError(f"{where}.url: the template gave {type(url).__name__}, not a string")
+    path_params = render(dict(spec.path_params), config, f"{where}.pathParams")
+    url = _fill_path(url, path_params, where)
+    query = render(dict(spec.query_params), config, f"{where}.queryParams")
+    url = _append_query(url, query)
+    _check_url(url, where)
+    headers = _headers(render(dict(spec.headers), config, f"{where}.headers"), where)
+    body = None
+    if spec.has_body:
+        body, content_type = _encode_body(render(spec.body, config, f"{where}.body"), headers)
+        if content_type and not any(k.lower() == "content-type" for k, _ in headers):
+            headers.append(("Content-Type", content_type))
+    return RenderedRequest(spec.method, url, tuple(headers), body, spec.timeout, where)
+
+
+def _fill_path(url: str, params: Mapping[str, Any], where: str) -> str:
+    used: set[str] = set()
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in params:
+            raise TemplateError(
+                f"{where}.url: path parameter {match.group(0)} has no value in pathParams"
+                f"{did_you_mean(name, params)}"
+            )
+        used.add(name)
+        return quote(to_text(params[name]), safe="")
+
+    filled = _PATH_PARAM.sub(substitute, url)
+    unused = [name for name in params if name not in used]
+    if unused:
+        raise TemplateError(
+            f"{where}.pathParams: {unused[0]!r} is not used in the url "
+            f"(write {{{{{unused[0]}}}}} or {{{unused[0]}}} where it belongs)"
+        )
+    return filled
+
+
+def _append_query(url: str, query: Mapping[str, Any]) -> str:
+    pairs: list[tuple[str, str]] = []
+    for key, value in query.items():
+        values = value if isinstance(value, list) else [value]
+        pairs.extend((str(key), to_text(v)) for v in values if v is not None)
+    if not pairs:
+        return url
+    base, _, fragment = url.partition("#")
+    joiner = "&" if "?" in base else "?"
+    if base.endswith(("?", "&")):
+        joiner = ""
+    encoded = base + joiner + urlencode(pairs)
+    return f"{encoded}#{fragment}" if fragment else encoded
+
+
+def _check_url(url: str, where: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DefinitionError(f"{where}.url: {url!r} is not an absolute http(s) URL")
+    if any(c in url for c in " \r\n\t"):
+        raise DefinitionError(f"{where}.url: the URL contains white space; encode it")
+
+
+def _headers(raw: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
+    headers = []
+    for name, value in raw.items():
+        if value is None:
+            continue
+        text = to_text(value)
+        if "\r" in text or "\n" in text or "\r" in str(name) or "\n" in str(name):
+            raise DefinitionError(f"{where}.headers.{name}: header values cannot contain newlines")
+        headers.append((str(name), text))
+    return headers
+
+
+def _encode_body(body: Any, headers: list[tuple[str, str]]) -> tuple[bytes | None, str | None]:
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+    if body is None:
+        return None, None
+    if isinstance(body, str):
+        return body.encode("utf-8"), "text/plain; charset=utf-8"
+    if FORM in content_type.lower() and isinstance(body, Mapping):
+        return urlencode(
+            [(k, to_text(x)) for k, v in body.items()
+             for x in (v if isinstance(v, list) else [v])]  # fmt: skip
+        ).encode("ascii"), FORM
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), "application/json"

@@ -1,0 +1,170 @@
+"""HTTP on the wire: one `send` per attempt, and the one place aiohttp errors are translated.
+
+`Transport` is the seam (tests swap in a double); `AiohttpTransport` is the real one: one
+session per run, so connections are reused across polls, and a body cap that is enforced while
+reading, so a 2 GB answer costs at most the cap in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Protocol
+
+from .errors import TransportError
+from .rendering import RenderedRequest
+from .units import format_duration, format_size
+
+DEFAULT_MAX_RESPONSE_BYTES = 50 * 1000 * 1000
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Response:
+    """One HTTP answer. `text` is kept so JS can parse it once; `value` is parsed on demand."""
+
+    status: int
+    headers: dict[str, str]
+    text: str
+    is_json: bool
+    elapsed: float
+
+    @cached_property
+    def value(self) -> Any:
+        """The body: parsed JSON, text, or None when empty. Invalid JSON is a TransportError."""
+        if not self.text.strip():
+            return None
+        if not self.is_json:
+            return self.text
+        try:
+            return json.loads(self.text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise TransportError(
+                f"the response says it is JSON but is not ({exc}); body starts: "
+                f"{excerpt(self.text, 120)}",
+                kind="protocol",
+            ) from None
+
+    @property
+    def json_text(self) -> str:
+        """`value` as JSON text, reusing the body text when it already is JSON."""
+        if self.is_json and self.text.strip():
+            self.value  # noqa: B018 - validates once
+            return self.text
+        return json.dumps(self.value)
+
+
+class Transport(Protocol):
+    async def send(self, request: RenderedRequest, timeout: float) -> Response: ...
+
+
+class AiohttpTransport:
+    """The real transport. Use as `async with AiohttpTransport() as t:`."""
+
+    def __init__(self, *, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+        self.max_response_bytes = max_response_bytes
+        self._session: Any = None
+
+    async def __aenter__(self) -> AiohttpTransport:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=100, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, raise_for_status=False, trust_env=False
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, request: RenderedRequest, timeout: float) -> Response:
+        import aiohttp
+
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._session.request(
+                    request.method,
+                    request.url,
+                    headers=list(request.headers),
+                    data=request.body,
+                    timeout=aiohttp.ClientTimeout(total=None),
+                    max_redirects=10,
+                ) as resp:
+                    raw = await self._read(resp)
+                    return _response(resp, raw, time.perf_counter() - started)
+        except TransportError:
+            raise
+        except (TimeoutError, asyncio.TimeoutError):
+            raise TransportError(
+                f"no complete response within {format_duration(timeout)} (timeout)",
+                kind="timeout",
+            ) from None
+        except aiohttp.TooManyRedirects as exc:
+            raise TransportError(f"too many redirects ({exc})", kind="protocol") from None
+        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+            raise TransportError(f"malformed response: {_reason(exc)}", kind="protocol") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(
+                f"could not connect to {exc.host}:{exc.port}: {_reason(exc.os_error)}",
+                kind="connection",
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(f"connection failed: {_reason(exc)}", kind="connection") from None
+
+    async def _read(self, resp: Any) -> bytes:
+        cap = self.max_response_bytes
+        declared = resp.content_length
+        if declared is not None and declared > cap:
+            raise _too_large(declared, cap)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                raise _too_large(size, cap)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _response(resp: Any, raw: bytes, elapsed: float) -> Response:
+    headers: dict[str, str] = {}
+    for name, value in resp.headers.items():
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    content_type = headers.get("content-type", "").lower()
+    text = raw.decode(resp.charset or "utf-8", errors="replace")
+    is_json = "json" in content_type or (
+        not content_type and text.lstrip()[:1] in ("{", "[")
+    )
+    return Response(resp.status, headers, text, is_json, elapsed)
+
+
+def excerpt(text: str, limit: int = 200) -> str:
+    """The first `limit` characters of a body on one line, for error messages."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _too_large(size: int, cap: int) -> TransportError:
+    return TransportError(
+        f"the response body is larger than {format_size(cap)} ({format_size(size)} so far); "
+        "raise limits.maxResponseBytes if this is expected",
+        kind="too_large",
+    )
+
+
+def _reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")

@@ -1,0 +1,88 @@
+"""The one parser for durations (`500ms`, `1m30s`, or seconds) and sizes (`64MB`, or bytes)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import DefinitionError
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
+_WHOLE = re.compile(r"(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ms|s|m|h|d))+")
+
+
+def parse_duration(value: object, where: str) -> float:
+    """Seconds in `value`; `where` names the field for the error message.
+
+    Plain numbers (and numeric strings) are seconds. Negative, NaN and infinite values are
+    refused: a delay or timeout of that kind is always a mistake.
+    """
+    if isinstance(value, bool) or value is None:
+        raise _bad(value, where)
+    if isinstance(value, int | float):
+        return _checked(float(value), value, where)
+    if not isinstance(value, str):
+        raise _bad(value, where)
+    text = value.strip().lower().replace(" ", "")
+    try:
+        return _checked(float(text), value, where)
+    except ValueError:
+        pass
+    if not text or not _WHOLE.fullmatch(text):
+        raise _bad(value, where)
+    total = sum(float(num) * _UNITS[unit] for num, unit in _PART.findall(text))
+    return _checked(total, value, where)
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?")
+_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+               "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(value: object, where: str) -> int:
+    """Bytes in `value`: a whole number of bytes or a string such as '64MB', '512KiB', '1.5GB'."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _SIZE.fullmatch(value.strip().lower()) if isinstance(value, str) else None
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)]) if match else 0
+    if size <= 0:
+        raise DefinitionError(
+            f"{where}: {value!r} is not a size; use a number of bytes or a string such as "
+            "'64MB', '512KiB', '1GB'"
+        )
+    return size
+
+
+def format_size(size: int) -> str:
+    """Short human form: 50 MB, 512 KB, 300 B."""
+    for unit, factor in (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
+        if size >= factor:
+            return f"{size / factor:.1f}".rstrip("0").rstrip(".") + f" {unit}"
+    return f"{size} B"
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form used in logs and errors: 250ms, 1.5s, 2m, 1m30s."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+
+
+def _checked(seconds: float, original: object, where: str) -> float:
+    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
+        raise _bad(original, where)
+    return seconds
+
+
+def _bad(value: object, where: str) -> DefinitionError:
+    return DefinitionError(
+        f"{where}: {value!r} is not a duration; use a number of seconds or a string such as "
+        "'500ms', '1.5s', '2m', '1h', '1m30s'"
+    )

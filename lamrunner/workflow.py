@@ -1,0 +1,129 @@
+"""The workflow model: a YAML file validated once into frozen objects.
+
+Everything that can be checked before a run is checked here — keys, limits, durations,
+environment variables, every handler resolved and every JS file compiled — so a broken file
+fails with exit 2 and a message naming the file and the field, and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import expand_env
+from .errors import DefinitionError
+from .handlers import Handler, load_handler
+from .units import parse_duration, parse_size
+from .validation import check_keys, expect_int, expect_mapping, expect_str
+from .yamlfile import load_yaml
+
+WORKFLOW_KEYS = ("name", "description", "config", "steps", "limits")
+STEP_KEYS = ("name", "handler", "description")
+LIMIT_KEYS = (
+    "handlerTimeout", "handlerMemory", "conditionTimeout", "conditionMemory",
+    "concurrency", "maxResponseBytes",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Limits:
+    handler_timeout: float = 5.0
+    handler_memory: int = 100 * 1024 * 1024
+    condition_timeout: float = 1.0
+    condition_memory: int = 64 * 1024 * 1024
+    concurrency: int = 10
+    max_response_bytes: int = 50 * 1000 * 1000
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # 1-based
+    name: str  # the label in logs and errors; defaults to the GWO key
+    handler: Handler
+
+    @property
+    def key(self) -> str:
+        """The step's key in the GWO: step_1, step_2, …"""
+        return f"step_{self.index}"
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    path: Path
+    steps: tuple[Step, ...]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    limits: Limits = Limits()
+    description: str = ""
+
+
+def load_workflow(path: str | Path, env: Mapping[str, str] | None = None) -> Workflow:
+    """Read, validate and resolve a workflow file; raise DefinitionError on any mistake."""
+    path = Path(path)
+    env = os.environ if env is None else env
+    data = load_yaml(path, what="workflow file")
+    where = str(path)
+    if not isinstance(data, Mapping):
+        raise DefinitionError(f"{where}: a workflow file must be a mapping with name and steps")
+    check_keys(data, WORKFLOW_KEYS, where, required=("name", "steps"))
+    name = expect_str(data["name"], f"{where}: name")
+    config = expand_env(expect_mapping(data.get("config") or {}, f"{where}: config"), env,
+                        f"{where}: config")  # fmt: skip
+    return Workflow(
+        name=name,
+        path=path,
+        steps=_steps(data["steps"], path),
+        config=config,
+        limits=_limits(data.get("limits") or {}, f"{where}: limits"),
+        description=str(data.get("description") or ""),
+    )
+
+
+def _steps(raw: Any, path: Path) -> tuple[Step, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise DefinitionError(f"{path}: steps must be a non-empty list")
+    steps: list[Step] = []
+    names: set[str] = set()
+    for index, item in enumerate(raw, start=1):
+        where = f"{path}: steps[{index - 1}]"
+        if isinstance(item, str):
+            item = {"handler": item}
+        item = expect_mapping(item, where)
+        check_keys(item, STEP_KEYS, where, required=("handler",))
+        name = expect_str(item.get("name", f"step_{index}"), f"{where}.name")
+        if name in names:
+            raise DefinitionError(f"{where}.name: another step is already called {name!r}")
+        names.add(name)
+        spec = expect_str(item["handler"], f"{where}.handler")
+        handler = load_handler(spec.strip(), path.parent, f"{where}.handler")
+        steps.append(Step(index=index, name=name, handler=handler))
+    return tuple(steps)
+
+
+def _limits(raw: Any, where: str) -> Limits:
+    raw = expect_mapping(raw, where)
+    check_keys(raw, LIMIT_KEYS, where)
+    base = Limits()
+    return Limits(
+        handler_timeout=_positive(raw, "handlerTimeout", base.handler_timeout, where),
+        handler_memory=_size(raw, "handlerMemory", base.handler_memory, where),
+        condition_timeout=_positive(raw, "conditionTimeout", base.condition_timeout, where),
+        condition_memory=_size(raw, "conditionMemory", base.condition_memory, where),
+        concurrency=expect_int(raw.get("concurrency", base.concurrency), f"{where}.concurrency",
+                               minimum=1),  # fmt: skip
+        max_response_bytes=_size(raw, "maxResponseBytes", base.max_response_bytes, where),
+    )
+
+
+def _positive(raw: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    seconds = parse_duration(raw.get(key, default), f"{where}.{key}")
+    if seconds <= 0:
+        raise DefinitionError(f"{where}.{key}: must be longer than zero")
+    return seconds
+
+
+def _size(raw: Mapping[str, Any], key: str, default: int, where: str) -> int:
+    return parse_size(raw.get(key, default), f"{where}.{key}")
