@@ -36,10 +36,11 @@ def _expand_string(text: str, env: Mapping[str, str], where: str) -> str:
         if match.group(0) == "$${":
             return "${"
         name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
+        value = env.get(name)
+        if value and default is not None or value is not None and default is None:
+            return value
         if default is not None:
-            return default
+            return default  # shell semantics: `:-` also covers a variable set but empty
         raise DefinitionError(
             f"{where}: environment variable {name} is not set "
             f"(set it, or write ${{{name}:-default}})"

@@ -17,7 +17,7 @@ from urllib.parse import quote
 MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words and numbers everywhere
 SECRET_NAME = re.compile(
-    r"key|token|secret|passw|pwd|credential|auth(?!or)|cookie|session|signature|private", re.IGNORECASE
+    r"key|token|secret|passw|pwd|credential|auth(?!ors?\b)|cookie|session|signature|private", re.IGNORECASE
 )
 _SCHEME = re.compile(r"^(bearer|basic|token|digest|apikey)\s+", re.IGNORECASE)
 

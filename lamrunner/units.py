@@ -21,7 +21,10 @@ def parse_duration(value: object, where: str) -> float:
     if isinstance(value, bool) or value is None:
         raise _bad(value, where)
     if isinstance(value, int | float):
-        return _checked(float(value), value, where)
+        try:
+            return _checked(float(value), value, where)
+        except OverflowError:
+            raise _bad(value, where) from None
     if not isinstance(value, str):
         raise _bad(value, where)
     text = value.strip().lower().replace(" ", "")
@@ -45,7 +48,8 @@ def parse_size(value: object, where: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     match = _SIZE.fullmatch(value.strip().lower()) if isinstance(value, str) else None
-    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)]) if match else 0
+    number = float(match.group(1)) * _SIZE_UNITS[match.group(2)] if match else 0.0
+    size = int(number) if number < 2**63 else 0
     if size <= 0:
         raise DefinitionError(
             f"{where}: {value!r} is not a size; use a number of bytes or a string such as "

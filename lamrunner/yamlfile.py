@@ -26,9 +26,10 @@ _Loader.yaml_implicit_resolvers = {
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    loader.flatten_mapping(node)
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # keys merged in from an anchor may be overridden: that is the point
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             mark = key_node.start_mark
