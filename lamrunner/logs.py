@@ -42,24 +42,44 @@ def configure(fmt: str = "auto", verbosity: int = 0, stream: TextIO | None = Non
     _LIVE = LiveLine(stream) if console and tty and verbosity >= 0 else None
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     renderer: Any
+    chain: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+    ]
     if console:
-        renderer = structlog.dev.ConsoleRenderer(colors=tty, pad_event_to=18)
-        stamp = structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False)
-    else:
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
-        stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            stamp,
+        chain += [
+            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            _tidy_for_console,
             mask_processor,
-            renderer,
-        ],
+            structlog.dev.ConsoleRenderer(colors=tty, pad_event_to=14, sort_keys=False),
+        ]
+    else:
+        chain += [
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            mask_processor,
+            structlog.processors.JSONRenderer(),
+        ]
+    structlog.configure(
+        processors=chain,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=lambda *_: _StreamLogger(stream, _LIVE),
         cache_logger_on_first_use=False,
     )
+
+
+_RUN_EVENTS = ("run.start", "run.resume", "run.done")
+
+
+def _tidy_for_console(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Shorter lines for people: run ids once per run, `attempt=3/20`, no empty fields."""
+    if event.get("event") not in _RUN_EVENTS:
+        event.pop("run_id", None)
+        event.pop("workflow", None)
+    if "of" in event and "attempt" in event:
+        event["attempt"] = f"{event['attempt']}/{event.pop('of')}"
+    if event.get("where") in ("lam.httpRequest", None):
+        event.pop("where", None)
+    return {k: v for k, v in event.items() if v is not None}
 
 
 def live_line() -> LiveLine | None:

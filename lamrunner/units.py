@@ -68,9 +68,9 @@ def format_size(size: int) -> str:
 
 def format_duration(seconds: float) -> str:
     """Short human form used in logs and errors: 250ms, 1.5s, 2m, 1m30s."""
-    if seconds < 1:
+    if round(seconds * 1000) < 1000:
         return f"{round(seconds * 1000)}ms"
-    if seconds < 60:
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
     minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:

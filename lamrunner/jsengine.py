@@ -1,0 +1,666 @@
+"""Run workflow JavaScript (handlers and loopUntil conditions) in QuickJS, safely.
+
+This is the only module that imports the ``quickjs`` binding; every failure it raises is
+translated here, once, into a one-line :class:`~lamrunner.errors.ScriptError`.
+
+Why the design is what it is:
+
+* **One thread per context.** A QuickJS context touched by two threads crashes the process, so
+  every context is created, used and freed on exactly one thread. Handler calls run start to
+  finish inside one job on one worker; a condition's context is pinned to the worker that
+  compiled it, and all of its JS objects stay in that worker's thread-local registry, so neither
+  a stray reference nor a traceback can carry one to another thread (tracebacks are cut before
+  an error leaves a worker).
+* **JSON in, JSON out.** The binding truncates big ints and merges null with undefined, so data
+  goes in as JSON text parsed by JS, and results come out as JSON text made by a ``JSON.stringify``
+  captured before user code runs. The result is first copied into prototype-less objects by a
+  walker that calls no replaceable method, so a handler that redefines ``JSON.stringify``,
+  ``Object.keys`` or ``Array.prototype.*`` cannot fool it, and anything that is not JSON
+  (undefined, functions, symbols, BigInts, cycles) is reported with its path.
+* **Fresh contexts.** Every handler call gets a new context that is dropped afterwards, so
+  globals, prototype pollution and exhausted memory never reach another call.
+* **Console is buffered.** The binding refuses to call into Python while a time limit is set,
+  so ``console.*`` appends to a capped buffer inside JS that is handed to the caller's callback
+  after the call, on the caller's thread, even when the call failed.
+* **Limits.** QuickJS checks CPU time with C ``clock()``, which counts the whole process: when
+  several workers are busy at once, a script can be stopped before it used its full share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import quickjs
+
+from lamrunner.errors import ScriptError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JsLimits:
+    timeout: float  # seconds of CPU time per call (QuickJS measures with clock())
+    memory: int  # bytes
+
+
+HANDLER_LIMITS = JsLimits(timeout=5.0, memory=100 * 1024 * 1024)
+CONDITION_LIMITS = JsLimits(timeout=1.0, memory=64 * 1024 * 1024)
+_CHECK_LIMITS = JsLimits(timeout=0.5, memory=HANDLER_LIMITS.memory)  # compile-time checks
+
+_THREAD_STACK = 8 * 1024 * 1024  # C stack of worker threads (the binding uses the same)
+_JS_STACK = 1024 * 1024  # QuickJS stack limit, well inside the thread stack
+_MAX_DEPTH = 500  # result nesting; deeper JSON would also trouble Python's json module
+_MAX_LOGS = 1000
+_MAX_LOG_CHARS = 1024 * 1024
+
+# Frames of functions named $lam_* are ours; error locations skip them. Text handed back is
+# always made by stringify: the binding cannot read the rope strings concatenation makes.
+def _fill(js: str, values: dict[str, int]) -> str:
+    for name, value in values.items():
+        js = re.sub(rf"\b{name}\b", str(value), js)
+    return js
+
+
+_PENDING, _BAD_RESULT = 0, 1  # the handler prelude's answers that are not JSON text
+_HANDLER_PRELUDE = _fill("""(() => {
+  "use strict";
+  const stringify = JSON.stringify, parse = JSON.parse, keys = Object.keys, geval = eval,
+    isArray = Array.isArray, create = Object.create, setProto = Object.setPrototypeOf,
+    apply = Reflect.apply, NativePromise = Promise, Str = String;
+  const list = () => setProto([], null);
+  const logs = list();
+  let nLogs = 0, logChars = 0, dropped = 0;
+  const $lam_show = (v) => {
+    if (typeof v === "string") return v;
+    try { const s = stringify(v); if (typeof s === "string") return s; } catch (e) {}
+    try { return Str(v); } catch (e) { return "[unprintable]"; }
+  };
+  const logger = (level) => function $lam_log(...args) {
+    let text = "";
+    for (let i = 0; i < args.length; i++) text += (i === 0 ? "" : " ") + $lam_show(args[i]);
+    if (nLogs >= 2 * MAX_LOGS || logChars + text.length > MAX_LOG_CHARS) { dropped++; return; }
+    logs[nLogs++] = level; logs[nLogs++] = text; logChars += text.length;
+  };
+  globalThis.console = { log: logger("info"), info: logger("info"), warn: logger("warning"),
+                         error: logger("error"), debug: logger("debug") };
+
+  // One stringify pass whose replacer rejects non-JSON values and nesting deeper than
+  // MAX_DEPTH (it tracks the holders on the current path); only on failure does a slower walk
+  // find the path to report. Neither calls a method a handler could have replaced.
+  const holders = list(), path = list(), seen = list(), BAD = create(null);
+  let top = 0, badWhat = "", badDepth = 0, report = null;
+  const $lam_replacer = function (key, v) {
+    while (top > 0 && holders[top - 1] !== this) top--;
+    if (typeof v === "object" && v !== null) {
+      if (top >= MAX_DEPTH) throw BAD;
+      holders[top++] = v;
+    } else if (typeof v === "function" || typeof v === "symbol" || typeof v === "bigint") {
+      throw BAD;
+    }
+    return v;
+  };
+  const fail = (what, depth) => { badWhat = what; badDepth = depth; throw BAD; };
+  const $lam_find = (v, depth) => {
+    if ((typeof v === "object" && v !== null) || typeof v === "bigint") {
+      const toJSON = v.toJSON;
+      if (typeof toJSON === "function") {
+        v = apply(toJSON, v, [depth === 0 ? "" : Str(path[depth - 1])]);
+      }
+    }
+    switch (typeof v) {
+      case "undefined": return depth === 0 ? fail("undefined", 0) : undefined;
+      case "function": return fail("a function", depth);
+      case "symbol": return fail("a symbol", depth);
+      case "bigint": return fail("a BigInt", depth);
+      case "object": if (v !== null) break;
+      default: return;
+    }
+    if (depth >= MAX_DEPTH) fail("too deep", depth);
+    for (let i = 0; i < depth; i++) if (seen[i] === v) fail("a circular reference", depth);
+    seen[depth] = v;
+    const array = isArray(v), ks = array ? null : keys(v), n = array ? v.length : ks.length;
+    for (let i = 0; i < n; i++) {
+      const k = array ? i : ks[i];
+      path[depth] = k;
+      $lam_find(v[k], depth + 1);
+    }
+    seen[depth] = null;
+  };
+  const $lam_convert = (v) => {  // JSON text, or BAD_RESULT with the report kept for Python
+    let failure = BAD;
+    try {
+      top = 0;
+      const text = stringify(v, $lam_replacer);
+      if (typeof text === "string") return text;
+    } catch (e) {
+      failure = e;
+    }
+    try {
+      badWhat = "unstable"; badDepth = 0;
+      $lam_find(v, 0);
+      throw failure;  // the walk found nothing: values that change when read twice
+    } catch (e) {
+      if (e !== BAD) throw e;
+      const where = list();
+      for (let i = 0; i < badDepth; i++) where[i] = path[i];
+      report = list(); report[0] = badWhat; report[1] = where;
+      return BAD_RESULT;
+    }
+  };
+
+  let state = 0, settledValue, settledReason;
+  const $lam_call = (fn, dataJson) => {
+    const r = fn(parse(dataJson));
+    if (!(r instanceof NativePromise)) return $lam_convert(r);
+    (async function $lam_await() {
+      try { settledValue = await r; state = 1; } catch (e) { settledReason = e; state = 2; }
+    })();
+    return PENDING;
+  };
+  const $lam_settle = () => {
+    if (state === 2) throw settledReason;
+    return state === 1 ? $lam_convert(settledValue) : PENDING;
+  };
+  const $lam_pick = (v) => {  // the handler function, its arity if wrong, or what v is
+    const fn = typeof v === "function" ? v
+      : geval("typeof transform === 'function' ? transform : undefined");
+    if (typeof fn === "function") return fn.length > 1 ? +fn.length : fn;
+    if (v === undefined || v === null) return "";
+    return isArray(v) ? "array" : typeof v;
+  };
+  const $lam_logs = () => {
+    const out = list(); out[0] = dropped;
+    for (let i = 0; i < nLogs; i++) out[i + 1] = logs[i];
+    return stringify(out);
+  };
+  return function $lam_engine(op, a, b) {
+    return op === "pick" ? $lam_pick(a) : op === "call" ? $lam_call(a, b)
+      : op === "settle" ? $lam_settle() : op === "report" ? stringify(report) : $lam_logs();
+  };
+})()""", {"MAX_LOGS": _MAX_LOGS, "MAX_LOG_CHARS": _MAX_LOG_CHARS, "MAX_DEPTH": _MAX_DEPTH,
+      "PENDING": _PENDING, "BAD_RESULT": _BAD_RESULT})
+
+# W(ctx) is the compiled condition; a function-valued result is itself called with ctx.
+_CONDITION_PRELUDE = """(() => {
+  "use strict";
+  const parse = JSON.parse, NativePromise = Promise;
+  return (W) => typeof W !== "function" ? null : function $lam_condition(ctxJson) {
+    const c = parse(ctxJson);
+    let r = W(c);
+    if (typeof r === "function") r = r(c);
+    return r instanceof NativePromise ? "async" : !!r;
+  };
+})()"""
+
+# Tried in order: an expression or function over ctx, then a statement body.
+_CONDITION_FORMS = (("(function(ctx){ return (", "\n); })"), ("(function(ctx){ ", "\n})"))
+
+_FRAME = re.compile(r"at (?:(\S+) \()?<input>:(\d+):(\d+)")
+_BARE_WHERE = re.compile(r"^\s*at <input>:\d+:\d+\s*$")  # a parse error, not a runtime frame
+_ERROR_NAME = re.compile(r"^[A-Z][A-Za-z]*Error\b")
+_IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+_MEMORY_HEADS = ("null", "InternalError: out of memory", "InternalError: string too long")
+
+
+# ---------------------------------------------------------------- translating failures
+
+
+def _timeout(limits: JsLimits) -> str:
+    return f"ran longer than its {limits.timeout:g}s time limit"
+
+
+def _translate(
+    exc: quickjs.JSException, limits: JsLimits, *, compiling: bool = False, shift: int = 0
+) -> ScriptError:
+    """Turn a binding exception into a one-line ScriptError (the module's only boundary).
+
+    OOM often reaches us as a bare ``null`` (QuickJS could not even allocate the error), which
+    is indistinguishable from ``throw null``; we report it as memory, the likely cause.
+    """
+    head, _, stack = str(exc).partition("\n")
+    line = column = None
+    for name, line_text, column_text in _FRAME.findall(stack):
+        if not name.startswith("$lam_"):
+            line, column = int(line_text), int(column_text)
+            if line == 1:  # the condition wrapper's prefix sits on line 1
+                column = max(1, column - shift)
+            break
+    where = f" (line {line}, column {column})" if line is not None else ""
+    if isinstance(exc, quickjs.StackOverflow):
+        kind, text = "stack", "exceeded the maximum call stack depth"
+    elif head == "InternalError: interrupted":
+        kind, text = "timeout", _timeout(limits)
+    elif head in _MEMORY_HEADS or head.startswith("(Failed obtaining"):
+        kind, text = "memory", f"ran out of its {limits.memory / 2**20:g} MB memory limit"
+    elif compiling and head.startswith("SyntaxError") and _BARE_WHERE.match(stack):
+        kind, text = "syntax", head
+    elif stack.strip() in ("", "undefined") and not _ERROR_NAME.match(head):  # thrown non-Error
+        kind, text = "exception", f"uncaught exception: {head}"
+    else:
+        kind, text = "exception", head
+    return ScriptError(text + where, kind=kind, line=line, column=column)
+
+
+def _path_text(path: list[Any]) -> str:
+    parts = ["result"]
+    for key in path:
+        if isinstance(key, int):
+            parts.append(f"[{key}]")
+        else:
+            parts.append(f".{key}" if _IDENT.match(key) else f"[{json.dumps(key)}]")
+    text = "".join(parts)
+    return text if len(text) <= 200 else text[:100] + "…" + text[-90:]
+
+
+def _describe(value: Any, picked: str | int) -> str:
+    """What a handler program evaluated to, for the shape error."""
+    if isinstance(picked, int):
+        return f"a function of {picked} arguments"
+    if picked:
+        return "an array" if picked == "array" else f"an {picked}" if picked == "object" else picked
+    if value is None:
+        return "nothing (undefined or null)"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _result_error(report: str) -> ScriptError:
+    what, path = json.loads(report)
+    if what == "undefined":
+        text = "the handler returned undefined (did it forget to `return`?)"
+    elif what == "unstable":
+        text = "it changed while it was being converted (getters or proxies?)"
+    elif what == "too deep":
+        text = f"it is nested more than {_MAX_DEPTH} levels deep"
+    else:
+        text = f"{_path_text(path)} is {what}"
+    return ScriptError(f"the result is not JSON: {text}", kind="result")
+
+
+def _detach(exc: BaseException) -> BaseException:
+    """Cut the tracebacks of exc and its causes: their frames hold contexts, which must be freed
+    on the thread that made them, not wherever the exception ends up."""
+    if not isinstance(exc, ScriptError):
+        exc.add_note("".join(traceback.format_exception(exc)))
+    link: BaseException | None = exc
+    while link is not None:
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return exc
+
+
+def _call_detached(fn: Callable[..., T], *args: Any) -> tuple[T | None, BaseException | None]:
+    """Run fn here and hand back (value, None) or (None, detached error), never raising."""
+    try:
+        return fn(*args), None
+    except BaseException as exc:  # noqa: BLE001 - re-raised by the caller, on its thread
+        return None, _detach(exc)
+
+
+def _js_text(text: str) -> str:
+    """JSON text the binding can pass on: lone surrogates cannot cross as UTF-8, escape them."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(json.loads(text))
+    return text
+
+
+def _new_context(limits: JsLimits) -> quickjs.Context:
+    ctx = quickjs.Context()
+    ctx.set_memory_limit(limits.memory)
+    ctx.set_max_stack_size(_JS_STACK)
+    ctx.set_time_limit(limits.timeout)
+    return ctx
+
+
+def _eval_source(ctx: quickjs.Context, source: str) -> Any:
+    try:
+        return ctx.eval(source)
+    except ValueError as exc:  # NUL characters or lone surrogates in the source
+        raise ScriptError(f"the script cannot be compiled: {exc}", kind="syntax") from exc
+
+
+# ---------------------------------------------------------------- handlers
+
+
+class _HandlerRun:
+    """One handler call: a fresh context and one CPU budget for everything it runs."""
+
+    def __init__(self, limits: JsLimits) -> None:
+        self.limits = limits
+        self.ctx = _new_context(limits)
+        self.started = time.process_time()
+        self.engine = self._js(self.ctx.eval, _HANDLER_PRELUDE)
+
+    def _js(self, fn: Callable[..., Any], *args: Any, compiling: bool = False) -> Any:
+        """Enter JS with what is left of the budget (the binding restarts its clock per entry)."""
+        left = self.limits.timeout - (time.process_time() - self.started)
+        if left <= 0:
+            raise ScriptError(_timeout(self.limits), kind="timeout")
+        self.ctx.set_time_limit(left)
+        try:
+            return fn(*args)
+        except quickjs.JSException as exc:
+            raise _translate(exc, self.limits, compiling=compiling) from exc
+
+    def load(self, source: str) -> quickjs.Object:
+        """Evaluate the program and return its handler function, without calling it."""
+        value = self._js(_eval_source, self.ctx, source, compiling=True)
+        picked = self._js(self.engine, "pick", value if isinstance(value, quickjs.Object) else None)
+        if isinstance(picked, quickjs.Object):
+            return picked
+        raise ScriptError(
+            "the handler must be a one-argument function such as `(data) => {...}` or define "
+            f"`function transform(data)`; the program evaluated to {_describe(value, picked)}",
+            kind="shape",
+        )
+
+    def call(self, source: str, data_json: str) -> str:
+        out = self._js(self.engine, "call", self.load(source), _js_text(data_json))
+        while out == _PENDING:  # an async handler: run its jobs until its promise settles
+            out = self._js(self.engine, "settle")
+            if out == _PENDING and not self._js(self.ctx.execute_pending_job):
+                raise ScriptError("the handler's promise never settled", kind="result")
+        if out == _BAD_RESULT:
+            raise _result_error(self._js(self.engine, "report"))
+        return out
+
+    def logs(self) -> list[tuple[str, str]]:
+        """The buffered console lines; best effort, as a context out of memory cannot answer."""
+        try:
+            self.ctx.set_time_limit(1.0)
+            dropped, *flat = json.loads(self.engine("logs"))
+        except quickjs.JSException:
+            return []
+        lines = list(zip(flat[::2], flat[1::2], strict=True))
+        if dropped:
+            lines.append(("warning", f"{dropped} more console messages were dropped"))
+        return lines
+
+
+def _handler_job(
+    source: str, data_json: str, limits: JsLimits
+) -> tuple[str | None, list[tuple[str, str]], BaseException | None]:
+    run = _HandlerRun(limits)
+    try:
+        return run.call(source, data_json), run.logs(), None
+    except ScriptError as err:
+        return None, run.logs(), _detach(err)
+
+
+# ---------------------------------------------------------------- conditions
+
+
+def _compile_condition(ctx: quickjs.Context, source: str, limits: JsLimits) -> tuple[Any, int]:
+    """Compile the condition as W(ctx); returns W and its column shift on line 1."""
+    failures: list[tuple[ScriptError, BaseException]] = []
+    for head, tail in _CONDITION_FORMS:
+        try:
+            return _eval_source(ctx, head + source + tail), len(head)
+        except quickjs.JSException as exc:
+            err = _translate(exc, limits, compiling=True, shift=len(head))
+            if err.kind != "syntax":
+                raise err from exc
+            # No traceback: it would tie this frame (and ctx) into a cycle freed by any thread.
+            failures.append((_past_the_end(err, source), exc.with_traceback(None)))
+    # Report the reading under which the parser got furthest.
+    err, exc = max(failures, key=lambda f: (f[0].line or 0, f[0].column or 0))
+    raise err from exc
+
+
+def _past_the_end(err: ScriptError, source: str) -> ScriptError:
+    """A parse error in our wrapper's closing tokens means the condition ended too early."""
+    lines = source.split("\n")
+    if err.line is None or err.line <= len(lines):
+        return err
+    line, column = len(lines), len(lines[-1]) + 1
+    text = f"SyntaxError: unexpected end of the condition (line {line}, column {column})"
+    return ScriptError(text, kind="syntax", line=line, column=column)
+
+
+class _LiveCondition:
+    """A compiled condition and its context; created, used and freed on one worker thread."""
+
+    def __init__(self, source: str, limits: JsLimits) -> None:
+        self.source, self.limits = source, limits
+        self.ctx: quickjs.Context | None = None
+        self.evaluator: Any = None
+        self.shift = 0
+        self._build()
+
+    def _build(self) -> None:
+        ctx = _new_context(self.limits)
+        try:
+            maker = ctx.eval(_CONDITION_PRELUDE)
+            compiled, self.shift = _compile_condition(ctx, self.source, self.limits)
+            evaluator = maker(compiled)
+        except quickjs.JSException as exc:
+            raise _translate(exc, self.limits, compiling=True) from exc
+        if evaluator is None:
+            raise ScriptError(
+                "the condition must be an expression over ctx, a function of ctx, "
+                "or a function body that returns a value",
+                kind="syntax",
+            )
+        self.ctx, self.evaluator = ctx, evaluator
+
+    def evaluate(self, ctx_json: str) -> bool:
+        if self.ctx is None:  # the last call ran out of memory: start from a clean context
+            self._build()
+        try:
+            result = self.evaluator(_js_text(ctx_json))
+        except quickjs.JSException as exc:
+            err = _translate(exc, self.limits, shift=self.shift)
+            if err.kind == "memory":  # a context that ran out of memory may stay full
+                self.ctx = self.evaluator = None
+            raise err from exc
+        if result == "async":
+            raise ScriptError(
+                "a condition must return a value, not a Promise (async is not supported)",
+                kind="exception",
+            )
+        return bool(result)
+
+
+_local = threading.local()  # per worker thread: {condition id: _LiveCondition}
+
+
+def _live() -> dict[int, _LiveCondition]:
+    if not hasattr(_local, "conditions"):
+        _local.conditions = {}
+    return _local.conditions
+
+
+def _open_job(cid: int, source: str, limits: JsLimits) -> None:
+    _live()[cid] = _LiveCondition(source, limits)
+
+
+def _evaluate_job(cid: int, ctx_json: str) -> bool:
+    condition = _live().get(cid)
+    if condition is None:
+        raise RuntimeError("the condition is closed")
+    return condition.evaluate(ctx_json)
+
+
+def _free_job(cid: int) -> None:
+    _live().pop(cid, None)
+
+
+def _free_all_job() -> None:
+    _live().clear()
+
+
+# ---------------------------------------------------------------- public API
+
+
+def _check_handler_here(source: str) -> None:
+    _HandlerRun(_CHECK_LIMITS).load(source)
+
+
+def _check_condition_here(source: str) -> None:
+    _LiveCondition(source, JsLimits(_CHECK_LIMITS.timeout, CONDITION_LIMITS.memory))
+
+
+def check_handler(source: str) -> None:
+    """Evaluate a handler program on this thread and check its shape, without calling it.
+
+    Top-level code does run (that is how the program yields its function), under a short limit.
+    """
+    _, err = _call_detached(_check_handler_here, source)
+    if err is not None:
+        raise err
+
+
+def check_condition(source: str) -> None:
+    """Raise ScriptError(kind="syntax") unless the condition compiles; does not evaluate it."""
+    _, err = _call_detached(_check_condition_here, source)
+    if err is not None:
+        raise err
+
+
+class _Worker:
+    """A single-thread executor; the thread is the only one to touch its contexts."""
+
+    def __init__(self, index: int) -> None:
+        old = threading.stack_size()
+        try:
+            threading.stack_size(_THREAD_STACK)
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"lamrunner-js-{index}")
+            self._pool.submit(int).result()  # start the thread now, with the large stack
+        finally:
+            threading.stack_size(old)
+        self.pending = 0  # jobs submitted and not yet done (event-loop side)
+        self.conditions = 0  # open conditions pinned here
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            job = self._pool.submit(_call_detached, fn, *args)
+        except RuntimeError:
+            raise RuntimeError("the JsEngine is closed") from None
+        self.pending += 1
+        try:
+            value, err = await asyncio.wrap_future(job)
+        finally:
+            self.pending -= 1
+        if err is not None:
+            raise err
+        return value  # type: ignore[return-value]
+
+    def forget(self, cid: int) -> Future[None] | None:
+        """Free a condition's context on this worker; safe from any thread, even late."""
+        self.conditions -= 1
+        try:
+            return self._pool.submit(_free_job, cid)
+        except RuntimeError:  # shut down: _free_all_job has freed it
+            return None
+
+    def shutdown(self) -> None:
+        """Free every context here once running jobs end; does not wait for them."""
+        try:
+            self._pool.submit(_free_all_job)
+        except RuntimeError:
+            pass
+        self._pool.shutdown(wait=False)
+
+
+class Condition:
+    """A compiled loopUntil condition, pinned to one worker thread until closed."""
+
+    def __init__(self, worker: _Worker, cid: int) -> None:
+        self._worker, self._id, self._closed = worker, cid, False
+        self._finalizer = weakref.finalize(self, worker.forget, cid)  # if never closed
+
+    async def evaluate(self, ctx_json: str) -> bool:
+        """The condition's truthiness for this ctx (JSON text), on its own worker thread."""
+        if self._closed:
+            raise RuntimeError("the condition is closed")
+        return await self._worker.run(_evaluate_job, self._id, ctx_json)
+
+    async def aclose(self) -> None:
+        """Free the context on its own thread; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer.detach()
+        if (freed := self._worker.forget(self._id)) is not None:
+            await asyncio.shield(asyncio.wrap_future(freed))
+
+
+class JsEngine:
+    """Worker threads for handlers (least busy worker) and conditions (pinned)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, workers: int = 4) -> None:
+        if workers < 1:
+            raise ValueError("JsEngine needs at least one worker")
+        self._size = workers
+        self._workers: list[_Worker] = []
+        self._closed = False
+
+    def _pick(self, load: Callable[[_Worker], tuple[int, ...]]) -> _Worker:
+        """The least loaded worker, starting a new thread while every existing one has load."""
+        if self._closed:
+            raise RuntimeError("the JsEngine is closed")
+        best = min(self._workers, key=load, default=None)
+        if best is None or (len(self._workers) < self._size and any(load(best))):
+            best = _Worker(len(self._workers))
+            self._workers.append(best)
+        return best
+
+    async def call_handler(
+        self,
+        source: str,
+        data_json: str,
+        limits: JsLimits,
+        console: Callable[[str, str], None],
+    ) -> str:
+        """Call the handler with the data in a fresh context; the result as JSON text."""
+        worker = self._pick(_by_pending)
+        result, logs, err = await worker.run(_handler_job, source, data_json, limits)
+        for level, text in logs:
+            console(level, text)
+        if err is not None:
+            raise err
+        assert result is not None
+        return result
+
+    async def open_condition(self, source: str, limits: JsLimits) -> Condition:
+        """Compile the condition once, on the worker with the fewest open conditions."""
+        worker = self._pick(_by_conditions)
+        cid = next(self._ids)
+        worker.conditions += 1
+        try:
+            await worker.run(_open_job, cid, source, limits)
+        except BaseException:
+            worker.forget(cid)  # after a cancellation it may still get registered
+            raise
+        return Condition(worker, cid)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for worker in self._workers:
+            worker.shutdown()
+
+
+def _by_pending(worker: _Worker) -> tuple[int, int]:
+    return (worker.pending, worker.conditions)  # keep handlers off condition threads if we can
+
+
+def _by_conditions(worker: _Worker) -> tuple[int, int]:
+    return (worker.conditions, worker.pending)
