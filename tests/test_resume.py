@@ -1,0 +1,79 @@
+"""A run's progress is one plain value: stop a run mid-poll, keep only its JSON, resume it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import Reply
+
+from lamrunner.config import build_config
+from lamrunner.engine import Engine
+from lamrunner.runstate import RunState
+from lamrunner.workflow import load_workflow
+
+
+class Crash(BaseException):
+    """Stands in for the process dying: nothing in lamrunner catches it."""
+
+
+def engine_for(path, checkpoint=None):
+    workflow = load_workflow(path, env={})
+    return Engine(workflow, build_config(workflow.config), checkpoint=checkpoint)
+
+
+@pytest.fixture
+def two_step_flow(api, wf):
+    api.script("POST", "/start", Reply(json={"id": "j1"}))
+    api.script("GET", "/jobs/j1", *[Reply(json={"state": "pending"})] * 4,
+               Reply(json={"state": "done"}))
+    start = wf.request_step("start", {"method": "POST", "url": api.url + "/start"})
+    wf.handler("wait.py", f"""
+        def transform(data):
+            return {{"lam.httpRequest": {{
+                "method": "GET", "url": "{api.url}/jobs/{{id}}",
+                "pathParams": {{"id": data["step_1"]["response"]["id"]}},
+                "loopUntil": {{"condition": "ctx.response.state === 'done'",
+                               "initialDelay": "20ms", "maxAttempts": 10, "timeout": "30s"}}}}}}
+    """)
+    return wf.workflow([start, {"name": "wait", "handler": "wait.py"}])
+
+
+async def test_resume_mid_poll_keeps_counters_and_sends_nothing_twice(api, two_step_flow):
+    saved: list[str] = []
+
+    def checkpoint(state: RunState) -> None:
+        saved.append(json.dumps(state.to_dict()))
+        element = (state.pending or {}).get("elements", [None])[0]
+        if element and element.get("poll", {}).get("attempt") == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        await engine_for(two_step_flow, checkpoint).run({})
+    assert len(api.requests_to("/jobs/j1")) == 2
+    last = RunState.from_dict(json.loads(saved[-1]))
+    assert last.next_step == 1 and last.pending is not None
+    deadline = last.pending["elements"][0]["poll"]["deadline"]
+
+    resumed: list[dict] = []
+    record = await engine_for(two_step_flow, lambda s: resumed.append(s.to_dict())).resume(last)
+
+    assert record["status"] == "SUCCESS"
+    assert record["runId"] == last.run_id
+    assert record["gwo"]["step_2"]["http"]["attempts"] == 5
+    assert len(api.requests_to("/jobs/j1")) == 5
+    assert len(api.requests_to("/start")) == 1
+    polls = [s["pending"]["elements"][0]["poll"] for s in resumed if s["pending"]]
+    assert [p["attempt"] for p in polls] == [3, 4]
+    assert {p["deadline"] for p in polls} == {deadline}
+
+
+async def test_checkpoints_at_step_boundaries_and_after_each_attempt(api, two_step_flow):
+    states: list[dict] = []
+    await engine_for(two_step_flow, lambda s: states.append(s.to_dict())).run({})
+    attempts = [e["poll"]["attempt"] for s in states if s["pending"]
+                for e in s["pending"]["elements"] if e and "poll" in e]
+    assert attempts == [1, 2, 3, 4]
+    assert [s["next_step"] for s in states if not s["pending"]][-2:] == [2, 2]
+    assert states[-1]["status"] == "SUCCESS"
+    json.dumps(states)  # every checkpoint is plain JSON
