@@ -12,11 +12,11 @@ Why the design is what it is:
   a stray reference nor a traceback can carry one to another thread (tracebacks are cut before
   an error leaves a worker).
 * **JSON in, JSON out.** The binding truncates big ints and merges null with undefined, so data
-  goes in as JSON text parsed by JS, and results come out as JSON text made by a ``JSON.stringify``
-  captured before user code runs. The result is first copied into prototype-less objects by a
-  walker that calls no replaceable method, so a handler that redefines ``JSON.stringify``,
-  ``Object.keys`` or ``Array.prototype.*`` cannot fool it, and anything that is not JSON
-  (undefined, functions, symbols, BigInts, cycles) is reported with its path.
+  goes in as JSON text parsed by JS, and results come out as JSON text made by the original
+  ``JSON.stringify``, captured (with everything else the engine's JS uses) before user code
+  runs, so a handler that redefines ``JSON.stringify``, ``Object.keys`` or ``Array.prototype.*``
+  cannot fool the conversion. Anything that is not JSON (undefined, functions, symbols, BigInts,
+  cycles, absurd nesting) is an error naming its path, not something silently dropped.
 * **Fresh contexts.** Every handler call gets a new context that is dropped afterwards, so
   globals, prototype pollution and exhausted memory never reach another call.
 * **Console is buffered.** The binding refuses to call into Python while a time limit is set,
@@ -53,6 +53,10 @@ class JsLimits:
     timeout: float  # seconds of CPU time per call (QuickJS measures with clock())
     memory: int  # bytes
 
+    def __post_init__(self) -> None:
+        if not (self.timeout > 0 and self.memory > 0):  # QuickJS reads 0 or less as "no limit"
+            raise ValueError(f"JS limits must be positive, got {self}")
+
 
 HANDLER_LIMITS = JsLimits(timeout=5.0, memory=100 * 1024 * 1024)
 CONDITION_LIMITS = JsLimits(timeout=1.0, memory=64 * 1024 * 1024)
@@ -63,15 +67,19 @@ _JS_STACK = 1024 * 1024  # QuickJS stack limit, well inside the thread stack
 _MAX_DEPTH = 500  # result nesting; deeper JSON would also trouble Python's json module
 _MAX_LOGS = 1000
 _MAX_LOG_CHARS = 1024 * 1024
+_MAX_MESSAGE = 500  # characters of a JS error message we repeat
 
-# Frames of functions named $lam_* are ours; error locations skip them. Text handed back is
-# always made by stringify: the binding cannot read the rope strings concatenation makes.
+
 def _fill(js: str, values: dict[str, int]) -> str:
+    """Put Python's constants into JS source (the JS keeps braces, so no str.format)."""
     for name, value in values.items():
         js = re.sub(rf"\b{name}\b", str(value), js)
     return js
 
 
+# Runs before the handler program and returns the engine's entry point, kept by Python only.
+# Frames of functions named $lam_* are ours; error locations skip them. Text handed back is
+# always made by stringify: the binding cannot read the rope strings concatenation makes.
 _PENDING, _BAD_RESULT = 0, 1  # the handler prelude's answers that are not JSON text
 _HANDLER_PRELUDE = _fill("""(() => {
   "use strict";
@@ -229,6 +237,7 @@ def _translate(
     is indistinguishable from ``throw null``; we report it as memory, the likely cause.
     """
     head, _, stack = str(exc).partition("\n")
+    head = head if len(head) <= _MAX_MESSAGE else head[:_MAX_MESSAGE] + "…"
     line = column = None
     for name, line_text, column_text in _FRAME.findall(stack):
         if not name.startswith("$lam_"):
@@ -294,7 +303,9 @@ def _detach(exc: BaseException) -> BaseException:
     if not isinstance(exc, ScriptError):
         exc.add_note("".join(traceback.format_exception(exc)))
     link: BaseException | None = exc
-    while link is not None:
+    seen: set[int] = set()
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
         link.__traceback__ = None
         link = link.__cause__ or link.__context__
     return exc
@@ -406,6 +417,8 @@ def _handler_job(
 
 def _compile_condition(ctx: quickjs.Context, source: str, limits: JsLimits) -> tuple[Any, int]:
     """Compile the condition as W(ctx); returns W and its column shift on line 1."""
+    if not source.strip():  # would compile as an empty body: a condition that never holds
+        raise ScriptError("the condition is empty", kind="syntax")
     failures: list[tuple[ScriptError, BaseException]] = []
     for head, tail in _CONDITION_FORMS:
         try:
@@ -628,7 +641,11 @@ class JsEngine:
         limits: JsLimits,
         console: Callable[[str, str], None],
     ) -> str:
-        """Call the handler with the data in a fresh context; the result as JSON text."""
+        """Call the handler with the data in a fresh context; the result as JSON text.
+
+        Console lines are buffered in JS and passed to `console` here, after the call (also
+        when it failed): the binding cannot call Python while a time limit is set.
+        """
         worker = self._pick(_by_pending)
         result, logs, err = await worker.run(_handler_job, source, data_json, limits)
         for level, text in logs:
@@ -651,6 +668,7 @@ class JsEngine:
         return Condition(worker, cid)
 
     def close(self) -> None:
+        """Stop the workers (running jobs finish, then contexts are freed); idempotent."""
         if self._closed:
             return
         self._closed = True

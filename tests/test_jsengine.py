@@ -72,6 +72,7 @@ async def condition(engine: JsEngine, source: str, limits: JsLimits = FAST) -> C
         ("(data) => null", None),
         ("(data) => [1, 'two', {three: 3}]", [1, "two", {"three": 3}]),
         ("function transform(data) { return {got: data.n} }", {"got": 1}),
+        ("const helper = (n) => n * 2;\nlet transform = (data) => helper(data.n);", 2),
         ("(data) => { return data.n };", 1),
         ("async (data) => { await null; return {later: data.n} }", {"later": 1}),
         ("async function transform(data) { return await Promise.resolve(7) }", 7),
@@ -415,6 +416,15 @@ async def test_throwing_condition(engine: JsEngine) -> None:
             await cond.evaluate("{}")
         assert (info.value.line, info.value.column) == (1, column), info.value.message
         await cond.aclose()
+
+
+async def test_empty_condition_is_rejected(engine: JsEngine) -> None:
+    for source in ["", "  \n "]:
+        with pytest.raises(ScriptError, match="empty") as info:
+            check_condition(source)
+        assert info.value.kind == "syntax"
+        with pytest.raises(ScriptError, match="empty"):
+            await condition(engine, source)
 
 
 @pytest.mark.parametrize("source", ["ctx.status ===", "(ctx) => {", "return return", "ctx..a"])
