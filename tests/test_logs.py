@@ -1,0 +1,84 @@
+"""Logs as a user sees them: JSON lines off a terminal, a live poll line on one, secrets masked."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+import structlog
+from conftest import Reply, run_path
+
+from lamrunner import logs
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def restore_logging():
+    yield
+    structlog.reset_defaults()
+    logs._LIVE = None
+
+
+def poll_flow(api, wf, **extra):
+    api.script("GET", "/job", Reply(json={"state": "x"}), Reply(json={"state": "x"}),
+               Reply(json={"state": "done"}))
+    request = {"method": "GET", "url": api.url + "/job", **extra,
+               "loopUntil": {"condition": "ctx.response.state === 'done'",
+                             "initialDelay": "300ms", "maxAttempts": 3}}
+    return wf.workflow([{"name": "wait", "handler": wf.request_step("p", request)}],
+                       config={"apiKey": "key-abcdef-123"})
+
+
+async def test_terminal_shows_a_live_poll_line(api, wf, restore_logging):
+    screen = FakeTerminal()
+    logs.configure("auto", 0, screen)
+    record = await run_path(poll_flow(api, wf))
+    assert record["status"] == "SUCCESS"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", screen.getvalue())  # colours off, cursor codes kept
+    assert "⟳ wait: attempt 1 of 3 · last status 200 · next poll in" in text
+    assert "attempt 2 of 3" in text
+    assert "poll.attempt" in text and "attempt=2/3" in text
+    assert text.endswith("\n") or text.endswith("\x1b[K")  # the live line is cleared at the end
+
+
+async def test_json_lines_off_a_terminal(api, wf, restore_logging):
+    stream = io.StringIO()
+    logs.configure("auto", 0, stream)
+    await run_path(poll_flow(api, wf))
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    attempts = [e for e in events if e["event"] == "poll.attempt"]
+    assert [(e["attempt"], e["of"], e["status"]) for e in attempts] == [(1, 3, 200), (2, 3, 200)]
+    assert attempts[0]["next_in"] == "300ms"
+    assert all("timestamp" in e and "level" in e for e in events)
+    assert "\x1b" not in stream.getvalue()
+
+
+async def test_secrets_are_masked_in_every_log_line(api, wf, restore_logging):
+    stream = io.StringIO()
+    logs.configure("json", 1, stream)  # debug: every request with its URL
+    api.script("GET", "/job", Reply(json={"echo": "key-abcdef-123", "state": "done"}))
+    request = {"method": "GET", "url": api.url + "/job?key=<<config.apiKey>>",
+               "headers": {"X-Api-Key": "<<config.apiKey>>"}}
+    wf.handler("echo.py", "def transform(data):\n    print('got', data['step_1']['response'])\n"
+                          "    return 1\n")
+    path = wf.workflow([wf.request_step("p", request), "echo.py"],
+                       config={"apiKey": "key-abcdef-123"})
+    with logs.stdout_to_log():
+        await run_path(path)
+    text = stream.getvalue()
+    assert "handler.print" in text and "http.response" in text
+    assert "key-abcdef-123" not in text
+    assert "***" in text
+
+
+async def test_quiet_keeps_only_warnings(api, wf, restore_logging):
+    stream = io.StringIO()
+    logs.configure("json", -1, stream)
+    await run_path(poll_flow(api, wf))
+    assert stream.getvalue() == ""

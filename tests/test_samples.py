@@ -1,0 +1,160 @@
+"""Every sample workflow, end to end, against samples/jobapi.py served on 127.0.0.1.
+
+The job API runs in-process (aiohttp AppRunner + TCPSite on port 0) with short job phases, and
+the workflows are loaded exactly as `lamrunner run` loads them, with JOBAPI_URL pointing at it.
+One test runs `samples/demo.py` as a user would: the README's first command depends on it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from lamrunner.config import build_config
+from lamrunner.engine import Engine
+from lamrunner.workflow import load_workflow
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+INPUTS = SAMPLES / "inputs"
+
+_spec = importlib.util.spec_from_file_location("lamrunner_samples_jobapi", SAMPLES / "jobapi.py")
+assert _spec is not None and _spec.loader is not None
+jobapi = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = jobapi  # dataclasses look their module up while the file executes
+_spec.loader.exec_module(jobapi)
+
+
+@pytest.fixture
+async def jobapi_url() -> AsyncIterator[str]:
+    app = jobapi.create_app(api_key="dev-key", phase_seconds=0.05)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def sample_input(name: str) -> Any:
+    return json.loads((INPUTS / name).read_text(encoding="utf-8"))
+
+
+async def run_sample(workflow_name: str, input_name: str, url: str) -> dict[str, Any]:
+    env = {"JOBAPI_URL": url}  # PROCESSOR_API_KEY unset: the samples' default, dev-key
+    workflow = load_workflow(SAMPLES / workflow_name, env=env)
+    config = build_config(workflow.config, (), (), env)
+    return await Engine(workflow, config).run(sample_input(input_name))
+
+
+def test_every_sample_is_covered() -> None:
+    assert sorted(p.name for p in SAMPLES.glob("*.yaml")) == [
+        "batch.yaml", "job-lifecycle.yaml", "process-dataset.yaml",
+    ]  # fmt: skip
+    assert {p.name for p in INPUTS.glob("*.json")} == {
+        "batch.json", "job-fails.json", "job-ok.json", "job-rate-limited.json",
+        "process-dataset.json",
+    }  # fmt: skip
+
+
+async def test_process_dataset_polls_until_the_job_completes(jobapi_url: str) -> None:
+    record = await run_sample("process-dataset.yaml", "process-dataset.json", jobapi_url)
+
+    assert record["status"] == "SUCCESS", record["error"]
+    assert record["error"] is None
+    assert record["workflow"] == "process-dataset"
+    result = record["result"]
+    assert result["datasetId"] == "ds-42"
+    assert result["status"] == "completed"
+    assert isinstance(result["rows"], int) and result["rows"] > 0
+    assert result["location"] == "file:///tmp/out/ds-42.parquet"
+    assert result["attempts"] >= 2  # it really polled: the first answer was not completed
+    step_1 = record["gwo"]["step_1"]
+    assert step_1["http"]["status"] == 200
+    assert step_1["http"]["attempts"] == result["attempts"]
+    assert step_1["response"]["job_id"] == result["jobId"]
+    assert record["gwo"]["step_2"] == {"data": result}
+
+
+async def test_job_lifecycle_ok(jobapi_url: str) -> None:
+    record = await run_sample("job-lifecycle.yaml", "job-ok.json", jobapi_url)
+
+    assert record["status"] == "SUCCESS", record["error"]
+    result = record["result"]
+    assert result["dataset"] == "ds-7"
+    assert result["status"] == "completed"
+    assert result["statusWhenSubmitted"] in ("pending", "processing")
+    assert result["location"] == "file:///tmp/out/ds-7.csv"
+    assert isinstance(result["rows"], int) and result["rows"] > 0
+    assert result["pollAttempts"] >= 1
+    gwo = record["gwo"]
+    assert gwo["step_1"]["http"]["status"] == 202  # submitted, still running
+    assert gwo["step_2"]["response"]["job_id"] == gwo["step_1"]["response"]["job_id"]
+    assert gwo["step_2"]["response"]["request"]["outputFormat"] == "csv"
+    assert gwo["step_3"] == {"data": result}
+
+
+async def test_job_lifecycle_fails_with_polling_failed(jobapi_url: str) -> None:
+    record = await run_sample("job-lifecycle.yaml", "job-fails.json", jobapi_url)
+
+    assert record["status"] == "FAILED"
+    assert record["result"] is None
+    error = record["error"]
+    assert error["type"] == "PollingFailed", error
+    assert error["step"] == "wait_for_job"
+    assert error["message"]
+    assert "step_1" in record["gwo"]  # the submit went through
+    assert "step_3" not in record["gwo"]  # the report never ran
+
+
+async def test_job_lifecycle_rate_limited_is_absorbed_by_retry(jobapi_url: str) -> None:
+    record = await run_sample("job-lifecycle.yaml", "job-rate-limited.json", jobapi_url)
+
+    assert record["status"] == "SUCCESS", record["error"]
+    assert record["result"]["dataset"] == "ds-99"
+    assert record["result"]["status"] == "completed"
+
+
+async def test_batch_returns_one_result_per_dataset_in_input_order(jobapi_url: str) -> None:
+    ids = sample_input("batch.json")["datasetIds"]
+    record = await run_sample("batch.yaml", "batch.json", jobapi_url)
+
+    assert record["status"] == "SUCCESS", record["error"]
+    result = record["result"]
+    assert [job["datasetId"] for job in result["jobs"]] == ids
+    assert all(job["status"] == "completed" for job in result["jobs"])
+    assert len({job["jobId"] for job in result["jobs"]}) == len(ids)
+    assert result["completed"] == len(ids)
+    assert result["totalRows"] == sum(job["rows"] for job in result["jobs"])
+    step_1 = record["gwo"]["step_1"]
+    assert [job["request"]["datasetId"] for job in step_1["response"]] == ids
+    assert len(step_1["http"]) == len(ids)
+    assert all(h["status"] == 200 for h in step_1["http"])
+
+
+def test_demo_runs_process_dataset_end_to_end(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JOBAPI_URL", "PROCESSOR_API_KEY", "JOBAPI_API_KEY")}  # fmt: skip
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, str(SAMPLES / "demo.py")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert set(record) == {"runId", "workflow", "status", "result", "error", "gwo"}
+    assert record["status"] == "SUCCESS"
+    assert record["workflow"] == "process-dataset"
+    assert record["result"]["status"] == "completed"
+    assert "poll.attempt" in proc.stderr
+    assert "Traceback (most recent call last)" not in proc.stderr
