@@ -11,6 +11,7 @@ started together (`run_many`) and then checked one by one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -134,7 +135,8 @@ def workflow(folder: Path, doc: dict[str, Any], name: str = "workflow.yaml") -> 
 def request_handler(folder: Path, name: str, request: dict[str, Any]) -> str:
     """A Python handler returning one lam.httpRequest."""
     literal = json.dumps({"lam.httpRequest": request})
-    write(folder / name, f"import json\n\ndef transform(data):\n    return json.loads({literal!r})\n")
+    source = f"import json\n\ndef transform(data):\n    return json.loads({literal!r})\n"
+    write(folder / name, source)
     return name
 
 
@@ -203,7 +205,6 @@ def echo_url() -> Iterator[str]:
     app.router.add_route("*", "/fail-echo", _fail_echo)
     app.router.add_route("*", "/fail-echo-escaped", _fail_echo_escaped)
     app.router.add_route("*", "/{tail:.*}", _echo)
-    import asyncio
 
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -243,7 +244,9 @@ def jobapi_url() -> Iterator[str]:
         stdout=subprocess.PIPE, text=True, env=_env({}),
     )  # fmt: skip
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(server.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    assert server.stdout is not None
+    stdout = server.stdout
+    reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(15)
     try:
@@ -257,8 +260,7 @@ def jobapi_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        assert server.stdout is not None
-        server.stdout.close()
+        stdout.close()
 
 
 # -- --version --------------------------------------------------------------------------------

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""jobapi: a small local job API for the lamrunner samples to poll.
+
+    python samples/jobapi.py --port 8765        # --port 0 picks a free port
+
+Every job walks the same lifecycle, driven by the clock rather than by workers:
+
+    pending  --phase_seconds-->  processing  --phase_seconds-->  completed
+                                                             (or failed / canceled / expired,
+                                                              when the request asks for it)
+
+Endpoints (JSON in and out; /api/* needs `Authorization: Bearer KEY` or `X-API-Key: KEY`):
+
+    POST /api/jobs                 {"datasetId", "operation"?, "outputFormat"?, "simulate"?}
+                                   202 while the job runs, 200 once it is terminal
+    GET  /api/jobs/{job_id}        the job: job_id, status, created_at, updated_at, progress,
+                                   request, result (completed; a stub when expired), error (failed)
+    POST /api/jobs/{job_id}/cancel 200 canceled, 409 if it had already finished
+    GET  /api/jobs                 {"jobs": [...]}
+    GET  /healthz                  {"ok": true}
+
+POST /api/jobs is idempotent: the same (datasetId, operation, outputFormat, simulate) returns the
+same job, so Laminar's polling example, which re-sends its POST on every attempt, sees its one job
+move to `completed`. An `Idempotency-Key` header takes precedence: same key, same job.
+Add `?rate_limit=1` (or the header `X-Simulate-Rate-Limit: 1`) and every other GET of a path
+answers 429 with `Retry-After: 1`, to watch a runner's retry policy at work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+TERMINAL = ("completed", "failed", "canceled", "expired")
+
+
+@dataclass
+class Job:
+    job_id: str
+    request: dict[str, str]  # what was submitted (datasetId, operation, outputFormat, simulate?)
+    outcome: str  # the terminal state it will reach on its own: completed unless simulated
+    started: float  # clock() at submission
+    created_at: datetime  # wall-clock time at submission
+    canceled_after: float | None = None  # seconds after `started` when it was canceled
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+class JobAPI:
+    """The job store and the request handlers; state lives in memory only."""
+
+    def __init__(self, api_key: str, phase_seconds: float, clock: Callable[[], float]) -> None:
+        self.api_key = api_key
+        self.phase = phase_seconds
+        self.clock = clock
+        self.jobs: dict[str, Job] = {}
+        self.by_key: dict[tuple[str, ...], str] = {}  # idempotency key -> job_id
+        self.gets: Counter[str] = Counter()  # GETs per path, for the rate-limit simulation
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def state(self, job: Job) -> tuple[str, float, int]:
+        """(status, seconds after submission of its last change, progress 0..100) right now."""
+        if job.canceled_after is not None:
+            _, _, progress = self.lifecycle(job, job.canceled_after)
+            return "canceled", job.canceled_after, progress
+        return self.lifecycle(job, self.clock() - job.started)
+
+    def lifecycle(self, job: Job, elapsed: float) -> tuple[str, float, int]:
+        if elapsed < self.phase:
+            return "pending", 0.0, 0
+        if elapsed < 2 * self.phase:
+            return "processing", self.phase, min(99, int((elapsed - self.phase) / self.phase * 100))
+        return job.outcome, 2 * self.phase, 100
+
+    def payload(self, job: Job) -> dict[str, Any]:
+        status, changed_after, progress = self.state(job)
+        body: dict[str, Any] = {
+            "job_id": job.job_id,
+            "status": status,
+            "created_at": iso(job.created_at),
+            "updated_at": iso(job.created_at + timedelta(seconds=changed_after)),
+            "progress": progress,
+            "request": job.request,
+        }
+        dataset, fmt = job.request["datasetId"], job.request["outputFormat"]
+        if status == "completed":
+            body["result"] = {
+                "rows": 1000 + zlib.crc32(dataset.encode()) % 99_000,  # stable per dataset
+                "format": fmt,
+                "location": f"file:///tmp/out/{quote(dataset)}.{quote(fmt)}",
+            }
+        elif status == "failed":
+            body["error"] = f"{job.request['operation']} of {dataset} failed: out of memory"
+        elif status == "expired":  # the retention stub: the output existed but has been purged
+            body["result"] = {"expired": True, "location": None,
+                              "message": "output purged after the retention window; resubmit"}
+        return body
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def create_job(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, "the body must be a JSON object")
+        if not isinstance(body, dict):
+            return error(400, "the body must be a JSON object")
+        fields = {"datasetId": body.get("datasetId"),
+                  "operation": body.get("operation", "transform"),
+                  "outputFormat": body.get("outputFormat", "parquet")}
+        for name, value in fields.items():
+            if not isinstance(value, str) or not value:
+                return error(400, f"{name} is required and must be a non-empty string")
+        outcome = body.get("simulate") or "completed"
+        if outcome not in TERMINAL:
+            return error(400, f"simulate must be one of {', '.join(TERMINAL[1:])}")
+        if outcome != "completed":
+            fields["simulate"] = outcome
+
+        # Same key, same job: the Idempotency-Key header if given, else the request itself.
+        idem = request.headers.get("Idempotency-Key")
+        key = (("header", idem) if idem else
+               ("body", fields["datasetId"], fields["operation"], fields["outputFormat"], outcome))
+        job = self.jobs.get(self.by_key.get(key, ""))
+        replayed = job is not None
+        if job is not None and job.request != fields:
+            return error(422, "this Idempotency-Key was already used with a different request")
+        if job is None:
+            job = Job(f"job_{uuid.uuid4().hex[:12]}", fields, outcome, self.clock(),
+                      datetime.now(UTC))
+            self.jobs[job.job_id] = job
+            self.by_key[key] = job.job_id
+
+        payload = self.payload(job)
+        return web.json_response(
+            payload,
+            status=200 if payload["status"] in TERMINAL else 202,
+            headers={"Location": f"/api/jobs/{job.job_id}",
+                     "Idempotent-Replayed": "true" if replayed else "false"},
+        )
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        job = self.jobs.get(request.match_info["job_id"])
+        if job is None:
+            return error(404, f"no job {request.match_info['job_id']!r}")
+        return web.json_response(self.payload(job))
+
+    async def cancel_job(self, request: web.Request) -> web.Response:
+        job = self.jobs.get(request.match_info["job_id"])
+        if job is None:
+            return error(404, f"no job {request.match_info['job_id']!r}")
+        status, _, _ = self.state(job)
+        if status in TERMINAL:
+            return error(409, f"job is already {status}", job=self.payload(job))
+        job.canceled_after = self.clock() - job.started
+        return web.json_response(self.payload(job))
+
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        return web.json_response({"jobs": [self.payload(job) for job in self.jobs.values()]})
+
+    # -- middleware: JSON errors, authentication, simulated rate limiting ----------------------
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/api/"):
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            bearer = token if scheme.lower() == "bearer" else ""
+            given = request.headers.get("X-API-Key") or bearer
+            if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+                response = error(401, "missing or wrong API key (Authorization: Bearer KEY "
+                                      "or X-API-Key: KEY)")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+            simulate_429 = "1" in (request.query.get("rate_limit"),
+                                   request.headers.get("X-Simulate-Rate-Limit"))
+            if request.method == "GET" and simulate_429:
+                self.gets[request.path] += 1
+                if self.gets[request.path] % 2 == 0:
+                    response = error(429, "rate limited (simulated); retry later")
+                    response.headers["Retry-After"] = "1"
+                    return response
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # unknown route, wrong method: answer in JSON too
+            response = error(exc.status, exc.reason)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
+
+
+def create_app(*, api_key: str = "dev-key", phase_seconds: float = 1.0,
+               clock: Callable[[], float] = time.monotonic) -> web.Application:
+    """The aiohttp application; tests pass a fake `clock` to move jobs along without sleeping."""
+    api = JobAPI(api_key, phase_seconds, clock)
+    app = web.Application(middlewares=[api.middleware])
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_post("/api/jobs", api.create_job)
+    app.router.add_get("/api/jobs", api.list_jobs)
+    app.router.add_get("/api/jobs/{job_id}", api.get_job)
+    app.router.add_post("/api/jobs/{job_id}/cancel", api.cancel_job)
+    return app
+
+
+async def serve(app: web.Application, port: int, quiet: bool) -> None:
+    """Listen on 127.0.0.1:port, announce the URL on stdout, serve until SIGINT or SIGTERM."""
+    runner = web.AppRunner(app, access_log=None if quiet else logging.getLogger("aiohttp.access"))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        bound_port = runner.addresses[0][1]
+        print(f"jobapi listening on http://127.0.0.1:{bound_port}", flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # (On Windows there are no signal handlers: Ctrl+C raises KeyboardInterrupt instead.)
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="A local job API for the lamrunner samples.")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
+    parser.add_argument("--phase-seconds", type=float, default=1.0,
+                        help="seconds a job spends pending, then processing (default 1.0)")
+    parser.add_argument("--api-key", default=os.environ.get("JOBAPI_API_KEY", "dev-key"),
+                        help="the key clients must send (default $JOBAPI_API_KEY or dev-key)")
+    parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="jobapi: %(message)s")
+    app = create_app(api_key=args.api_key, phase_seconds=args.phase_seconds)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(app, args.port, args.quiet))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
