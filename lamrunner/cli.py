@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from . import __version__
 
@@ -20,7 +20,7 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lamrunner",
         description="Run Laminar-style workflows: steps that call HTTP APIs and poll jobs.",
     )
@@ -51,57 +51,71 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs (every request)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad invocation as a DefinitionError, so it gets a record too."""
+
+    def error(self, message: str) -> NoReturn:
+        from .errors import DefinitionError
+
+        raise DefinitionError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .logs import configure
+    from .errors import DefinitionError
+    from .logs import configure, stdout_to_log
 
+    try:
+        args = build_parser().parse_args(argv)
+    except DefinitionError as exc:
+        configure("auto", 0)
+        return _refuse(exc, None)
     configure(args.log_format, -1 if args.quiet else (1 if args.verbose else 0))
-    if args.command == "validate":
-        return _validate(args)
-    return _run(args)
+    with stdout_to_log() as stdout:  # handlers may print at import time too
+        if args.command == "validate":
+            return _validate(args, stdout)
+        return _run(args, stdout)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, stdout: TextIO) -> int:
     import asyncio
 
     from .config import build_config
     from .engine import Engine
     from .errors import DefinitionError
-    from .logs import stdout_to_log
     from .workflow import load_workflow
 
     try:
+        _check_output(args.output)
         input_data = parse_input(args.input)
         workflow = load_workflow(args.workflow)
         config = build_config(workflow.config, args.config, args.set, os.environ)
     except DefinitionError as exc:
-        return _invalid(exc, args)
-    with stdout_to_log() as stdout:
-        try:
-            record = asyncio.run(Engine(workflow, config).run(input_data))
-        except KeyboardInterrupt:
-            print("lamrunner: interrupted", file=sys.stderr)
-            return 130
-    _emit(record, stdout, args.output)
-    return EXIT_OK if record["status"] == "SUCCESS" else EXIT_FAILED
+        return _refuse(exc, stdout, args.output)
+    try:
+        record = asyncio.run(Engine(workflow, config).run(input_data))
+    except KeyboardInterrupt:
+        _log().warning("run.interrupted")
+        return 130
+    code = EXIT_OK if record["status"] == "SUCCESS" else EXIT_FAILED
+    return _emit(record, stdout, args.output) or code
 
 
-def _validate(args: argparse.Namespace) -> int:
+def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
     from .errors import DefinitionError
     from .workflow import load_workflow
 
     try:
         workflow = load_workflow(args.workflow)
     except DefinitionError as exc:
-        _say(f"invalid: {exc.message}")
-        _emit({"valid": False, "workflow": args.workflow, "error": _error(exc)}, sys.stdout, None)
+        _log().error("workflow.invalid", error=exc.message)
+        _emit({"valid": False, "workflow": args.workflow, "error": _error(exc)}, stdout, None)
         return EXIT_INVALID
     steps = [
         {"name": s.name, "handler": s.handler.spec, "language": s.handler.language}
         for s in workflow.steps
     ]
-    _say(f"ok: {workflow.name} ({len(steps)} steps)")
-    _emit({"valid": True, "workflow": workflow.name, "steps": steps}, sys.stdout, None)
+    _log().info("workflow.valid", workflow=workflow.name, steps=len(steps))
+    _emit({"valid": True, "workflow": workflow.name, "steps": steps}, stdout, None)
     return EXIT_OK
 
 
@@ -127,11 +141,19 @@ def parse_input(raw: str | None) -> Any:
         raise DefinitionError(f"{source}: not valid JSON ({exc})") from None
 
 
-def _invalid(exc: Any, args: argparse.Namespace) -> int:
+def _check_output(output: str | None) -> None:
+    """Refuse an --output we could not write before running anything."""
+    from .errors import DefinitionError
+
+    if output and not Path(output).resolve().parent.is_dir():
+        raise DefinitionError(f"--output {output}: the folder {Path(output).parent} does not exist")
+
+
+def _refuse(exc: Any, stdout: TextIO | None, output: str | None = None) -> int:
     from .runstate import failed_record
 
-    _say(f"error: {exc.message}")
-    _emit(failed_record(None, _error(exc)), sys.stdout, getattr(args, "output", None))
+    _log().error("run.refused", error=exc.message)
+    _emit(failed_record(None, _error(exc)), stdout or sys.stdout, output)
     return EXIT_INVALID
 
 
@@ -141,15 +163,21 @@ def _error(exc: Any) -> dict[str, Any]:
     return {"type": exc.type_name, "message": SECRETS.mask(exc.message), "step": exc.step}
 
 
-def _emit(document: dict[str, Any], stdout: TextIO, output: str | None) -> None:
+def _emit(document: dict[str, Any], stdout: TextIO, output: str | None) -> int:
+    """Print the document; also write it to --output. Returns EXIT_FAILED if that write fails."""
     text = json.dumps(document, indent=2, ensure_ascii=False)
-    if output:
-        Path(output).write_text(text + "\n", encoding="utf-8")
     stdout.write(text + "\n")
     stdout.flush()
+    if output:
+        try:
+            Path(output).write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            _log().error("output.unwritable", path=output, error=exc.strerror or str(exc))
+            return EXIT_FAILED
+    return 0
 
 
-def _say(message: str) -> None:
-    from .masking import SECRETS
+def _log() -> Any:
+    from .logs import get_logger
 
-    print(f"lamrunner: {SECRETS.mask(message)}", file=sys.stderr)
+    return get_logger()

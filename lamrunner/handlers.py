@@ -139,6 +139,11 @@ async def call_handler(
             result = await asyncio.to_thread(handler.func, data)
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
         raise HandlerError(f"{handler.location}: {_where_raised(exc)}") from None
+    except SystemExit as exc:  # a handler cannot end the runner's process
+        raise HandlerError(
+            f"{handler.location}: the handler called sys.exit({exc.code!r}); "
+            "return lam.exit or raise an exception instead"
+        ) from None
     return _as_json(result, handler)
 
 

@@ -8,6 +8,7 @@ including its URL-encoded form, with `***`.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -37,6 +38,9 @@ class Secrets:
         bare = _SCHEME.sub("", value.strip())
         candidates.add(bare)
         candidates |= {quote(c, safe="") for c in list(candidates)}
+        candidates |= {_json_escaped(c, ascii_only) for c in list(candidates)
+                       for ascii_only in (True, False)}
+        candidates |= {c.replace("/", "\\/") for c in list(candidates)}  # PHP-style JSON
         new = {c for c in candidates if len(c) >= MIN_SECRET_LENGTH} - self._values
         if new:
             with self._lock:
@@ -83,6 +87,11 @@ class Secrets:
 
     def __contains__(self, value: str) -> bool:
         return value in self._values
+
+
+def _json_escaped(text: str, ascii_only: bool) -> str:
+    """How `text` reads inside a JSON string (a server echoing it in a JSON error body)."""
+    return json.dumps(text, ensure_ascii=ascii_only)[1:-1]
 
 
 SECRETS = Secrets()
