@@ -470,3 +470,14 @@ async def test_secret_echoed_by_server_is_masked_in_the_error(api, wf):
     assert record["error"]["type"] == "HttpStatusError"
     assert "tok-9f8e7d6c5b" not in record["error"]["message"]
     assert "***" in record["error"]["message"]
+
+
+async def test_condition_memory_limit_fails_the_step_naming_it(api, wf):
+    api.script("GET", "/job", Reply(json={}))
+    bomb = "(ctx) => { const a = []; while (true) a.push({i: a.length, s: 'x'.repeat(100)}); }"
+    path = wf.workflow([wf.request_step("p", poll(api.url + "/job", condition=bomb))],
+                       limits={"conditionMemory": "16MB", "conditionTimeout": "5s"})
+    record = await run_path(path)
+    assert record["error"]["type"] == "ConditionError"
+    assert "conditionMemory" in record["error"]["message"]
+    assert len(api.requests_to("/job")) == 1
