@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,7 +59,7 @@ class CallResult:
         }
 
 
-ProgressHook = Callable[[PollState], Awaitable[None] | None]
+ProgressHook = Callable[[PollState], None]
 
 
 @dataclass
@@ -132,9 +132,7 @@ class Caller:
                     next_in=format_duration(decision.delay),
                 )  # fmt: skip
                 if on_attempt is not None:
-                    maybe = on_attempt(state)
-                    if maybe is not None:
-                        await maybe
+                    on_attempt(state)
         finally:
             for engine_condition in (condition, fail_when):
                 if engine_condition is not None:

@@ -1,8 +1,9 @@
 """The `lamrunner` command: parse, run, print one JSON document, return the exit code.
 
-stdout carries exactly one JSON document (the run record, or the validation result); logs and
-whatever handlers print go to stderr. Exit status: 0 success, 1 the run failed, 2 the invocation
-or the definition is invalid and nothing ran.
+stdout carries exactly one JSON document (the run record, or the validation result; `runs`
+prints a table unless --json); logs and whatever handlers print go to stderr. Exit status:
+0 success, 1 the run failed, 2 the invocation or the definition is invalid and nothing ran,
+130 the run was interrupted (Ctrl-C, SIGTERM) and can be resumed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, NoReturn, TextIO
 
 from . import __version__
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +37,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="set one config value (dotted key; JSON values are typed)")  # fmt: skip
     run.add_argument("--output", metavar="FILE", help="also write the run record to FILE")
+    _store_options(run, allow_off=True)
     _log_options(run)
 
     validate = commands.add_parser("validate", help="check a workflow file; runs nothing")
     validate.add_argument("workflow", help="the workflow YAML file")
     _log_options(validate)
+
+    resume = commands.add_parser("resume", help="continue an interrupted run from the store")
+    resume.add_argument("run_id", metavar="RUN_ID")
+    resume.add_argument("--output", metavar="FILE", help="also write the run record to FILE")
+    _store_options(resume)
+    _log_options(resume)
+
+    runs = commands.add_parser("runs", help="list stored runs, newest first; `runs show ID`")
+    runs.add_argument("show", nargs="?", choices=("show",), help="show one run")
+    runs.add_argument("run_id", nargs="?", metavar="RUN_ID")
+    runs.add_argument("--json", action="store_true", help="a JSON list, for scripts")
+    runs.add_argument("--limit", type=int, default=50, help="how many runs (default 50)")
+    _store_options(runs)
+    _log_options(runs)
     return parser
+
+
+def _store_options(parser: argparse.ArgumentParser, allow_off: bool = False) -> None:
+    parser.add_argument("--store", metavar="PATH",
+                        help="the run store (default $LAMRUNNER_STORE, else "
+                             "~/.local/state/lamrunner/runs.sqlite3)")  # fmt: skip
+    if allow_off:
+        parser.add_argument("--no-store", action="store_true",
+                            help="do not checkpoint this run (it cannot be resumed)")  # fmt: skip
 
 
 def _log_options(parser: argparse.ArgumentParser) -> None:
@@ -70,34 +95,66 @@ def main(argv: list[str] | None = None) -> int:
         configure("auto", 0)
         return _refuse(exc, None)
     configure(args.log_format, -1 if args.quiet else (1 if args.verbose else 0))
+    command = {"run": _run, "validate": _validate, "resume": _resume, "runs": _runs}
     with stdout_to_log() as stdout:  # handlers may print at import time too
-        if args.command == "validate":
-            return _validate(args, stdout)
-        return _run(args, stdout)
+        try:
+            return command[args.command](args, stdout)
+        except DefinitionError as exc:
+            return _refuse(exc, stdout, getattr(args, "output", None))
 
 
 def _run(args: argparse.Namespace, stdout: TextIO) -> int:
-    import asyncio
+    from . import launch
 
-    from .config import build_config
-    from .engine import Engine
+    _check_output(args.output)
+    input_data = parse_input(args.input)
+    invocation = launch.Invocation.of(args.workflow, args.config, args.set)
+    invocation.load()  # every definition problem surfaces before the store records a run
+    store = None if args.no_store else _store(args)
+    return _finish(launch.start(invocation, input_data, store), stdout, args.output)
+
+
+def _resume(args: argparse.Namespace, stdout: TextIO) -> int:
+    from . import launch
+
+    _check_output(args.output)
+    return _finish(launch.resume(args.run_id, _store(args)), stdout, args.output)
+
+
+def _finish(record: dict[str, Any], stdout: TextIO, output: str | None) -> int:
+    code = {"SUCCESS": EXIT_OK, "FAILED": EXIT_FAILED}.get(record["status"], EXIT_INTERRUPTED)
+    return _emit(record, stdout, output) or code
+
+
+def _runs(args: argparse.Namespace, stdout: TextIO) -> int:
     from .errors import DefinitionError
-    from .workflow import load_workflow
 
-    try:
-        _check_output(args.output)
-        input_data = parse_input(args.input)
-        workflow = load_workflow(args.workflow)
-        config = build_config(workflow.config, args.config, args.set, os.environ)
-    except DefinitionError as exc:
-        return _refuse(exc, stdout, args.output)
-    try:
-        record = asyncio.run(Engine(workflow, config).run(input_data))
-    except KeyboardInterrupt:
-        _log().warning("run.interrupted")
-        return 130
-    code = EXIT_OK if record["status"] == "SUCCESS" else EXIT_FAILED
-    return _emit(record, stdout, args.output) or code
+    store = _store(args)
+    if args.show:
+        if not args.run_id:
+            raise DefinitionError("runs show: which run? give its RUN_ID (see lamrunner runs)")
+        state, _invocation, status = store.load(args.run_id)
+        record = state.record()
+        record["status"] = status
+        _emit({"run": record, "polls": store.attempts(args.run_id)}, stdout, None)
+        return EXIT_OK
+    if args.run_id:
+        raise DefinitionError(f"runs: unexpected {args.run_id!r}; did you mean runs show?")
+    summaries = [s.to_dict() for s in store.list(args.limit)]
+    if args.json:
+        _emit(summaries, stdout, None)  # type: ignore[arg-type]
+        return EXIT_OK
+    stdout.write(f"{'RUN ID':<24} {'WORKFLOW':<24} {'STATUS':<12} {'STARTED (UTC)':<21} STEPS DONE\n")
+    for s in summaries:
+        stdout.write(f"{s['runId']:<24} {s['workflow'][:24]:<24} {s['status']:<12} "
+                     f"{s['createdAt']:<21} {s['stepsDone']}\n")  # fmt: skip
+    return EXIT_OK
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from .store import RunStore, default_path
+
+    return RunStore(args.store or default_path())
 
 
 def _validate(args: argparse.Namespace, stdout: TextIO) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -36,7 +36,14 @@ from .runstate import FAILED, SUCCESS, RunState
 from .transport import AiohttpTransport, Transport
 from .workflow import Step, Workflow
 
-Checkpoint = Callable[[RunState], Awaitable[None] | None]
+class Checkpointer(Protocol):
+    """Where progress goes (the run store, a cloud function's state, a test's list)."""
+
+    def save_run(self, state: RunState) -> None:
+        """At every step boundary and at the end: the whole state."""
+
+    def save_element(self, state: RunState, index: int, entry: dict[str, Any]) -> None:
+        """After every poll attempt and request result: one request's progress."""
 
 
 class Engine:
@@ -50,7 +57,7 @@ class Engine:
         transport: Transport | None = None,
         js: Any = None,
         clock: Clock | None = None,
-        checkpoint: Checkpoint | None = None,
+        checkpoint: Checkpointer | None = None,
     ) -> None:
         self.workflow = workflow
         self.config = dict(workflow.config if config is None else config)
@@ -77,7 +84,7 @@ class Engine:
                 await self._advance(state, caller, progress, log)
             except LamrunnerError as exc:
                 self._fail(state, exc)
-            await self._save(state)
+            self._save(state)
         level = log.info if state.status == SUCCESS else log.error
         level("run.done", status=state.status, error=(state.error or {}).get("message"))
         return state.record()
@@ -143,7 +150,7 @@ class Engine:
             self._succeed(state, dict(directive.response), log, step, "lam.response")
         else:
             await self._requests(step, state, directive, output, caller, progress)
-        await self._save(state)
+        self._save(state)
 
     async def _call_handler(self, step: Step, state: RunState, log: Any) -> Any:
         limits = self.workflow.limits
@@ -176,7 +183,7 @@ class Engine:
             SECRETS.add_headers(request.headers)
         if state.pending is None:
             state.pending = {"output": output, "elements": [None] * len(rendered)}
-            await self._save(state)
+            self._save(state)
         elements: list[Any] = state.pending["elements"]
         gate = asyncio.Semaphore(self.workflow.limits.concurrency)
 
@@ -187,15 +194,15 @@ class Engine:
                 poll = elements[i] and elements[i].get("poll")
                 key = f"{step.key}[{i}]"
 
-                async def on_attempt(poll_state: PollState) -> None:
+                def on_attempt(poll_state: PollState) -> None:
                     elements[i] = {"poll": poll_state.to_dict()}
+                    self._save_element(state, i, elements[i])
                     if progress is not None:
                         progress.update(key, step.name, poll_state.attempt,
                                         directive.requests[i].loop.max_attempts,  # type: ignore[union-attr]
                                         poll_state.last_status,
                                         asyncio.get_running_loop().time()
                                         + max(0.0, poll_state.next_due - self.clock.now()))  # fmt: skip
-                    await self._save(state)
 
                 try:
                     result = await caller.perform(
@@ -207,6 +214,8 @@ class Engine:
                         progress.done(key)
                 stored = {"response": result.value, "http": result.http()}
                 elements[i] = {"result": stored}
+                if directive.batch:  # a lone request's result is saved with the step
+                    self._save_element(state, i, elements[i])
                 return stored
 
         outcomes = await asyncio.gather(*(one(i) for i in range(len(rendered))),
@@ -251,11 +260,13 @@ class Engine:
         error["message"] = SECRETS.mask(error["message"])
         state.error = error
 
-    async def _save(self, state: RunState) -> None:
+    def _save(self, state: RunState) -> None:
         if self._checkpoint is not None:
-            maybe = self._checkpoint(state)
-            if maybe is not None:
-                await maybe
+            self._checkpoint.save_run(state)
+
+    def _save_element(self, state: RunState, index: int, entry: dict[str, Any]) -> None:
+        if self._checkpoint is not None:
+            self._checkpoint.save_element(state, index, entry)
 
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

@@ -85,6 +85,12 @@ class ScriptedAPI:
         return web.json_response(reply.json, status=reply.status, headers=reply.headers)
 
 
+@pytest.fixture(autouse=True)
+def private_run_store(tmp_path, monkeypatch):
+    """Runs started by tests (and their subprocesses) checkpoint into the test's own store."""
+    monkeypatch.setenv("LAMRUNNER_STORE", str(tmp_path / "runs.sqlite3"))
+
+
 @pytest.fixture
 async def api():
     scripted = ScriptedAPI()

@@ -17,6 +17,23 @@ class Crash(BaseException):
     """Stands in for the process dying: nothing in lamrunner catches it."""
 
 
+class Recorder:
+    """A checkpointer that keeps every saved state as JSON text, like a store would."""
+
+    def __init__(self, on_save=None):
+        self.saved: list[str] = []
+        self.on_save = on_save
+
+    def save_run(self, state):
+        self.saved.append(json.dumps(state.to_dict()))
+        if self.on_save:
+            self.on_save(state)
+
+    def save_element(self, state, index, entry):
+        state.pending["elements"][index] = entry
+        self.save_run(state)
+
+
 def engine_for(path, checkpoint=None):
     workflow = load_workflow(path, env={})
     return Engine(workflow, build_config(workflow.config), checkpoint=checkpoint)
@@ -40,23 +57,23 @@ def two_step_flow(api, wf):
 
 
 async def test_resume_mid_poll_keeps_counters_and_sends_nothing_twice(api, two_step_flow):
-    saved: list[str] = []
-
-    def checkpoint(state: RunState) -> None:
-        saved.append(json.dumps(state.to_dict()))
+    def crash_after_second_attempt(state: RunState) -> None:
         element = (state.pending or {}).get("elements", [None])[0]
         if element and element.get("poll", {}).get("attempt") == 2:
             raise Crash
 
+    recorder = Recorder(crash_after_second_attempt)
+    saved = recorder.saved
     with pytest.raises(Crash):
-        await engine_for(two_step_flow, checkpoint).run({})
+        await engine_for(two_step_flow, recorder).run({})
     assert len(api.requests_to("/jobs/j1")) == 2
     last = RunState.from_dict(json.loads(saved[-1]))
     assert last.next_step == 1 and last.pending is not None
     deadline = last.pending["elements"][0]["poll"]["deadline"]
 
-    resumed: list[dict] = []
-    record = await engine_for(two_step_flow, lambda s: resumed.append(s.to_dict())).resume(last)
+    again = Recorder()
+    record = await engine_for(two_step_flow, again).resume(last)
+    resumed = [json.loads(text) for text in again.saved]
 
     assert record["status"] == "SUCCESS"
     assert record["runId"] == last.run_id
@@ -69,8 +86,9 @@ async def test_resume_mid_poll_keeps_counters_and_sends_nothing_twice(api, two_s
 
 
 async def test_checkpoints_at_step_boundaries_and_after_each_attempt(api, two_step_flow):
-    states: list[dict] = []
-    await engine_for(two_step_flow, lambda s: states.append(s.to_dict())).run({})
+    recorder = Recorder()
+    await engine_for(two_step_flow, recorder).run({})
+    states = [json.loads(text) for text in recorder.saved]
     attempts = [e["poll"]["attempt"] for s in states if s["pending"]
                 for e in s["pending"]["elements"] if e and "poll" in e]
     assert attempts == [1, 2, 3, 4]

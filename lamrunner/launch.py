@@ -1,0 +1,119 @@
+"""Starting and resuming runs from the command line: the invocation, the store, the signals.
+
+A run started with `lamrunner run` is remembered by its invocation (workflow file, --config
+files, --set values; the input is in the GWO), so `lamrunner resume RUN_ID` rebuilds the same
+workflow and config and continues the saved RunState. Ctrl-C and SIGTERM stop a run cleanly:
+its last checkpoint stays in the store, and the record printed says how to resume it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import build_config
+from .engine import Engine
+from .errors import DefinitionError
+from .logs import get_logger
+from .runstate import FAILED, SUCCESS, RunState
+from .store import RunStore
+from .workflow import Workflow, load_workflow
+
+INTERRUPTED = "INTERRUPTED"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    workflow: str
+    config_files: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()
+    digest: str = ""  # of the workflow file, to warn when it changed before a resume
+
+    @classmethod
+    def of(cls, workflow: str, config_files: list[str], sets: list[str]) -> Invocation:
+        path = Path(workflow).resolve()
+        files = tuple(str(Path(f).resolve()) for f in config_files)
+        return cls(str(path), files, tuple(sets), _digest(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "configFiles": list(self.config_files),
+                "sets": list(self.sets), "digest": self.digest}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Invocation:
+        return cls(data["workflow"], tuple(data["configFiles"]), tuple(data["sets"]),
+                   data.get("digest", ""))  # fmt: skip
+
+    def load(self) -> tuple[Workflow, dict[str, Any]]:
+        workflow = load_workflow(self.workflow)
+        return workflow, build_config(workflow.config, self.config_files, self.sets, os.environ)
+
+
+def start(invocation: Invocation, input_data: Any, store: RunStore | None) -> dict[str, Any]:
+    """Run a workflow from its first step; returns the run record."""
+    workflow, config = invocation.load()
+    state = RunState.start(workflow.name, input_data)
+    return _drive(Engine(workflow, config, checkpoint=store), state, invocation, store)
+
+
+def resume(run_id: str, store: RunStore) -> dict[str, Any]:
+    """Continue an interrupted run from its last checkpoint."""
+    state, saved, status = store.load(run_id)
+    if status in (SUCCESS, FAILED):
+        raise DefinitionError(f"run {run_id} already finished with {status}; nothing to resume")
+    owner = store.owner_alive(run_id)
+    if owner is not None:
+        raise DefinitionError(f"run {run_id} is still running in process {owner}")
+    invocation = Invocation.from_dict(saved)
+    if invocation.digest and invocation.digest != _digest(Path(invocation.workflow)):
+        get_logger(run_id=run_id).warning(
+            "run.workflow_changed", workflow=invocation.workflow,
+            note="the workflow file changed since the run started; resuming with the new one",
+        )  # fmt: skip
+    workflow, config = invocation.load()
+    return _drive(Engine(workflow, config, checkpoint=store), state, invocation, store)
+
+
+def _drive(
+    engine: Engine, state: RunState, invocation: Invocation, store: RunStore | None
+) -> dict[str, Any]:
+    if store is not None:
+        store.begin(state, invocation.to_dict())
+    previous = signal.signal(signal.SIGTERM, _term_as_interrupt)
+    try:
+        return asyncio.run(engine.resume(state))
+    except KeyboardInterrupt:
+        return _interrupted(state, store)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _term_as_interrupt(_signum: int, _frame: Any) -> None:
+    """SIGTERM stops a run the way Ctrl-C does (asyncio cancels it cleanly)."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _interrupted(state: RunState, store: RunStore | None) -> dict[str, Any]:
+    how = (f"resume it with: lamrunner resume {state.run_id}" if store is not None
+           else "it ran without a store (--no-store), so it cannot be resumed")  # fmt: skip
+    get_logger(run_id=state.run_id).warning("run.interrupted", resume=how)
+    record = state.record()
+    record["status"] = INTERRUPTED
+    record["error"] = {
+        "type": "Interrupted",
+        "message": f"stopped by a signal before step {state.next_step + 1} finished; {how}",
+        "step": None,
+    }
+    return record
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return ""

@@ -1,0 +1,223 @@
+"""The run store: every run checkpointed in one SQLite file, so a killed run can be resumed.
+
+    runs      one row a run: the RunState (GWO so far, next step, the step in flight), how it
+              was invoked (workflow file, --config files, --set values), and the process that
+              owns it while it runs
+    elements  the progress of each request of the step in flight (poll state, or its result),
+              written alone after every attempt so a batch of 10,000 polls does not rewrite
+              the whole run 10,000 times
+    attempts  poll history: one row per attempt (for `lamrunner runs show`)
+
+Writes happen on the event loop's thread and commit at once (WAL, synchronous=NORMAL): a run
+killed at any point keeps everything up to its last completed attempt. The file is created
+readable by its owner only, since GWOs and --set values may hold private data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DefinitionError
+from .runstate import RUNNING, RunState
+
+ENV_VAR = "LAMRUNNER_STORE"
+INTERRUPTED = "INTERRUPTED"  # RUNNING in the store, but its process is gone
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    pid INTEGER,
+    invocation TEXT NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at);
+CREATE TABLE IF NOT EXISTS elements (
+    run_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (run_id, step, idx)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    status INTEGER,
+    error TEXT,
+    at REAL NOT NULL,
+    next_due REAL,
+    PRIMARY KEY (run_id, step, idx, attempt)
+);
+"""
+
+
+def default_path() -> Path:
+    """$LAMRUNNER_STORE, else $XDG_STATE_HOME/lamrunner/runs.sqlite3 (~/.local/state/…)."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state_home) / "lamrunner" / "runs.sqlite3"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    workflow: str
+    status: str
+    created_at: float
+    updated_at: float
+    step: int
+    steps_done: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "createdAt": _iso(self.created_at),
+            "updatedAt": _iso(self.updated_at),
+            "stepsDone": self.steps_done,
+        }
+
+
+class RunStore:
+    """A run store file. Also the engine's checkpointer for the runs it owns."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not self.path.exists()
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+            if fresh:
+                os.chmod(self.path, 0o600)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise DefinitionError(f"run store {self.path}: cannot open it ({exc})") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- the checkpointer side ---------------------------------------------------------------
+
+    def begin(self, state: RunState, invocation: dict[str, Any]) -> None:
+        """Record a new run (or take over a resumed one) as owned by this process."""
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO runs (run_id, workflow, status, created_at, updated_at, pid, invocation,"
+            " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET"
+            " pid = excluded.pid, status = excluded.status, updated_at = excluded.updated_at",
+            (state.run_id, state.workflow, state.status, now, now, os.getpid(),
+             json.dumps(invocation), json.dumps(state.to_dict())),
+        )  # fmt: skip
+
+    def save_run(self, state: RunState) -> None:
+        """A step boundary (or the end): the whole state; element rows of a finished step go."""
+        with self._db:
+            self._db.execute(
+                "UPDATE runs SET state = ?, status = ?, updated_at = ?,"
+                " pid = CASE WHEN ? = 'RUNNING' THEN pid ELSE NULL END WHERE run_id = ?",
+                (json.dumps(state.to_dict()), state.status, time.time(), state.status,
+                 state.run_id),
+            )  # fmt: skip
+            if state.pending is None:
+                self._db.execute("DELETE FROM elements WHERE run_id = ?", (state.run_id,))
+
+    def save_element(self, state: RunState, index: int, entry: dict[str, Any]) -> None:
+        """After a poll attempt (or a request's end): that one element's progress."""
+        poll = entry.get("poll")
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO elements (run_id, step, idx, entry) VALUES (?, ?, ?, ?)",
+                (state.run_id, state.next_step, index, json.dumps(entry)),
+            )
+            if poll:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (state.run_id, state.next_step, index, poll["attempt"], poll["last_status"],
+                     poll["last_error"], time.time(), poll["next_due"]),
+                )  # fmt: skip
+
+    # -- the reading side --------------------------------------------------------------------
+
+    def load(self, run_id: str) -> tuple[RunState, dict[str, Any], str]:
+        """(state with its element progress applied, invocation, status as listed)."""
+        row = self._db.execute(
+            "SELECT state, invocation, status, pid FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            raise DefinitionError(f"run {run_id!r} is not in the run store {self.path}")
+        state = RunState.from_dict(json.loads(row[0]))
+        if state.pending is not None:
+            elements = state.pending["elements"]
+            for idx, entry in self._db.execute(
+                "SELECT idx, entry FROM elements WHERE run_id = ? AND step = ?",
+                (run_id, state.next_step),
+            ):
+                if idx < len(elements):
+                    elements[idx] = json.loads(entry)
+        return state, json.loads(row[1]), _listed_status(row[2], row[3])
+
+    def list(self, limit: int = 50) -> list[RunSummary]:
+        rows = self._db.execute(
+            "SELECT run_id, workflow, status, created_at, updated_at, pid, state FROM runs"
+            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            RunSummary(r[0], r[1], _listed_status(r[2], r[5]), r[3], r[4],
+                       json.loads(r[6])["next_step"], json.loads(r[6])["next_step"])
+            for r in rows
+        ]  # fmt: skip
+
+    def attempts(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT step, idx, attempt, status, error, at, next_due FROM attempts"
+            " WHERE run_id = ? ORDER BY at, step, idx, attempt",
+            (run_id,),
+        ).fetchall()
+        return [
+            {"step": f"step_{r[0] + 1}", "element": r[1], "attempt": r[2], "status": r[3],
+             "error": r[4], "at": _iso(r[5]), "nextDue": _iso(r[6]) if r[6] else None}
+            for r in rows
+        ]  # fmt: skip
+
+    def owner_alive(self, run_id: str) -> int | None:
+        """The pid of a live process that is running this run, if any."""
+        row = self._db.execute("SELECT status, pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row and row[0] == RUNNING and row[1] and row[1] != os.getpid() and _alive(row[1]):
+            return int(row[1])
+        return None
+
+
+def _listed_status(status: str, pid: int | None) -> str:
+    if status == RUNNING and not (pid and (pid == os.getpid() or _alive(pid))):
+        return INTERRUPTED
+    return status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
