@@ -92,7 +92,10 @@ class Engine:
     async def _caller(self, stack: AsyncExitStack, log: Any) -> Caller:
         transport = self._transport
         if transport is None:
-            transport = AiohttpTransport(max_response_bytes=self.workflow.limits.max_response_bytes)
+            transport = AiohttpTransport(
+                max_response_bytes=self.workflow.limits.max_response_bytes,
+                allow_link_local=self.workflow.network.allow_link_local,
+            )
             await stack.enter_async_context(transport)  # type: ignore[arg-type]
         if self._js is None:
             from .jsengine import JsEngine

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from .errors import TransportError
+from .netpolicy import BlockedAddress, is_blocked, refusal
 from .rendering import RenderedRequest
 from .units import format_duration, format_size
 
@@ -64,14 +65,21 @@ class Transport(Protocol):
 class AiohttpTransport:
     """The real transport. Use as `async with AiohttpTransport() as t:`."""
 
-    def __init__(self, *, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        allow_link_local: bool = False,
+    ) -> None:
         self.max_response_bytes = max_response_bytes
+        self.allow_link_local = allow_link_local
         self._session: Any = None
 
     async def __aenter__(self) -> AiohttpTransport:
         import aiohttp
 
-        connector = aiohttp.TCPConnector(limit=100, ttl_dns_cache=300)
+        connector_class = aiohttp.TCPConnector if self.allow_link_local else _guarded_connector()
+        connector = connector_class(limit=100, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=True, raise_for_status=False, trust_env=False
         )
@@ -110,6 +118,8 @@ class AiohttpTransport:
         except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
             raise TransportError(f"malformed response: {_reason(exc)}", kind="protocol") from None
         except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, BlockedAddress):
+                raise TransportError(str(exc.os_error), kind="blocked") from None
             raise TransportError(
                 f"could not connect to {exc.host}:{exc.port}: {_reason(exc.os_error)}",
                 kind="connection",
@@ -130,6 +140,21 @@ class AiohttpTransport:
                 raise _too_large(size, cap)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _guarded_connector() -> type:
+    """A TCPConnector that refuses blocked addresses, whether literal, resolved or redirected."""
+    import aiohttp
+
+    class GuardedConnector(aiohttp.TCPConnector):
+        async def _resolve_host(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+            results = await super()._resolve_host(host, port, *args, **kwargs)
+            allowed = [r for r in results if not is_blocked(r["host"])]
+            if not allowed:
+                raise refusal(host, results[0]["host"] if results else host)
+            return allowed
+
+    return GuardedConnector
 
 
 def _response(resp: Any, raw: bytes, elapsed: float) -> Response:

@@ -17,10 +17,11 @@ from .config import expand_env
 from .errors import DefinitionError
 from .handlers import Handler, load_handler
 from .units import parse_duration, parse_size
-from .validation import check_keys, expect_int, expect_mapping, expect_str
+from .validation import check_keys, expect_bool, expect_int, expect_mapping, expect_str
 from .yamlfile import load_yaml
 
-WORKFLOW_KEYS = ("name", "description", "config", "steps", "limits")
+WORKFLOW_KEYS = ("name", "description", "config", "steps", "limits", "network")
+NETWORK_KEYS = ("allowLinkLocal",)
 STEP_KEYS = ("name", "handler", "description")
 LIMIT_KEYS = (
     "handlerTimeout", "handlerMemory", "conditionTimeout", "conditionMemory",
@@ -36,6 +37,11 @@ class Limits:
     condition_memory: int = 64 * 1024 * 1024
     concurrency: int = 10
     max_response_bytes: int = 50 * 1000 * 1000
+
+
+@dataclass(frozen=True)
+class Network:
+    allow_link_local: bool = False  # 169.254.0.0/16, fe80::/10, fd00:ec2::254 (see netpolicy)
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Workflow:
     steps: tuple[Step, ...]
     config: Mapping[str, Any] = field(default_factory=dict)
     limits: Limits = Limits()
+    network: Network = Network()
     description: str = ""
 
 
@@ -78,6 +85,7 @@ def load_workflow(path: str | Path, env: Mapping[str, str] | None = None) -> Wor
         steps=_steps(data["steps"], path),
         config=config,
         limits=_limits(data.get("limits") or {}, f"{where}: limits"),
+        network=_network(data.get("network") or {}, f"{where}: network"),
         description=str(data.get("description") or ""),
     )
 
@@ -116,6 +124,12 @@ def _limits(raw: Any, where: str) -> Limits:
                                minimum=1),  # fmt: skip
         max_response_bytes=_size(raw, "maxResponseBytes", base.max_response_bytes, where),
     )
+
+
+def _network(raw: Any, where: str) -> Network:
+    raw = expect_mapping(raw, where)
+    check_keys(raw, NETWORK_KEYS, where)
+    return Network(expect_bool(raw.get("allowLinkLocal", False), f"{where}.allowLinkLocal"))
 
 
 def _positive(raw: Mapping[str, Any], key: str, default: float, where: str) -> float:
