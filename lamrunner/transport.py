@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +21,7 @@ from .rendering import RenderedRequest
 from .units import format_duration, format_size
 
 DEFAULT_MAX_RESPONSE_BYTES = 50 * 1000 * 1000
+MAX_REDIRECTS = 10
 _CHUNK = 1 << 16
 
 
@@ -83,6 +85,10 @@ class AiohttpTransport:
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=True, raise_for_status=False, trust_env=False
         )
+        # aiohttp quietly re-sends an idempotent request once when a kept-alive connection
+        # breaks; that would make `attempts` lie and bypass the workflow's retry policy.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -102,7 +108,7 @@ class AiohttpTransport:
                     headers=list(request.headers),
                     data=request.body,
                     timeout=aiohttp.ClientTimeout(total=None),
-                    max_redirects=10,
+                    max_redirects=MAX_REDIRECTS + 1,  # aiohttp stops *at* the limit
                 ) as resp:
                     raw = await self._read(resp)
                     return _response(resp, raw, time.perf_counter() - started)
@@ -114,8 +120,17 @@ class AiohttpTransport:
                 kind="timeout",
             ) from None
         except aiohttp.TooManyRedirects as exc:
-            raise TransportError(f"too many redirects ({exc})", kind="protocol") from None
-        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+            raise TransportError(
+                f"too many redirects (more than {MAX_REDIRECTS}); the last went to "
+                f"{exc.request_info.real_url}",
+                kind="protocol",
+            ) from None
+        except aiohttp.ClientPayloadError as exc:
+            raise TransportError(
+                f"the connection broke while the body was being read ({_root_reason(exc)})",
+                kind="connection",
+            ) from None
+        except aiohttp.ClientResponseError as exc:
             raise TransportError(f"malformed response: {_reason(exc)}", kind="protocol") from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, BlockedAddress):
@@ -189,6 +204,21 @@ def _reason(exc: BaseException | None) -> str:
         return "unknown error"
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+_OS_ERROR = re.compile(r"(Connection\w*Error|BrokenPipeError)\(\d+, '([^']+)'\)")
+
+
+def _root_reason(exc: BaseException) -> str:
+    """aiohttp's payload errors, readable: 'received 10 of 100 bytes; connection reset by peer'."""
+    parts = []
+    message = getattr(exc.__cause__, "message", None)
+    if isinstance(message, str) and message:
+        parts.append(message.rstrip("."))
+    os_error = _OS_ERROR.search(str(exc))
+    if os_error:
+        parts.append(os_error.group(2).lower())
+    return "; ".join(parts) or _reason(exc)
 
 
 def _reject_constant(name: str) -> Any:
