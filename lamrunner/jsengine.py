@@ -7,18 +7,23 @@ Why the design is what it is:
 
 * **One thread per context.** A QuickJS context touched by two threads crashes the process, so
   every context is created, used and freed on exactly one thread. Handler calls run start to
-  finish inside one job on one worker; a condition's context is pinned to the worker that
-  compiled it, and all of its JS objects stay in that worker's thread-local registry, so neither
-  a stray reference nor a traceback can carry one to another thread (tracebacks are cut before
-  an error leaves a worker).
+  finish inside one job on one worker. Conditions run in per-thread realms kept in
+  thread-locals, so neither a stray reference nor a traceback can carry a context to another
+  thread (tracebacks are cut before an error leaves a worker).
+* **Conditions share hardened realms.** A context costs ~175 KB, so one per polling loop would
+  make 10,000 loops cost 1.75 GB. Instead each thread has one realm whose built-ins and global
+  object are deep-frozen: a condition cannot leave anything behind (writes are ignored), so
+  loops share it without seeing each other, and each source is compiled once. Small conditions
+  run inline on the event loop (microseconds, no thread hop) under a 10 ms budget; one that
+  overruns it moves to a worker for good, so a runaway holds no other loop back.
 * **JSON in, JSON out.** The binding truncates big ints and merges null with undefined, so data
   goes in as JSON text parsed by JS, and results come out as JSON text made by the original
   ``JSON.stringify``, captured (with everything else the engine's JS uses) before user code
   runs, so a handler that redefines ``JSON.stringify``, ``Object.keys`` or ``Array.prototype.*``
   cannot fool the conversion. Anything that is not JSON (undefined, functions, symbols, BigInts,
   cycles, absurd nesting) is an error naming its path, not something silently dropped.
-* **Fresh contexts.** Every handler call gets a new context that is dropped afterwards, so
-  globals, prototype pollution and exhausted memory never reach another call.
+* **Fresh contexts for handlers.** Every handler call gets a new context that is dropped
+  afterwards, so globals, prototype pollution and exhausted memory never reach another call.
 * **Console is buffered.** The binding refuses to call into Python while a time limit is set,
   so ``console.*`` appends to a capped buffer inside JS that is handed to the caller's callback
   after the call, on the caller's thread, even when the call failed.
@@ -29,21 +34,20 @@ Why the design is what it is:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import re
 import threading
 import time
 import traceback
-import weakref
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import quickjs
 
 from lamrunner.errors import ScriptError
+from lamrunner.units import format_size
 
 T = TypeVar("T")
 
@@ -58,8 +62,8 @@ class JsLimits:
             raise ValueError(f"JS limits must be positive, got {self}")
 
 
-HANDLER_LIMITS = JsLimits(timeout=5.0, memory=100 * 1024 * 1024)
-CONDITION_LIMITS = JsLimits(timeout=1.0, memory=64 * 1024 * 1024)
+HANDLER_LIMITS = JsLimits(timeout=5.0, memory=100_000_000)
+CONDITION_LIMITS = JsLimits(timeout=1.0, memory=64_000_000)
 _CHECK_LIMITS = JsLimits(timeout=0.5, memory=HANDLER_LIMITS.memory)  # compile-time checks
 
 _THREAD_STACK = 8 * 1024 * 1024  # C stack of worker threads (the binding uses the same)
@@ -214,6 +218,32 @@ _CONDITION_PRELUDE = """(() => {
 # Tried in order: an expression or function over ctx, then a statement body.
 _CONDITION_FORMS = (("(function(ctx){ return (", "\n); })"), ("(function(ctx){ ", "\n})"))
 
+# Deep-freezes everything reachable from the global object, the global object included, so a
+# condition cannot leave a trace for the next one (SES-style hardening, without the library).
+# In sloppy mode writes to frozen things are ignored, so a condition that tries still runs.
+# Returns `harden` for the compiled conditions themselves (no state on `arguments.callee`).
+_HARDEN = """(() => {
+  "use strict";
+  const freeze = Object.freeze, ownKeys = Reflect.ownKeys, proto = Object.getPrototypeOf,
+    describe = Object.getOwnPropertyDescriptor, seen = new WeakSet();
+  const harden = (o) => {
+    if ((typeof o !== "object" && typeof o !== "function") || o === null || seen.has(o)) return;
+    seen.add(o);
+    freeze(o);
+    for (const key of ownKeys(o)) {
+      const d = describe(o, key);
+      if (d === undefined) continue;
+      if ("value" in d) harden(d.value); else { harden(d.get); harden(d.set); }
+    }
+    harden(proto(o));
+  };
+  harden(globalThis);
+  return harden;
+})()"""
+INLINE_BUDGET = 0.010  # seconds of CPU a condition may take on the event-loop thread
+INLINE_MAX_CHARS = 64 * 1024  # bigger ctx JSON is parsed on a worker (about 1 ms per 64 KB)
+_MAX_COMPILED = 1024  # condition sources kept compiled per realm
+
 _FRAME = re.compile(r"at (?:(\S+) \()?<input>:(\d+):(\d+)")
 _BARE_WHERE = re.compile(r"^\s*at <input>:\d+:\d+\s*$")  # a parse error, not a runtime frame
 _ERROR_NAME = re.compile(r"^[A-Z][A-Za-z]*Error\b")
@@ -229,12 +259,17 @@ def _timeout(limits: JsLimits) -> str:
 
 
 def _translate(
-    exc: quickjs.JSException, limits: JsLimits, *, compiling: bool = False, shift: int = 0
+    exc: quickjs.JSException,
+    limits: JsLimits,
+    *,
+    compiling: bool = False,
+    shift: int = 0,
 ) -> ScriptError:
     """Turn a binding exception into a one-line ScriptError (the module's only boundary).
 
-    OOM often reaches us as a bare ``null`` (QuickJS could not even allocate the error), which
-    is indistinguishable from ``throw null``; we report it as memory, the likely cause.
+    OOM often reaches us as a bare ``null`` (QuickJS could not even allocate the error). A
+    script's own ``throw null`` looks the same, at the boundary and even to a JS ``catch``;
+    we report both as the memory limit, the only likely cause, and say so in the message.
     """
     head, _, stack = str(exc).partition("\n")
     head = head if len(head) <= _MAX_MESSAGE else head[:_MAX_MESSAGE] + "…"
@@ -251,7 +286,9 @@ def _translate(
     elif head == "InternalError: interrupted":
         kind, text = "timeout", _timeout(limits)
     elif head in _MEMORY_HEADS or head.startswith("(Failed obtaining"):
-        kind, text = "memory", f"ran out of its {limits.memory / 2**20:g} MB memory limit"
+        kind, text = "memory", f"ran out of its {format_size(limits.memory)} memory limit"
+        if head == "null":
+            text += " (QuickJS reports this as `null`; a script that throws null looks the same)"
     elif compiling and head.startswith("SyntaxError") and _BARE_WHERE.match(stack):
         kind, text = "syntax", head
     elif stack.strip() in ("", "undefined") and not _ERROR_NAME.match(head):  # thrown non-Error
@@ -444,41 +481,51 @@ def _past_the_end(err: ScriptError, source: str) -> ScriptError:
     return ScriptError(text, kind="syntax", line=line, column=column)
 
 
-class _LiveCondition:
-    """A compiled condition and its context; created, used and freed on one worker thread."""
+class _Realm:
+    """One hardened context for conditions, on one thread, shared by every loop on it.
 
-    def __init__(self, source: str, limits: JsLimits) -> None:
-        self.source, self.limits = source, limits
-        self.ctx: quickjs.Context | None = None
-        self.evaluator: Any = None
-        self.shift = 0
-        self._build()
+    Deep-frozen built-ins and global object, strict mode: a condition cannot leave anything
+    behind (no global, no prototype change), so loops can share a realm without seeing each
+    other, and ten thousand loops cost one context per thread, not one each (~175 KB apiece).
+    Conditions are compiled once per source and kept.
+    """
 
-    def _build(self) -> None:
-        ctx = _new_context(self.limits)
+    def __init__(self, memory: int) -> None:
+        self.limits = JsLimits(CONDITION_LIMITS.timeout, memory)
+        self.ctx = _new_context(self.limits)
         try:
-            maker = ctx.eval(_CONDITION_PRELUDE)
-            compiled, self.shift = _compile_condition(ctx, self.source, self.limits)
-            evaluator = maker(compiled)
-        except quickjs.JSException as exc:
-            raise _translate(exc, self.limits, compiling=True) from exc
-        if evaluator is None:
-            raise ScriptError(
-                "the condition must be an expression over ctx, a function of ctx, "
-                "or a function body that returns a value",
-                kind="syntax",
-            )
-        self.ctx, self.evaluator = ctx, evaluator
+            self.maker = self.ctx.eval(_CONDITION_PRELUDE)
+            self.harden = self.ctx.eval(_HARDEN)
+        except quickjs.JSException as exc:  # pragma: no cover - our own scripts
+            raise _translate(exc, self.limits) from exc
+        self.compiled: dict[str, tuple[Any, int]] = {}
 
-    def evaluate(self, ctx_json: str) -> bool:
-        if self.ctx is None:  # the last call ran out of memory: start from a clean context
-            self._build()
+    def evaluator(self, source: str) -> tuple[Any, int]:
+        found = self.compiled.get(source)
+        if found is None:
+            if len(self.compiled) >= _MAX_COMPILED:
+                self.compiled.clear()
+            compiled, shift = _compile_condition(self.ctx, source, self.limits)
+            evaluator = self.maker(compiled)
+            self.harden(compiled)
+            if evaluator is None:
+                raise ScriptError(
+                    "the condition must be an expression over ctx, a function of ctx, "
+                    "or a function body that returns a value",
+                    kind="syntax",
+                )
+            found = self.compiled[source] = (evaluator, shift)
+        return found
+
+    def evaluate(self, source: str, ctx_json: str, limits: JsLimits, budget: float) -> bool:
+        evaluator, shift = self.evaluator(source)
+        self.ctx.set_time_limit(budget)
         try:
-            result = self.evaluator(_js_text(ctx_json))
+            result = evaluator(_js_text(ctx_json))
         except quickjs.JSException as exc:
-            err = _translate(exc, self.limits, shift=self.shift)
-            if err.kind == "memory":  # a context that ran out of memory may stay full
-                self.ctx = self.evaluator = None
+            err = _translate(exc, limits, shift=shift)
+            if err.kind == "timeout" and budget < limits.timeout:
+                err = ScriptError("over the inline budget", kind="budget")
             raise err from exc
         if result == "async":
             raise ScriptError(
@@ -488,32 +535,29 @@ class _LiveCondition:
         return bool(result)
 
 
-_local = threading.local()  # per worker thread: {condition id: _LiveCondition}
+_local = threading.local()  # per thread: {memory limit: _Realm}
 
 
-def _live() -> dict[int, _LiveCondition]:
-    if not hasattr(_local, "conditions"):
-        _local.conditions = {}
-    return _local.conditions
+def _evaluate_here(source: str, ctx_json: str, limits: JsLimits, budget: float) -> bool:
+    """Evaluate in this thread's realm; a realm that ran out of memory is replaced."""
+    realms: dict[int, _Realm] = _local.__dict__.setdefault("realms", {})
+    realm = realms.get(limits.memory)
+    if realm is None:
+        realm = realms[limits.memory] = _Realm(limits.memory)
+    try:
+        return realm.evaluate(source, ctx_json, limits, budget)
+    except ScriptError as err:
+        if err.kind == "memory":  # a context that ran out of memory may stay full
+            del realms[limits.memory]
+        raise
 
 
-def _open_job(cid: int, source: str, limits: JsLimits) -> None:
-    _live()[cid] = _LiveCondition(source, limits)
-
-
-def _evaluate_job(cid: int, ctx_json: str) -> bool:
-    condition = _live().get(cid)
-    if condition is None:
-        raise RuntimeError("the condition is closed")
-    return condition.evaluate(ctx_json)
-
-
-def _free_job(cid: int) -> None:
-    _live().pop(cid, None)
+def _evaluate_job(source: str, ctx_json: str, limits: JsLimits) -> bool:
+    return _evaluate_here(source, ctx_json, limits, limits.timeout)
 
 
 def _free_all_job() -> None:
-    _live().clear()
+    _local.__dict__.pop("realms", None)
 
 
 # ---------------------------------------------------------------- public API
@@ -524,7 +568,7 @@ def _check_handler_here(source: str) -> None:
 
 
 def _check_condition_here(source: str) -> None:
-    _LiveCondition(source, JsLimits(_CHECK_LIMITS.timeout, CONDITION_LIMITS.memory))
+    _evaluate_check(source, CONDITION_LIMITS)
 
 
 def check_handler(source: str) -> None:
@@ -556,7 +600,6 @@ class _Worker:
         finally:
             threading.stack_size(old)
         self.pending = 0  # jobs submitted and not yet done (event-loop side)
-        self.conditions = 0  # open conditions pinned here
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -572,14 +615,6 @@ class _Worker:
             raise err
         return value  # type: ignore[return-value]
 
-    def forget(self, cid: int) -> Future[None] | None:
-        """Free a condition's context on this worker; safe from any thread, even late."""
-        self.conditions -= 1
-        try:
-            return self._pool.submit(_free_job, cid)
-        except RuntimeError:  # shut down: _free_all_job has freed it
-            return None
-
     def shutdown(self) -> None:
         """Free every context here once running jobs end; does not wait for them."""
         try:
@@ -590,32 +625,43 @@ class _Worker:
 
 
 class Condition:
-    """A compiled loopUntil condition, pinned to one worker thread until closed."""
+    """A loopUntil condition: evaluated inline when cheap, on a free worker when not.
 
-    def __init__(self, worker: _Worker, cid: int) -> None:
-        self._worker, self._id, self._closed = worker, cid, False
-        self._finalizer = weakref.finalize(self, worker.forget, cid)  # if never closed
+    Small ctx (under INLINE_MAX_CHARS of JSON) is evaluated on the calling (event-loop) thread
+    within an INLINE_BUDGET of CPU: typical conditions take microseconds, and a hop to a
+    thread would cost a hundred times that. One that runs past the budget is evaluated again
+    on the least busy worker with its full limit (a hardened realm holds no state, so running
+    it twice is safe) and goes to workers from then on. So a runaway condition stalls the
+    event loop for at most INLINE_BUDGET, once, and never holds up another loop's condition.
+    """
+
+    def __init__(self, engine: JsEngine, source: str, limits: JsLimits) -> None:
+        self._engine, self._source, self._limits = engine, source, limits
+        self._slow = self._closed = False
 
     async def evaluate(self, ctx_json: str) -> bool:
-        """The condition's truthiness for this ctx (JSON text), on its own worker thread."""
-        if self._closed:
-            raise RuntimeError("the condition is closed")
-        return await self._worker.run(_evaluate_job, self._id, ctx_json)
+        """The condition's truthiness for this ctx (JSON text)."""
+        if self._closed or self._engine._closed:
+            raise RuntimeError("the condition is closed" if self._closed else "the JsEngine is closed")
+        if not self._slow and len(ctx_json) <= INLINE_MAX_CHARS:
+            budget = min(INLINE_BUDGET, self._limits.timeout)
+            value, err = _call_detached(_evaluate_here, self._source, ctx_json, self._limits,
+                                        budget)  # fmt: skip
+            if err is None:
+                return bool(value)
+            if not (isinstance(err, ScriptError) and err.kind == "budget"):
+                raise err
+            self._slow = True
+        worker = self._engine._pick()
+        return await worker.run(_evaluate_job, self._source, ctx_json, self._limits)
 
     async def aclose(self) -> None:
-        """Free the context on its own thread; idempotent."""
-        if self._closed:
-            return
+        """Nothing to free (realms belong to threads, not to loops); later evaluations fail."""
         self._closed = True
-        self._finalizer.detach()
-        if (freed := self._worker.forget(self._id)) is not None:
-            await asyncio.shield(asyncio.wrap_future(freed))
 
 
 class JsEngine:
-    """Worker threads for handlers (least busy worker) and conditions (pinned)."""
-
-    _ids = itertools.count(1)
+    """Worker threads for handler calls and for conditions too slow to run inline."""
 
     def __init__(self, workers: int = 4) -> None:
         if workers < 1:
@@ -624,12 +670,12 @@ class JsEngine:
         self._workers: list[_Worker] = []
         self._closed = False
 
-    def _pick(self, load: Callable[[_Worker], tuple[int, ...]]) -> _Worker:
-        """The least loaded worker, starting a new thread while every existing one has load."""
+    def _pick(self) -> _Worker:
+        """The least busy worker, starting a new thread while every existing one is busy."""
         if self._closed:
             raise RuntimeError("the JsEngine is closed")
-        best = min(self._workers, key=load, default=None)
-        if best is None or (len(self._workers) < self._size and any(load(best))):
+        best = min(self._workers, key=lambda w: w.pending, default=None)
+        if best is None or (len(self._workers) < self._size and best.pending):
             best = _Worker(len(self._workers))
             self._workers.append(best)
         return best
@@ -646,8 +692,7 @@ class JsEngine:
         Console lines are buffered in JS and passed to `console` here, after the call (also
         when it failed): the binding cannot call Python while a time limit is set.
         """
-        worker = self._pick(_by_pending)
-        result, logs, err = await worker.run(_handler_job, source, data_json, limits)
+        result, logs, err = await self._pick().run(_handler_job, source, data_json, limits)
         for level, text in logs:
             console(level, text)
         if err is not None:
@@ -656,16 +701,13 @@ class JsEngine:
         return result
 
     async def open_condition(self, source: str, limits: JsLimits) -> Condition:
-        """Compile the condition once, on the worker with the fewest open conditions."""
-        worker = self._pick(_by_conditions)
-        cid = next(self._ids)
-        worker.conditions += 1
-        try:
-            await worker.run(_open_job, cid, source, limits)
-        except BaseException:
-            worker.forget(cid)  # after a cancellation it may still get registered
-            raise
-        return Condition(worker, cid)
+        """Compile-check the condition (inline: it is cheap) and return its handle."""
+        if self._closed:
+            raise RuntimeError("the JsEngine is closed")
+        _, err = _call_detached(_evaluate_check, source, limits)
+        if err is not None:
+            raise err
+        return Condition(self, source, limits)
 
     def close(self) -> None:
         """Stop the workers (running jobs finish, then contexts are freed); idempotent."""
@@ -676,9 +718,8 @@ class JsEngine:
             worker.shutdown()
 
 
-def _by_pending(worker: _Worker) -> tuple[int, int]:
-    return (worker.pending, worker.conditions)  # keep handlers off condition threads if we can
-
-
-def _by_conditions(worker: _Worker) -> tuple[int, int]:
-    return (worker.conditions, worker.pending)
+def _evaluate_check(source: str, limits: JsLimits) -> None:
+    """Compile the condition into this thread's realm (cached for the evaluations to come)."""
+    realms: dict[int, _Realm] = _local.__dict__.setdefault("realms", {})
+    realm = realms.get(limits.memory) or realms.setdefault(limits.memory, _Realm(limits.memory))
+    realm.evaluator(source)

@@ -32,9 +32,9 @@ LIMIT_KEYS = (
 @dataclass(frozen=True)
 class Limits:
     handler_timeout: float = 5.0
-    handler_memory: int = 100 * 1024 * 1024
+    handler_memory: int = 100_000_000  # sizes are decimal, as `100MB` in a workflow is
     condition_timeout: float = 1.0
-    condition_memory: int = 64 * 1024 * 1024
+    condition_memory: int = 64_000_000
     concurrency: int = 10
     max_response_bytes: int = 50 * 1000 * 1000
 

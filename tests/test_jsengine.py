@@ -23,7 +23,7 @@ from lamrunner.jsengine import (
     check_handler,
 )
 
-FAST = JsLimits(timeout=0.3, memory=32 * 1024 * 1024)
+FAST = JsLimits(timeout=0.3, memory=32_000_000)  # "32MB" as a workflow writes it
 
 
 @pytest.fixture
@@ -450,14 +450,19 @@ async def test_condition_runaway_times_out_and_condition_survives(engine: JsEngi
     await cond.aclose()
 
 
-async def test_condition_reuses_one_context(engine: JsEngine) -> None:
-    source = "globalThis.n = (globalThis.n || 0) + 1; return n >= 3"
-    first = await condition(engine, source)
-    assert [await first.evaluate("{}") for _ in range(3)] == [False, False, True]
-    second = await condition(engine, source)
-    assert await second.evaluate("{}") is False
-    await first.aclose()
-    await second.aclose()
+async def test_conditions_keep_no_state_in_their_hardened_realm(engine: JsEngine) -> None:
+    """Conditions share a deep-frozen realm: writes to globals and built-ins are ignored, so
+    nothing carries over from one evaluation (or one loop) to the next."""
+    writer = await condition(engine, "globalThis.n = 1; Object.prototype.x = 2; "
+                                     "Array.prototype.map = null; JSON.parse = null; return true")
+    assert [await writer.evaluate("{}") for _ in range(3)] == [True] * 3
+    reader = await condition(engine, "typeof globalThis.n === 'undefined' && ({}).x === undefined "
+                                     "&& typeof [].map === 'function' && ctx.ok")
+    assert await reader.evaluate('{"ok": true}') is True
+    counter = await condition(engine, "globalThis.n = (globalThis.n || 0) + 1; return n >= 3")
+    with pytest.raises(ScriptError) as info:  # `n` was never created
+        await counter.evaluate("{}")
+    assert info.value.kind == "exception" and "n" in info.value.message
 
 
 async def test_async_condition_is_rejected(engine: JsEngine) -> None:
@@ -469,7 +474,7 @@ async def test_async_condition_is_rejected(engine: JsEngine) -> None:
 
 async def test_memory_failure_in_one_condition_spares_the_others(engine: JsEngine) -> None:
     bomb = await condition(
-        engine, "if (ctx.boom) { globalThis.keep = []; while (true) keep.push({}) }\nreturn ctx.ok"
+        engine, "if (ctx.boom) { const keep = []; while (true) keep.push({}) }\nreturn ctx.ok"
     )
     others = [await condition(engine, f"ctx.n === {i}") for i in range(6)]
     with pytest.raises(ScriptError) as info:
@@ -532,12 +537,15 @@ async def test_no_context_outlives_its_call_or_condition(engine: JsEngine) -> No
     with contextlib.suppress(ScriptError):
         await condition(engine, "ctx..")
     assert _live_js_objects() == before
-    cond = await condition(engine, "ctx.a.b")
+    first = await condition(engine, "ctx.a.b")
     with contextlib.suppress(ScriptError):
-        await cond.evaluate("{}")
-    assert _live_js_objects() > before
-    await cond.aclose()
-    assert _live_js_objects() == before
+        await first.evaluate("{}")
+    with_one = _live_js_objects()
+    more = [await condition(engine, "ctx.a.b") for _ in range(50)]
+    for cond in more:
+        with contextlib.suppress(ScriptError):
+            await cond.evaluate("{}")
+    assert _live_js_objects() == with_one  # loops share the compiled condition, not contexts
 
 
 # ---------------------------------------------------------------- threads and the event loop
