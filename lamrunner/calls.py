@@ -108,6 +108,7 @@ class Caller:
         on_attempt: ProgressHook | None,
     ) -> CallResult:
         state = state or PollState.start(policy, self.clock.now())
+        last_info = float("-inf")
         condition = await self._open(policy.condition, "condition", spec)
         fail_when = await self._open(policy.fail_when, "failWhen", spec) if policy.fail_when else None
         try:
@@ -115,7 +116,9 @@ class Caller:
                 await self._sleep_until(state.next_due)
                 if state.deadline is not None and self.clock.now() >= state.deadline:
                     raise deadline_error(policy, state)
-                response, error, sent = await self._send(request, spec.retry, state.deadline)
+                response, error, sent = await self._send(
+                    request, spec.retry, state.deadline, validate=False
+                )
                 state.attempt += 1
                 state.requests += sent
                 seen = await self._observe(response, error, state, condition, fail_when, spec)
@@ -126,7 +129,11 @@ class Caller:
                 if isinstance(decision, Fail):
                     raise decision.error
                 state.next_due = decision.until
-                self.log.info(
+                now = self.clock.now()
+                # Progress at info for polls worth watching; a fast poll logs at most every 5 s.
+                loud = decision.delay >= 1.0 or now - last_info >= _QUIET_SECONDS
+                last_info = now if loud else last_info
+                (self.log.info if loud else self.log.debug)(
                     "poll.attempt", where=spec.where, attempt=state.attempt,
                     of=policy.max_attempts, status=state.last_status,
                     next_in=format_duration(decision.delay),
@@ -155,11 +162,15 @@ class Caller:
         state.last_status = response.status
         state.last_excerpt = excerpt(response.text)
         ctx = _ctx_json(response, state, self.clock.now())
-        held = await self._evaluate(condition, ctx, state, "condition", spec)
-        failed = not held and fail_when is not None
-        if failed:
-            assert fail_when is not None
-            failed = await self._evaluate(fail_when, ctx, state, "failWhen", spec)
+        try:
+            held = await self._evaluate(condition, ctx, state, "condition", spec)
+            failed = not held and fail_when is not None
+            if failed:
+                assert fail_when is not None
+                failed = await self._evaluate(fail_when, ctx, state, "failWhen", spec)
+        except TransportError as exc:  # the body was not the JSON it claimed to be
+            state.last_error = exc.message
+            return Observation(status=response.status, excerpt=state.last_excerpt, error=exc)
         retry_after = retry_after_seconds(response.headers.get("retry-after"), self.clock.now())
         return Observation(response.status, state.last_excerpt, held, failed, None, retry_after)
 
@@ -169,6 +180,8 @@ class Caller:
         try:
             return await condition.evaluate(ctx)
         except ScriptError as exc:
+            if exc.kind == "badjson":
+                raise _invalid_json(response_excerpt=state.last_excerpt) from None
             if exc.kind == "exception":
                 state.last_error = f"{name} threw {exc.message}"
                 self.log.warning("poll.condition_threw", where=spec.where, error=state.last_error)
@@ -182,16 +195,23 @@ class Caller:
             raise _condition_error(exc, name, spec) from None
 
     async def _send(
-        self, request: RenderedRequest, retry: RetryPolicy | None, deadline: float | None
+        self,
+        request: RenderedRequest,
+        retry: RetryPolicy | None,
+        deadline: float | None,
+        validate: bool = True,
     ) -> tuple[Response | None, TransportError | None, int]:
-        """Send with transient-failure retries; returns (response, error, requests sent)."""
+        """Send with transient-failure retries; returns (response, error, requests sent).
+
+        `validate` parses JSON bodies here; polls skip it, as the condition parses them anyway.
+        """
         tries = 0
         while True:
             tries += 1
             timeout = request.timeout
             if deadline is not None:
                 timeout = max(0.001, min(timeout, deadline - self.clock.now()))
-            response, error = await self._send_once(request, timeout)
+            response, error = await self._send_once(request, timeout, validate)
             if retry is None:
                 return response, error, tries
             status = response.status if response is not None else None
@@ -210,11 +230,12 @@ class Caller:
             await self.clock.sleep(delay)
 
     async def _send_once(
-        self, request: RenderedRequest, timeout: float
+        self, request: RenderedRequest, timeout: float, validate: bool
     ) -> tuple[Response | None, TransportError | None]:
         try:
             response = await self.transport.send(request, timeout)
-            response.value  # noqa: B018 - invalid JSON is a transport failure of this attempt
+            if validate:
+                response.value  # noqa: B018 - invalid JSON is a transport failure of this attempt
         except TransportError as exc:
             self.log.debug("http.error", where=request.where, method=request.method,
                            url=request.url, error=exc.message)  # fmt: skip
@@ -241,6 +262,16 @@ def _ctx_json(response: Response, state: PollState, now: float) -> str:
         + ',"elapsedMs":' + str(elapsed_ms)
         + "}"
     )  # fmt: skip
+
+
+_QUIET_SECONDS = 5.0
+
+
+def _invalid_json(response_excerpt: str | None) -> TransportError:
+    return TransportError(
+        f"the response says it is JSON but is not; body starts: {response_excerpt}",
+        kind="protocol",
+    )
 
 
 def _result(response: Response, attempts: int, elapsed: float) -> CallResult:

@@ -115,7 +115,8 @@ class DeadlineExceeded(PollingError):
 class ScriptError(Exception):
     """A JavaScript failure, as the QuickJS module reports it (internal).
 
-    ``kind`` is one of: syntax, shape, exception, timeout, memory, stack, result.
+    ``kind`` is one of: syntax, shape, exception, timeout, memory, stack, result, and badjson
+    (the ctx handed to a condition did not parse: the response body is not JSON).
     ``line``/``column`` are 1-based positions in the script when QuickJS gives them.
     """
 

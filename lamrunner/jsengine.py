@@ -208,7 +208,8 @@ _CONDITION_PRELUDE = """(() => {
   "use strict";
   const parse = JSON.parse, NativePromise = Promise;
   return (W) => typeof W !== "function" ? null : function $lam_condition(ctxJson) {
-    const c = parse(ctxJson);
+    let c;
+    try { c = parse(ctxJson); } catch (e) { return "badjson"; }  // only the body can be bad
     let r = W(c);
     if (typeof r === "function") r = r(c);
     return r instanceof NativePromise ? "async" : !!r;
@@ -532,6 +533,8 @@ class _Realm:
                 "a condition must return a value, not a Promise (async is not supported)",
                 kind="exception",
             )
+        if result == "badjson":
+            raise ScriptError("the response says it is JSON but is not", kind="badjson")
         return bool(result)
 
 

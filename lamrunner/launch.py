@@ -91,6 +91,8 @@ def _drive(
         return _interrupted(state, store)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if store is not None:
+            store.flush()
 
 
 def _term_as_interrupt(_signum: int, _frame: Any) -> None:

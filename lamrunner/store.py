@@ -8,17 +8,23 @@
               the whole run 10,000 times
     attempts  poll history: one row per attempt (for `lamrunner runs show`)
 
-Writes happen on the event loop's thread and commit at once (WAL, synchronous=NORMAL): a run
-killed at any point keeps everything up to its last completed attempt. The file is created
-readable by its owner only, since GWOs and --set values may hold private data.
+Writes happen on the event loop's thread (WAL, synchronous=NORMAL, so a commit reaches the OS
+without an fsync). Step boundaries and results commit at once, and so does every poll attempt
+whose next attempt is at least GROUP_WINDOW away: a run killed at any point keeps everything up
+to its last completed attempt. Polls faster than that (a commit costs as much as a loopback
+request) are committed together every GROUP_WINDOW; killed, they repeat at most that window's
+attempts. The file is created readable by its owner only: GWOs and --set values may be private.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,7 @@ from .errors import DefinitionError
 from .runstate import RUNNING, RunState
 
 ENV_VAR = "LAMRUNNER_STORE"
+GROUP_WINDOW = 0.05  # seconds: polls faster than this share commits
 INTERRUPTED = "INTERRUPTED"  # RUNNING in the store, but its process is gone
 
 _SCHEMA = """
@@ -107,8 +114,12 @@ class RunStore:
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise DefinitionError(f"run store {self.path}: cannot open it ({exc})") from None
+        self._grouped: dict[tuple[str, int, int], str] = {}  # element key -> entry JSON
+        self._attempts: list[tuple[Any, ...]] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
 
     def close(self) -> None:
+        self.flush()
         self._db.close()
 
     # -- the checkpointer side ---------------------------------------------------------------
@@ -126,7 +137,8 @@ class RunStore:
 
     def save_run(self, state: RunState) -> None:
         """A step boundary (or the end): the whole state; element rows of a finished step go."""
-        with self._db:
+        self.flush()
+        with self._transaction():
             self._db.execute(
                 "UPDATE runs SET state = ?, status = ?, updated_at = ?,"
                 " pid = CASE WHEN ? = 'RUNNING' THEN pid ELSE NULL END WHERE run_id = ?",
@@ -139,17 +151,54 @@ class RunStore:
     def save_element(self, state: RunState, index: int, entry: dict[str, Any]) -> None:
         """After a poll attempt (or a request's end): that one element's progress."""
         poll = entry.get("poll")
-        with self._db:
-            self._db.execute(
+        now = time.time()
+        if poll:
+            self._attempts.append((state.run_id, state.next_step, index, poll["attempt"],
+                                   poll["last_status"], poll["last_error"], now,
+                                   poll["next_due"]))  # fmt: skip
+        self._grouped[(state.run_id, state.next_step, index)] = json.dumps(entry)
+        if poll and poll["next_due"] - now < GROUP_WINDOW:
+            self._flush_soon()
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the grouped element progress now (one transaction for all of it)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._grouped:
+            return
+        grouped, self._grouped = self._grouped, {}
+        attempts, self._attempts = self._attempts, []
+        with self._transaction():
+            self._db.executemany(
                 "INSERT OR REPLACE INTO elements (run_id, step, idx, entry) VALUES (?, ?, ?, ?)",
-                (state.run_id, state.next_step, index, json.dumps(entry)),
+                [(*key, entry) for key, entry in grouped.items()],
             )
-            if poll:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (state.run_id, state.next_step, index, poll["attempt"], poll["last_status"],
-                     poll["last_error"], time.time(), poll["next_due"]),
-                )  # fmt: skip
+            self._db.executemany(
+                "INSERT OR IGNORE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", attempts
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One commit for several statements (the connection is in autocommit mode)."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _flush_soon(self) -> None:
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop to flush later: flush now
+                self.flush()
+                return
+            self._flush_handle = loop.call_later(GROUP_WINDOW, self.flush)
 
     # -- the reading side --------------------------------------------------------------------
 

@@ -53,11 +53,11 @@ class Response:
 
     @property
     def json_text(self) -> str:
-        """`value` as JSON text, reusing the body text when it already is JSON."""
-        if self.is_json and self.text.strip():
-            self.value  # noqa: B018 - validates once
-            return self.text
-        return json.dumps(self.value)
+        """The body as JSON text without parsing it here: JSON bodies are passed as they are
+        (whoever parses them reports invalid JSON), text bodies are encoded as strings."""
+        if not self.text.strip():
+            return "null"
+        return self.text if self.is_json else json.dumps(self.text)
 
 
 class Transport(Protocol):
@@ -76,10 +76,12 @@ class AiohttpTransport:
         self.max_response_bytes = max_response_bytes
         self.allow_link_local = allow_link_local
         self._session: Any = None
+        self._aiohttp: Any = None
 
     async def __aenter__(self) -> AiohttpTransport:
         import aiohttp
 
+        self._aiohttp = aiohttp
         connector_class = aiohttp.TCPConnector if self.allow_link_local else _guarded_connector()
         connector = connector_class(limit=100, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
@@ -97,21 +99,19 @@ class AiohttpTransport:
             self._session = None
 
     async def send(self, request: RenderedRequest, timeout: float) -> Response:
-        import aiohttp
-
+        aiohttp = self._aiohttp
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
-                async with self._session.request(
-                    request.method,
-                    request.url,
-                    headers=list(request.headers),
-                    data=request.body,
-                    timeout=aiohttp.ClientTimeout(total=None),
-                    max_redirects=MAX_REDIRECTS + 1,  # aiohttp stops *at* the limit
-                ) as resp:
-                    raw = await self._read(resp)
-                    return _response(resp, raw, time.perf_counter() - started)
+            async with self._session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                timeout=aiohttp.ClientTimeout(total=timeout),  # covers the body read too
+                max_redirects=MAX_REDIRECTS + 1,  # aiohttp stops *at* the limit
+            ) as resp:
+                raw = await self._read(resp)
+                return _response(resp, raw, time.perf_counter() - started)
         except TransportError:
             raise
         except (TimeoutError, asyncio.TimeoutError):
@@ -145,8 +145,10 @@ class AiohttpTransport:
     async def _read(self, resp: Any) -> bytes:
         cap = self.max_response_bytes
         declared = resp.content_length
-        if declared is not None and declared > cap:
-            raise _too_large(declared, cap)
+        if declared is not None:
+            if declared > cap:
+                raise _too_large(declared, cap)
+            return await resp.read()  # one read: the length is known and within the cap
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -173,10 +175,13 @@ def _guarded_connector() -> type:
 
 
 def _response(resp: Any, raw: bytes, elapsed: float) -> Response:
-    headers: dict[str, str] = {}
-    for name, value in resp.headers.items():
-        key = name.lower()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    raw_headers = resp.headers
+    headers = {name.lower(): value for name, value in raw_headers.items()}
+    if len(headers) < len(raw_headers):  # a repeated header: join its values, as HTTP allows
+        headers = {}
+        for name, value in raw_headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
     content_type = headers.get("content-type", "").lower()
     text = raw.decode(resp.charset or "utf-8", errors="replace")
     is_json = "json" in content_type or (
@@ -187,8 +192,10 @@ def _response(resp: Any, raw: bytes, elapsed: float) -> Response:
 
 def excerpt(text: str, limit: int = 200) -> str:
     """The first `limit` characters of a body on one line, for error messages."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    flat = " ".join(text[: limit * 4].split())  # never split a 10 MB body for 200 chars
+    if len(flat) <= limit and len(text) <= limit * 4:
+        return flat
+    return flat[: limit - 1] + "…"
 
 
 def _too_large(size: int, cap: int) -> TransportError:

@@ -565,7 +565,9 @@ async def test_memory_limit_is_named_as_the_workflow_wrote_it(wf, api):
 HEALTHY_RUNS = 10
 HEALTHY_ATTEMPTS = 10
 DELAY = 0.050
-MAX_LAG = 0.100
+MAX_LAG = 0.100  # for 95% of the ticks: the loop stays live
+MAX_STALL = 0.400  # for every tick: no JS ever holds the loop for its 1 s budget (a single
+# tick may be late by a descheduling of the whole process on a busy 2-core machine)
 GAP_RANGE = (0.045, 0.045 + 0.150)
 MAX_FIRST = 0.250  # "the first request is sent at once" (engine start-up included)
 LONG_LIMITS = {**LIMITS, "handlerTimeout": "1s", "conditionTimeout": "1s"}  # spans the window
@@ -619,6 +621,9 @@ class LagMeter:
         assert len(self.lags) > 20
         return max(self.lags)
 
+    def p95(self) -> float:
+        return sorted(self.lags)[int(len(self.lags) * 0.95)]
+
 
 FIGURES: dict[str, dict[str, float]] = {}  # label -> measured figures (shown with -s)
 
@@ -633,7 +638,7 @@ def report(label: str, max_lag: float, first: float, gaps: list[float]) -> None:
 
 def assert_schedule_kept(max_lag: float, first: float, gaps: list[float]) -> None:
     low, high = GAP_RANGE
-    assert max_lag < MAX_LAG, f"event loop lag {max_lag * 1000:.1f} ms"
+    assert max_lag < MAX_STALL, f"event loop stalled {max_lag * 1000:.1f} ms"
     assert first < MAX_FIRST, f"a healthy loop's first request came {first * 1000:.1f} ms late"
     assert low <= min(gaps) and max(gaps) <= high, (
         f"healthy poll gaps {min(gaps) * 1000:.1f}..{max(gaps) * 1000:.1f} ms, "
@@ -690,6 +695,7 @@ async def test_hostile_js_does_not_delay_other_runs_polls(api, tmp_path, hostile
         hostile_ended = loop.time()
     finally:
         max_lag = await meter.stop()
+        p95_lag = meter.p95()
         if shared is not None:
             shared.close()
 
@@ -700,6 +706,7 @@ async def test_hostile_js_does_not_delay_other_runs_polls(api, tmp_path, hostile
     assert hostile_ended >= healthy_ended - 0.05  # the hostile JS ran through the whole window
     first, gaps = healthy_timing(api, healthy_started)
     report(f"{hostile}, {sharing}", max_lag, first, gaps)
+    assert p95_lag < MAX_LAG, f"event loop lag p95 {p95_lag * 1000:.1f} ms"
     assert_schedule_kept(max_lag, first, gaps)
 
 
@@ -722,8 +729,10 @@ async def test_runaway_condition_does_not_delay_its_batch_siblings(api, wf):
         record = await bounded(run_path(path))
     finally:
         max_lag = await meter.stop()
+        p95_lag = meter.p95()
     failed(record, "ConditionError", "lam.httpRequests[0]", "conditionTimeout")
     assert record["gwo"]["step_1"]["response"][1:] == [{"state": "done"}] * HEALTHY_RUNS
     first, gaps = healthy_timing(api, started)
     report("runaway condition, batch siblings in the same run", max_lag, first, gaps)
+    assert p95_lag < MAX_LAG, f"event loop lag p95 {p95_lag * 1000:.1f} ms"
     assert_schedule_kept(max_lag, first, gaps)
