@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import aio
 from .config import build_config
 from .engine import Engine
 from .workflow import Workflow, load_workflow
@@ -30,5 +30,5 @@ async def arun(
 
 
 def run(workflow: str | Path | Workflow, input: Any = None, **options: Any) -> dict[str, Any]:  # noqa: A002
-    """Blocking `arun`."""
-    return asyncio.run(arun(workflow, input, **options))
+    """Blocking `arun` (on uvloop when it is installed)."""
+    return aio.run(arun(workflow, input, **options))

@@ -648,12 +648,11 @@ class Condition:
             raise RuntimeError("the condition is closed" if self._closed else "the JsEngine is closed")
         if not self._slow and len(ctx_json) <= INLINE_MAX_CHARS:
             budget = min(INLINE_BUDGET, self._limits.timeout)
-            value, err = _call_detached(_evaluate_here, self._source, ctx_json, self._limits,
-                                        budget)  # fmt: skip
-            if err is None:
-                return bool(value)
-            if not (isinstance(err, ScriptError) and err.kind == "budget"):
-                raise err
+            try:  # this thread's own realm: no traceback detaching needed
+                return _evaluate_here(self._source, ctx_json, self._limits, budget)
+            except ScriptError as err:
+                if err.kind != "budget":
+                    raise
             self._slow = True
         worker = self._engine._pick()
         return await worker.run(_evaluate_job, self._source, ctx_json, self._limits)

@@ -8,7 +8,6 @@ its last checkpoint stays in the store, and the record printed says how to resum
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import signal
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import aio
 from .config import build_config
 from .engine import Engine
 from .errors import DefinitionError
@@ -86,7 +86,7 @@ def _drive(
         store.begin(state, invocation.to_dict())
     previous = signal.signal(signal.SIGTERM, _term_as_interrupt)
     try:
-        return asyncio.run(engine.resume(state))
+        return aio.run(engine.resume(state))
     except KeyboardInterrupt:
         return _interrupted(state, store)
     finally:
