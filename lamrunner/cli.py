@@ -87,13 +87,16 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     from .errors import DefinitionError
-    from .logs import configure, stdout_to_log
 
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)  # --version and --help exit here, cheaply
     except DefinitionError as exc:
+        from .logs import configure
+
         configure("auto", 0)
         return _refuse(exc, None)
+    from .logs import configure, stdout_to_log
+
     configure(args.log_format, -1 if args.quiet else (1 if args.verbose else 0))
     command = {"run": _run, "validate": _validate, "resume": _resume, "runs": _runs}
     with stdout_to_log() as stdout:  # handlers may print at import time too
