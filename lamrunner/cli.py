@@ -182,6 +182,7 @@ def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
 def parse_input(raw: str | None) -> Any:
     """--input: JSON text, @file.json, or - (stdin). No input is an empty object."""
     from .errors import DefinitionError
+    from .yamlfile import parse_json
 
     if raw is None:
         return {}
@@ -193,12 +194,10 @@ def parse_input(raw: str | None) -> Any:
         source = f"--input {raw}"
         try:
             raw = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DefinitionError(f"{source}: cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise DefinitionError(f"{source}: not valid JSON ({exc})") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise DefinitionError(f"{source}: cannot read {path}: {reason}") from None
+    return parse_json(raw, source)
 
 
 def _check_output(output: str | None) -> None:
@@ -226,6 +225,10 @@ def _error(exc: Any) -> dict[str, Any]:
 def _emit(document: dict[str, Any], stdout: TextIO, output: str | None) -> int:
     """Print the document; also write it to --output. Returns EXIT_FAILED if that write fails."""
     text = json.dumps(document, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: keep them as \u escapes, as JSON allows
+        text = json.dumps(document, indent=2)
     stdout.write(text + "\n")
     stdout.flush()
     if output:

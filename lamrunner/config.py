@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DefinitionError
-from .yamlfile import load_yaml
+from .yamlfile import load_json_file, load_yaml, parse_json
 
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _KEY = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
@@ -22,12 +22,19 @@ _KEY = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 
 def expand_env(value: Any, env: Mapping[str, str], where: str) -> Any:
     """Expand ${VAR} / ${VAR:-default} in every string inside `value`."""
+    try:
+        return _expand(value, env, where)
+    except RecursionError:
+        raise DefinitionError(f"{where}: nested too deeply (or refers to itself)") from None
+
+
+def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
     if isinstance(value, str):
         return _expand_string(value, env, where)
     if isinstance(value, Mapping):
-        return {k: expand_env(v, env, f"{where}.{k}") for k, v in value.items()}
+        return {k: _expand(v, env, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_expand(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 
@@ -62,8 +69,9 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def load_config_file(path: str | Path, env: Mapping[str, str]) -> dict[str, Any]:
-    """One `--config FILE` layer (YAML or JSON), environment-expanded."""
-    data = load_yaml(Path(path), what="config file")
+    """One `--config FILE` layer (YAML, or JSON for *.json), environment-expanded."""
+    path = Path(path)
+    data = load_json_file(path) if path.suffix.lower() == ".json" else load_yaml(path, what="config file")
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -80,9 +88,11 @@ def parse_set(text: str) -> tuple[list[str], Any]:
             f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. --set api.timeout=30"
         )
     try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
+        value = parse_json(raw, f"--set {key}")
+    except DefinitionError as exc:
+        if "nested too deeply" in exc.message:
+            raise
+        value = raw  # not JSON: the text itself
     return key.split("."), value
 
 
@@ -119,7 +129,7 @@ def lookup(config: Mapping[str, Any], dotted: str) -> Any:
     walked: list[str] = []
     for part in dotted.split("."):
         value = node.get(part, _MISSING) if isinstance(node, Mapping) else _MISSING
-        if value is _MISSING and isinstance(node, list) and part.isdigit():
+        if value is _MISSING and isinstance(node, list) and part.isascii() and part.isdigit():
             value = node[int(part)] if int(part) < len(node) else _MISSING
         if value is _MISSING:
             raise KeyError(".".join([*walked, part]))

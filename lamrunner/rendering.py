@@ -96,8 +96,12 @@ def _append_query(url: str, query: Mapping[str, Any]) -> str:
 
 
 def _check_url(url: str, where: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:  # e.g. 'http://[' : an unclosed IPv6 literal
+        raise DefinitionError(f"{where}.url: {url!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not host:
         raise DefinitionError(f"{where}.url: {url!r} is not an absolute http(s) URL")
     if any(c in url for c in " \r\n\t"):
         raise DefinitionError(f"{where}.url: the URL contains white space; encode it")

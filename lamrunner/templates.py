@@ -71,7 +71,7 @@ def _value(match: re.Match[str], config: Mapping[str, Any], where: str) -> Any:
         return lookup(config, key)
     except KeyError as exc:
         missing = exc.args[0]
-        known = ", ".join(sorted(config)) or "none"
+        known = ", ".join(sorted(str(k) for k in config)) or "none"
         raise TemplateError(
             f"{where}: {match.group(0)} needs config key {missing!r}, which is not set "
             f"(config keys: {known}; add it under config:, with --config FILE or --set {key}=...)"

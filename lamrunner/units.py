@@ -45,11 +45,15 @@ _SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1
 
 def parse_size(value: object, where: str) -> int:
     """Bytes in `value`: a whole number of bytes or a string such as '64MB', '512KiB', '1.5GB'."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_BYTES:
         return value
     match = _SIZE.fullmatch(value.strip().lower()) if isinstance(value, str) else None
     number = float(match.group(1)) * _SIZE_UNITS[match.group(2)] if match else 0.0
-    size = int(number) if number < 2**63 else 0
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_BYTES:
+        number = float("inf")
+    if number > MAX_BYTES:
+        raise DefinitionError(f"{where}: {value!r} is larger than {format_size(MAX_BYTES)}")
+    size = int(number)
     if size <= 0:
         raise DefinitionError(
             f"{where}: {value!r} is not a size; use a number of bytes or a string such as "
@@ -79,9 +83,15 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes}m" if minutes else f"{hours}h"
 
 
+MAX_SECONDS = 10 * 365 * 86400.0  # ten years: anything longer is a mistake (and overflows QuickJS)
+MAX_BYTES = 2**40  # one TiB
+
+
 def _checked(seconds: float, original: object, where: str) -> float:
     if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
         raise _bad(original, where)
+    if seconds > MAX_SECONDS:
+        raise DefinitionError(f"{where}: {original!r} is longer than ten years")
     return seconds
 
 

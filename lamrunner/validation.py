@@ -7,6 +7,7 @@ known one: most workflow mistakes are typos, and "did you mean" fixes them in on
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -65,9 +66,14 @@ def expect_int(value: Any, where: str, *, minimum: int = 0) -> int:
 
 def expect_number(value: Any, where: str, *, minimum: float = 0.0) -> float:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or value != value or value < minimum or value == float("inf"):
-        raise DefinitionError(f"{where}: expected a number >= {minimum:g}, got {value!r}")
-    return float(value)
+    try:
+        number = float(value) if ok else math.nan
+    except OverflowError:
+        number = math.inf
+    if not (math.isfinite(number) and number >= minimum):
+        shown = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
+        raise DefinitionError(f"{where}: expected a number >= {minimum:g}, got {shown}")
+    return number
 
 
 def expect_bool(value: Any, where: str) -> bool:
