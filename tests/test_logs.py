@@ -11,6 +11,7 @@ import structlog
 from conftest import Reply, run_path
 
 from lamrunner import logs
+from lamrunner.clock import FakeClock
 
 
 class FakeTerminal(io.StringIO):
@@ -28,9 +29,10 @@ def restore_logging():
 def poll_flow(api, wf, **extra):
     api.script("GET", "/job", Reply(json={"state": "x"}), Reply(json={"state": "x"}),
                Reply(json={"state": "done"}))
+    delay = extra.pop("delay", "2s")
     request = {"method": "GET", "url": api.url + "/job", **extra,
                "loopUntil": {"condition": "ctx.response.state === 'done'",
-                             "initialDelay": "300ms", "maxAttempts": 3}}
+                             "initialDelay": delay, "maxAttempts": 3}}
     return wf.workflow([{"name": "wait", "handler": wf.request_step("p", request)}],
                        config={"apiKey": "key-abcdef-123"})
 
@@ -38,7 +40,7 @@ def poll_flow(api, wf, **extra):
 async def test_terminal_shows_a_live_poll_line(api, wf, restore_logging):
     screen = FakeTerminal()
     logs.configure("auto", 0, screen)
-    record = await run_path(poll_flow(api, wf))
+    record = await run_path(poll_flow(api, wf), clock=FakeClock())
     assert record["status"] == "SUCCESS"
     text = re.sub(r"\x1b\[[0-9;]*m", "", screen.getvalue())  # colours off, cursor codes kept
     assert "⟳ wait: attempt 1 of 3 · last status 200 · next poll in" in text
@@ -50,13 +52,23 @@ async def test_terminal_shows_a_live_poll_line(api, wf, restore_logging):
 async def test_json_lines_off_a_terminal(api, wf, restore_logging):
     stream = io.StringIO()
     logs.configure("auto", 0, stream)
-    await run_path(poll_flow(api, wf))
+    await run_path(poll_flow(api, wf), clock=FakeClock())
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     attempts = [e for e in events if e["event"] == "poll.attempt"]
     assert [(e["attempt"], e["of"], e["status"]) for e in attempts] == [(1, 3, 200), (2, 3, 200)]
-    assert attempts[0]["next_in"] == "300ms"
+    assert attempts[0]["next_in"] == "2s"
     assert all("timestamp" in e and "level" in e for e in events)
     assert "\x1b" not in stream.getvalue()
+
+
+async def test_a_fast_poll_logs_its_progress_at_most_every_five_seconds(api, wf, restore_logging):
+    """Polls under a second apart log their first attempt at info, the rest at debug (-v)."""
+    stream = io.StringIO()
+    logs.configure("json", 0, stream)
+    await run_path(poll_flow(api, wf, delay="50ms"))
+    attempts = [json.loads(line) for line in stream.getvalue().splitlines()
+                if '"poll.attempt"' in line]  # fmt: skip
+    assert [e["attempt"] for e in attempts] == [1]
 
 
 async def test_secrets_are_masked_in_every_log_line(api, wf, restore_logging):
