@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from . import gcpolicy
 from .calls import Caller, CallResult
 from .clock import Clock, SystemClock
 from .directives import (
@@ -58,6 +59,7 @@ class Engine:
         js: Any = None,
         clock: Clock | None = None,
         checkpoint: Checkpointer | None = None,
+        manage_gc: bool = False,
     ) -> None:
         self.workflow = workflow
         self.config = dict(workflow.config if config is None else config)
@@ -65,6 +67,7 @@ class Engine:
         self._js = js
         self.clock = clock or SystemClock()
         self._checkpoint = checkpoint
+        self._manage_gc = manage_gc  # see gcpolicy: for processes with thousands of polls
         SECRETS.add_config(self.config)
 
     async def run(self, input_data: Any = None, run_id: str | None = None) -> dict[str, Any]:
@@ -78,6 +81,8 @@ class Engine:
         log.info("run.start" if state.next_step == 0 and not state.pending else "run.resume",
                  steps=len(self.workflow.steps))  # fmt: skip
         async with AsyncExitStack() as stack:
+            if self._manage_gc:
+                await stack.enter_async_context(gcpolicy.hold())
             caller = await self._caller(stack, log)
             progress = _progress(stack)
             try:

@@ -58,7 +58,8 @@ def start(invocation: Invocation, input_data: Any, store: RunStore | None) -> di
     """Run a workflow from its first step; returns the run record."""
     workflow, config = invocation.load()
     state = RunState.start(workflow.name, input_data)
-    return _drive(Engine(workflow, config, checkpoint=store), state, invocation, store)
+    return _drive(Engine(workflow, config, checkpoint=store, manage_gc=True), state, invocation,
+                  store)  # fmt: skip
 
 
 def resume(run_id: str, store: RunStore) -> dict[str, Any]:
@@ -76,7 +77,8 @@ def resume(run_id: str, store: RunStore) -> dict[str, Any]:
             note="the workflow file changed since the run started; resuming with the new one",
         )  # fmt: skip
     workflow, config = invocation.load()
-    return _drive(Engine(workflow, config, checkpoint=store), state, invocation, store)
+    return _drive(Engine(workflow, config, checkpoint=store, manage_gc=True), state, invocation,
+                  store)  # fmt: skip
 
 
 def _drive(

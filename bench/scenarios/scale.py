@@ -69,7 +69,8 @@ async def lamrunner_(url: str, loops: int, interval: float, attempts: int,
     loop = asyncio.get_running_loop()
     try:
         async with AiohttpTransport() as transport:
-            engine = Engine(workflow, config, transport=transport, js=js, clock=clock)
+            engine = Engine(workflow, config, transport=transport, js=js, clock=clock,
+                            manage_gc=True)
 
             async def one(i: int) -> dict[str, Any]:
                 await asyncio.sleep(i * stagger / loops)

@@ -1,0 +1,55 @@
+"""Short garbage-collector pauses for processes that hold thousands of sleeping polls.
+
+Each waiting poll keeps a hundred-odd long-lived objects, and CPython 3.11's full collection
+walks all of them: with 10,000 loops that is a 300–600 ms pause, and every timer due meanwhile
+fires late. `hold()` makes the long-lived objects permanent (`gc.freeze()`) every FREEZE_EVERY
+seconds, after collecting the young generations, so full collections only see what is new.
+Cyclic garbage that reaches the old generation would stay frozen, so every FULL_EVERY seconds
+everything is unfrozen and collected once (one pause per ten minutes instead of several a
+minute), and again when the last holder lets go.
+
+It changes the collector for the whole process, so the CLI turns it on and embedders opt in
+(`Engine(..., manage_gc=True)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+from collections.abc import AsyncIterator
+
+FREEZE_EVERY = 2.0
+FULL_EVERY = 600.0
+_holders = 0
+_task: asyncio.Task[None] | None = None
+
+
+@contextlib.asynccontextmanager
+async def hold() -> AsyncIterator[None]:
+    """Keep the policy on while the block runs (nested and concurrent holders share it)."""
+    global _holders, _task
+    _holders += 1
+    if _task is None:
+        _task = asyncio.get_running_loop().create_task(_keep_freezing())
+    try:
+        yield
+    finally:
+        _holders -= 1
+        if _holders == 0 and _task is not None:
+            _task.cancel()
+            _task = None
+            gc.unfreeze()
+
+
+async def _keep_freezing() -> None:
+    last_full = time.monotonic()
+    while True:
+        await asyncio.sleep(FREEZE_EVERY)
+        if time.monotonic() - last_full >= FULL_EVERY:
+            gc.unfreeze()
+            gc.collect()
+            last_full = time.monotonic()
+        gc.collect(1)  # young cyclic garbage dies here, before anything is frozen
+        gc.freeze()
