@@ -209,7 +209,8 @@ _CONDITION_PRELUDE = """(() => {
   const parse = JSON.parse, NativePromise = Promise;
   return (W) => typeof W !== "function" ? null : function $lam_condition(ctxJson) {
     let c;
-    try { c = parse(ctxJson); } catch (e) { return "badjson"; }  // only the body can be bad
+    try { c = parse(ctxJson); }
+    catch (e) { if (e instanceof SyntaxError) return "badjson"; throw e; }  // only the body can be bad
     let r = W(c);
     if (typeof r === "function") r = r(c);
     return r instanceof NativePromise ? "async" : !!r;

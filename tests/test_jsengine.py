@@ -603,3 +603,15 @@ def test_engine_construction_starts_no_threads() -> None:
     eng = JsEngine(workers=8)
     assert threading.active_count() == before
     eng.close()
+
+
+async def test_a_body_too_big_for_the_condition_memory_is_a_memory_error(engine: JsEngine) -> None:
+    """Parsing ctx can exhaust conditionMemory: that is the limit, not 'invalid JSON'."""
+    cond = await engine.open_condition("ctx.response.length > 0", JsLimits(1.0, 2_000_000))
+    body = json.dumps([{"id": i, "name": f"item {i}"} for i in range(50_000)])
+    with pytest.raises(ScriptError) as info:
+        await cond.evaluate('{"response":' + body + "}")
+    assert info.value.kind == "memory"
+    with pytest.raises(ScriptError) as info:
+        await cond.evaluate('{"response": {not json}')
+    assert info.value.kind == "badjson"
