@@ -928,6 +928,7 @@ def test_config_file_with_deeply_nested_yaml_only_raises_definition_error(folder
 def test_parse_input_accepts_only_json(raw):
     """What --input accepts is JSON: NaN/Infinity are not, and the run record could not carry
     them (stdout must be one JSON document)."""
+    assume(raw != "-")  # '-' reads standard input
     result = typed(parse_input, raw, allowed=DefinitionError)
     if not isinstance(result, DefinitionError):
         json.dumps(result, allow_nan=False)
