@@ -7,7 +7,6 @@ runs; `$${` stands for a literal `${`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path

@@ -41,7 +41,6 @@ def configure(fmt: str = "auto", verbosity: int = 0, stream: TextIO | None = Non
     console = fmt == "console" or (fmt == "auto" and tty)
     _LIVE = LiveLine(stream) if console and tty and verbosity >= 0 else None
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    renderer: Any
     chain: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
