@@ -27,6 +27,7 @@ from .polling import (
     deadline_error,
 )
 from .rendering import RenderedRequest
+from .simplecond import Unsupported, compile_condition
 from .transport import Response, Transport, excerpt
 from .units import format_duration
 
@@ -141,17 +142,17 @@ class Caller:
                 if on_attempt is not None:
                     on_attempt(state)
         finally:
-            for engine_condition in (condition, fail_when):
-                if engine_condition is not None:
-                    await engine_condition.aclose()
+            for check in (condition, fail_when):
+                if check is not None:
+                    await check.js.aclose()
 
     async def _observe(
         self,
         response: Response | None,
         error: TransportError | None,
         state: PollState,
-        condition: Condition,
-        fail_when: Condition | None,
+        condition: _Check,
+        fail_when: _Check | None,
         spec: RequestSpec,
     ) -> Observation:
         if error is not None:
@@ -161,13 +162,13 @@ class Caller:
         assert response is not None
         state.last_status = response.status
         state.last_excerpt = excerpt(response.text)
-        ctx = _ctx_json(response, state, self.clock.now())
+        now = self.clock.now()
         try:
-            held = await self._evaluate(condition, ctx, state, "condition", spec)
+            held = await self._evaluate(condition, response, state, spec, now)
             failed = not held and fail_when is not None
             if failed:
                 assert fail_when is not None
-                failed = await self._evaluate(fail_when, ctx, state, "failWhen", spec)
+                failed = await self._evaluate(fail_when, response, state, spec, now)
         except TransportError as exc:  # the body was not the JSON it claimed to be
             state.last_error = exc.message
             return Observation(status=response.status, excerpt=state.last_excerpt, error=exc)
@@ -175,10 +176,21 @@ class Caller:
         return Observation(response.status, state.last_excerpt, held, failed, None, retry_after)
 
     async def _evaluate(
-        self, condition: Condition, ctx: str, state: PollState, name: str, spec: RequestSpec
+        self, check: _Check, response: Response, state: PollState, spec: RequestSpec, now: float
     ) -> bool:
+        """The condition's verdict: in Python when it can say exactly, else in QuickJS."""
+        name = check.name
+        if check.fast is not None:
+            try:
+                return check.fast({
+                    "response": response.value, "status": response.status,
+                    "headers": response.headers, "attempt": state.attempt,
+                    "elapsedMs": _elapsed_ms(state, now),
+                })  # fmt: skip
+            except Unsupported:
+                pass
         try:
-            return await condition.evaluate(ctx)
+            return await check.js.evaluate(_ctx_json(response, state, now))
         except ScriptError as exc:
             if exc.kind == "badjson":
                 raise _invalid_json(response_excerpt=state.last_excerpt) from None
@@ -188,11 +200,12 @@ class Caller:
                 return False
             raise _condition_error(exc, name, spec) from None
 
-    async def _open(self, source: str | None, name: str, spec: RequestSpec) -> Condition:
+    async def _open(self, source: str | None, name: str, spec: RequestSpec) -> _Check:
         try:
-            return await self.conditions.open_condition(source or "", self.condition_limits)
+            js = await self.conditions.open_condition(source or "", self.condition_limits)
         except ScriptError as exc:
             raise _condition_error(exc, name, spec) from None
+        return _Check(name, js, compile_condition(source or ""))
 
     async def _send(
         self,
@@ -251,9 +264,22 @@ class Caller:
             await self.clock.sleep(delay)
 
 
+@dataclass
+class _Check:
+    """A condition as the poll loop holds it: its QuickJS form, and a Python one if it has one."""
+
+    name: str  # condition | failWhen
+    js: Condition
+    fast: Callable[[dict[str, Any]], bool] | None
+
+
+def _elapsed_ms(state: PollState, now: float) -> int:
+    return max(0, round((now - state.started_at) * 1000))
+
+
 def _ctx_json(response: Response, state: PollState, now: float) -> str:
     """The condition's `ctx` as JSON text, reusing the body text instead of re-encoding it."""
-    elapsed_ms = max(0, round((now - state.started_at) * 1000))
+    elapsed_ms = _elapsed_ms(state, now)
     return (
         '{"response":' + response.json_text
         + ',"status":' + str(response.status)

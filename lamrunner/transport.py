@@ -43,7 +43,7 @@ class Response:
         if not self.is_json:
             return self.text
         try:
-            return json.loads(self.text, parse_constant=_reject_constant)
+            return _DECODER.decode(self.text)
         except ValueError as exc:
             raise TransportError(
                 f"the response says it is JSON but is not ({exc}); body starts: "
@@ -230,3 +230,6 @@ def _root_reason(exc: BaseException) -> str:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one decoder, not one per body

@@ -1,0 +1,279 @@
+"""A Python fast path for the conditions people write most: `ctx.response.status === 'done'`.
+
+Parsing a response in QuickJS costs about 1.5× CPython's `json.loads`, and a hop into QuickJS
+costs more than the comparison itself. So a condition made only of the small subset below is
+compiled to a Python function over the ctx (with the response parsed by Python, once):
+
+    ctx paths      ctx.response.a.b, ctx["status"], ctx.response.items[0], list .length
+    literals       'text', "text", 12, 1.5, true, false, null, undefined
+    operators      ===  !==  &&  ||  !  ( )   and  [lit, lit, …].includes(expr)
+    forms          EXPR,  (ctx) => EXPR,  ctx => EXPR
+
+Anything else compiles to None, and the condition runs in QuickJS as before. At run time, any
+case whose JS result this module cannot reproduce exactly (reading a property of null, a
+prototype property, a number beyond 2^53, string length…) raises Unsupported, and that one
+evaluation goes to QuickJS, which then gives the real answer or the real exception. Tests hold
+the two evaluators to the same answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+UNDEFINED = object()
+_MAX_SAFE = 2**53
+_PROTO = frozenset({
+    "constructor", "__proto__", "toString", "toLocaleString", "valueOf", "hasOwnProperty",
+    "isPrototypeOf", "propertyIsEnumerable", "__defineGetter__", "__defineSetter__",
+    "__lookupGetter__", "__lookupSetter__",
+})  # fmt: skip
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+(?:\.\d+)?(?![\w.]))|(?P<str>'[^'\\\n]*'|\"[^\"\\\n]*\")"
+    r"|(?P<op>===|!==|&&|\|\||=>|[.\[\]()!,])|(?P<name>[A-Za-z_$][\w$]*))"
+)
+_LITERALS = {"true": True, "false": False, "null": None, "undefined": UNDEFINED}
+
+Node = Callable[[dict[str, Any]], Any]
+
+
+class Unsupported(Exception):
+    """This evaluation needs QuickJS."""
+
+
+def compile_condition(source: str) -> Callable[[dict[str, Any]], bool] | None:
+    """A Python function ctx -> bool equivalent to the JS condition, or None."""
+    tokens = _tokenize(source)
+    if tokens is None:
+        return None
+    parser = _Parser(tokens)
+    try:
+        node = parser.condition()
+    except _NoMatch:
+        return None
+    return lambda ctx: _truthy(node(ctx))
+
+
+class _NoMatch(Exception):
+    pass
+
+
+def _tokenize(source: str) -> list[tuple[str, str]] | None:
+    tokens: list[tuple[str, str]] = []
+    position, text = 0, source.strip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            return None
+        kind = match.lastgroup
+        assert kind is not None
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.tokens, self.i = tokens, 0
+
+    def peek(self, offset: int = 0) -> tuple[str, str]:
+        j = self.i + offset
+        return self.tokens[j] if j < len(self.tokens) else ("end", "")
+
+    def take(self, value: str | None = None, kind: str | None = None) -> str:
+        token_kind, token = self.peek()
+        if (value is not None and token != value) or (kind is not None and token_kind != kind):
+            raise _NoMatch
+        self.i += 1
+        return token
+
+    def condition(self) -> Node:
+        if self.peek() == ("name", "ctx") and self.peek(1) == ("op", "=>"):
+            self.i += 2
+        elif self.peek() == ("op", "(") and self.peek(1) == ("name", "ctx") and \
+                self.peek(2) == ("op", ")") and self.peek(3) == ("op", "=>"):  # fmt: skip
+            self.i += 4
+        node = self.expression()
+        if self.peek()[0] != "end":
+            raise _NoMatch
+        return node
+
+    def expression(self) -> Node:
+        node = self.conjunction()
+        while self.peek() == ("op", "||"):
+            self.i += 1
+            node = _or(node, self.conjunction())
+        return node
+
+    def conjunction(self) -> Node:
+        node = self.comparison()
+        while self.peek() == ("op", "&&"):
+            self.i += 1
+            node = _and(node, self.comparison())
+        return node
+
+    def comparison(self) -> Node:
+        node = self.unary()
+        if self.peek() in (("op", "==="), ("op", "!==")):
+            negate = self.take() == "!=="
+            node = _equals(node, self.unary(), negate)
+            if self.peek() in (("op", "==="), ("op", "!==")):
+                raise _NoMatch  # chained equality: leave it to JS
+        return node
+
+    def unary(self) -> Node:
+        if self.peek() == ("op", "!"):
+            self.i += 1
+            inner = self.unary()
+            return lambda ctx: not _truthy(inner(ctx))
+        return self.primary()
+
+    def primary(self) -> Node:
+        kind, token = self.peek()
+        if token == "(" and kind == "op":
+            self.i += 1
+            node = self.expression()
+            self.take(")")
+            return node
+        if token == "[" and kind == "op":
+            return self.includes()
+        if kind == "name" and token == "ctx":
+            self.i += 1
+            return self.path()
+        if kind == "name" and token in _LITERALS:
+            self.i += 1
+            value = _LITERALS[token]
+            return lambda ctx: value
+        if kind in ("num", "str"):
+            self.i += 1
+            value = _literal(kind, token)
+            return lambda ctx: value
+        raise _NoMatch
+
+    def path(self) -> Node:
+        steps: list[str | int] = []
+        while self.peek() in (("op", "."), ("op", "[")):
+            if self.take() == ".":
+                name = self.take(kind="name")
+                if self.peek() == ("op", "("):
+                    raise _NoMatch  # a method call
+                steps.append(name)
+            else:
+                kind, token = self.peek()
+                if kind not in ("num", "str") or (kind == "num" and "." in token):
+                    raise _NoMatch
+                self.i += 1
+                steps.append(int(token) if kind == "num" else token[1:-1])
+                self.take("]")
+        return lambda ctx: _walk(ctx, steps)
+
+    def includes(self) -> Node:
+        self.take("[")
+        items: list[Any] = []
+        while self.peek() != ("op", "]"):
+            kind, token = self.peek()
+            if kind in ("num", "str"):
+                items.append(_literal(kind, token))
+            elif kind == "name" and token in _LITERALS:
+                items.append(_LITERALS[token])
+            else:
+                raise _NoMatch
+            self.i += 1
+            if self.peek() == ("op", ","):
+                self.i += 1
+        self.take("]")
+        self.take(".")
+        self.take("includes")
+        self.take("(")
+        needle = self.expression()
+        self.take(")")
+        def evaluate(ctx: dict[str, Any]) -> bool:
+            value = needle(ctx)  # JS evaluates the argument even when the list is empty
+            return any(_same_value_zero(item, value) for item in items)
+
+        return evaluate
+
+
+def _literal(kind: str, token: str) -> Any:
+    if kind == "str":
+        return token[1:-1]
+    number = float(token) if "." in token else int(token)
+    if abs(number) >= _MAX_SAFE:
+        raise _NoMatch
+    return number
+
+
+def _walk(value: Any, steps: list[str | int]) -> Any:
+    for step in steps:
+        if isinstance(value, dict):
+            key = str(step)
+            if key in value:
+                value = value[key]
+            elif key in _PROTO:
+                raise Unsupported
+            else:
+                value = UNDEFINED
+        elif isinstance(value, list):
+            if step == "length":
+                value = len(value)
+            elif isinstance(step, int) or (step.isascii() and step.isdigit()
+                                           and step == str(int(step))):  # fmt: skip
+                index = int(step)
+                value = value[index] if index < len(value) else UNDEFINED
+            else:
+                raise Unsupported  # array methods and the like
+        else:
+            raise Unsupported  # properties of strings, numbers, null, undefined: JS decides
+    return value
+
+
+def _strict_equal(a: Any, b: Any) -> bool:
+    """JS `===` on JSON values (plus undefined); objects compare by identity."""
+    for value in (a, b):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _MAX_SAFE:
+            raise Unsupported  # JS would have rounded it
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, str) and isinstance(b, str):
+        return a == b
+    if isinstance(a, dict | list) or isinstance(b, dict | list):
+        return a is b
+    return a is b  # None, UNDEFINED
+
+
+def _same_value_zero(a: Any, b: Any) -> bool:
+    """`includes` compares like `===` (NaN aside, which JSON cannot produce)."""
+    return _strict_equal(a, b)
+
+
+def _truthy(value: Any) -> bool:
+    if value is None or value is UNDEFINED or value is False:
+        return False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value != 0 and value == value
+    if isinstance(value, str):
+        return value != ""
+    return True
+
+
+def _equals(left: Node, right: Node, negate: bool) -> Node:
+    return lambda ctx: _strict_equal(left(ctx), right(ctx)) != negate
+
+
+def _and(left: Node, right: Node) -> Node:
+    def evaluate(ctx: dict[str, Any]) -> Any:
+        value = left(ctx)
+        return right(ctx) if _truthy(value) else value
+
+    return evaluate
+
+
+def _or(left: Node, right: Node) -> Node:
+    def evaluate(ctx: dict[str, Any]) -> Any:
+        value = left(ctx)
+        return value if _truthy(value) else right(ctx)
+
+    return evaluate
