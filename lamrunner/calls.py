@@ -8,6 +8,7 @@ condition. Decisions come from `polling`; this module only awaits I/O, JS and th
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,12 +111,17 @@ class Caller:
     ) -> CallResult:
         state = state or PollState.start(policy, self.clock.now())
         last_info = float("-inf")
+        debug = self.log.is_enabled_for(logging.DEBUG) if hasattr(self.log, "is_enabled_for") \
+            else True  # fmt: skip
         condition = await self._open(policy.condition, "condition", spec)
         fail_when = await self._open(policy.fail_when, "failWhen", spec) if policy.fail_when else None
         try:
             while True:
-                await self._sleep_until(state.next_due)
-                if state.deadline is not None and self.clock.now() >= state.deadline:
+                now = self.clock.now()
+                if state.next_due > now:
+                    await self.clock.sleep(state.next_due - now)
+                    now = self.clock.now()
+                if state.deadline is not None and now >= state.deadline:
                     raise deadline_error(policy, state)
                 response, error, sent = await self._send(
                     request, spec.retry, state.deadline, validate=False
@@ -130,15 +136,16 @@ class Caller:
                 if isinstance(decision, Fail):
                     raise decision.error
                 state.next_due = decision.until
-                now = self.clock.now()
+                now = decision.until - decision.delay
                 # Progress at info for polls worth watching; a fast poll logs at most every 5 s.
                 loud = decision.delay >= 1.0 or now - last_info >= _QUIET_SECONDS
-                last_info = now if loud else last_info
-                (self.log.info if loud else self.log.debug)(
-                    "poll.attempt", where=spec.where, attempt=state.attempt,
-                    of=policy.max_attempts, status=state.last_status,
-                    next_in=format_duration(decision.delay),
-                )  # fmt: skip
+                if loud or debug:
+                    last_info = now if loud else last_info
+                    (self.log.info if loud else self.log.debug)(
+                        "poll.attempt", where=spec.where, attempt=state.attempt,
+                        of=policy.max_attempts, status=state.last_status,
+                        next_in=format_duration(decision.delay),
+                    )  # fmt: skip
                 if on_attempt is not None:
                     on_attempt(state)
         finally:
@@ -257,11 +264,6 @@ class Caller:
                        url=request.url, status=response.status,
                        ms=round(response.elapsed * 1000))  # fmt: skip
         return response, None
-
-    async def _sleep_until(self, due: float) -> None:
-        delay = due - self.clock.now()
-        if delay > 0:
-            await self.clock.sleep(delay)
 
 
 @dataclass

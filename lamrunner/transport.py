@@ -8,11 +8,10 @@ reading, so a 2 GB answer costs at most the cap in memory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import time
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Protocol
 
 from .errors import TransportError
@@ -21,23 +20,33 @@ from .rendering import RenderedRequest
 from .units import format_duration, format_size
 
 DEFAULT_MAX_RESPONSE_BYTES = 50 * 1000 * 1000
+_UNPARSED = object()
 MAX_REDIRECTS = 10
 _CHUNK = 1 << 16
 
 
-@dataclass(frozen=True)
 class Response:
-    """One HTTP answer. `text` is kept so JS can parse it once; `value` is parsed on demand."""
+    """One HTTP answer. `text` is kept so JS can parse it once; `value` is parsed on demand.
 
-    status: int
-    headers: dict[str, str]
-    text: str
-    is_json: bool
-    elapsed: float
+    A plain class with slots: one is made per attempt, and a frozen dataclass costs more.
+    """
 
-    @cached_property
+    __slots__ = ("status", "headers", "text", "is_json", "elapsed", "_value")
+
+    def __init__(self, status: int, headers: dict[str, str], text: str, is_json: bool,
+                 elapsed: float) -> None:  # fmt: skip
+        self.status, self.headers, self.text = status, headers, text
+        self.is_json, self.elapsed = is_json, elapsed
+        self._value: Any = _UNPARSED
+
+    @property
     def value(self) -> Any:
         """The body: parsed JSON, text, or None when empty. Invalid JSON is a TransportError."""
+        if self._value is _UNPARSED:
+            self._value = self._parse()
+        return self._value
+
+    def _parse(self) -> Any:
         if not self.text.strip():
             return None
         if not self.is_json:
@@ -107,7 +116,7 @@ class AiohttpTransport:
                 request.url,
                 headers=request.headers,
                 data=request.body,
-                timeout=aiohttp.ClientTimeout(total=timeout),  # covers the body read too
+                timeout=_timeout(aiohttp, timeout),  # covers the body read too
                 max_redirects=MAX_REDIRECTS + 1,  # aiohttp stops *at* the limit
             ) as resp:
                 raw = await self._read(resp)
@@ -157,6 +166,12 @@ class AiohttpTransport:
                 raise _too_large(size, cap)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(aiohttp: Any, seconds: float) -> Any:
+    """One ClientTimeout per distinct value (they are immutable), not one per request."""
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 def _guarded_connector() -> type:
