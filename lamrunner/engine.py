@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import structlog
 
 from . import gcpolicy
-from .calls import Caller, CallResult
+from .calls import Caller
 from .clock import Clock, SystemClock
 from .directives import (
     ExitDirective,
@@ -32,7 +32,7 @@ from .handlers import call_handler
 from .logs import PollProgress, get_logger, live_line
 from .masking import SECRETS
 from .polling import PollState
-from .rendering import render_request
+from .rendering import RenderedRequest, render_request
 from .runstate import FAILED, SUCCESS, RunState
 from .transport import AiohttpTransport, Transport
 from .workflow import Step, Workflow
@@ -186,74 +186,88 @@ class Engine:
         caller: Caller,
         progress: PollProgress | None,
     ) -> None:
+        """Render every request (nothing is sent if one fails), then run them concurrently."""
         rendered = [render_request(spec, self.config) for spec in directive.requests]
         for request in rendered:
             SECRETS.add_headers(request.headers)
         if state.pending is None:
             state.pending = {"output": output, "elements": [None] * len(rendered)}
             self._save(state)
-        elements: list[Any] = state.pending["elements"]
         gate = asyncio.Semaphore(self.workflow.limits.concurrency)
-
-        async def one(i: int) -> CallResult | dict[str, Any]:
-            if elements[i] is not None and "result" in elements[i]:
-                return elements[i]["result"]  # type: ignore[no-any-return]
-            async with gate:
-                poll = elements[i] and elements[i].get("poll")
-                key = f"{step.key}[{i}]"
-
-                def on_attempt(poll_state: PollState) -> None:
-                    elements[i] = {"poll": poll_state.to_dict()}
-                    self._save_element(state, i, elements[i])
-                    if progress is not None:
-                        progress.update(key, step.name, poll_state.attempt,
-                                        directive.requests[i].loop.max_attempts,  # type: ignore[union-attr]
-                                        poll_state.last_status,
-                                        asyncio.get_running_loop().time()
-                                        + max(0.0, poll_state.next_due - self.clock.now()))  # fmt: skip
-
-                try:
-                    result = await caller.perform(
-                        rendered[i], directive.requests[i],
-                        PollState.from_dict(poll) if poll else None, on_attempt,
-                    )  # fmt: skip
-                finally:
-                    if progress is not None:
-                        progress.done(key)
-                stored = {"response": result.value, "http": result.http()}
-                elements[i] = {"result": stored}
-                if directive.batch:  # a lone request's result is saved with the step
-                    self._save_element(state, i, elements[i])
-                return stored
-
-        outcomes = await asyncio.gather(*(one(i) for i in range(len(rendered))),
-                                        return_exceptions=True)  # fmt: skip
+        outcomes = await asyncio.gather(
+            *(self._element(i, step, state, directive, request, caller, progress, gate)
+              for i, request in enumerate(rendered)),
+            return_exceptions=True,
+        )  # fmt: skip
         for outcome in outcomes:
             if isinstance(outcome, BaseException) and not isinstance(outcome, LamrunnerError):
                 raise outcome
-        errors = [o for o in outcomes if isinstance(o, LamrunnerError)]
-        if directive.batch:
-            entry = {
-                "response": [None if isinstance(o, BaseException) else o["response"] for o in outcomes],
-                "http": [_error_http(o) if isinstance(o, BaseException) else o["http"]
-                         for o in outcomes],
-            }  # fmt: skip
-        else:
-            entry = outcomes[0] if not errors else None
-        if errors:
-            if entry is not None:
-                state.gwo[step.key] = entry  # keep what the other elements of the batch got
-            state.pending = None
-            first = errors[0]
-            if directive.batch:
-                index = outcomes.index(first)
-                first.message = f"lam.httpRequests[{index}]: {first.message}"
-                first.args = (first.message,)
-            raise first
-        self._complete(state, step, entry)  # type: ignore[arg-type]
+        self._settle(step, state, directive, outcomes)
 
-    def _complete(self, state: RunState, step: Step, entry: dict[str, Any]) -> None:
-        state.gwo[step.key] = entry
+    async def _element(
+        self,
+        i: int,
+        step: Step,
+        state: RunState,
+        directive: HttpDirective,
+        request: RenderedRequest,
+        caller: Caller,
+        progress: PollProgress | None,
+        gate: asyncio.Semaphore,
+    ) -> dict[str, Any]:
+        """One request object to its GWO entry, resuming its poll if it has one in progress."""
+        assert state.pending is not None
+        elements: list[Any] = state.pending["elements"]
+        if elements[i] is not None and "result" in elements[i]:
+            return elements[i]["result"]  # type: ignore[no-any-return]
+        spec = directive.requests[i]
+        async with gate:
+            poll = elements[i] and elements[i].get("poll")
+            key = f"{step.key}[{i}]"
+
+            def on_attempt(poll_state: PollState) -> None:
+                elements[i] = {"poll": poll_state.to_dict()}
+                self._save_element(state, i, elements[i])
+                if progress is not None and spec.loop is not None:
+                    due = max(0.0, poll_state.next_due - self.clock.now())
+                    progress.update(key, step.name, poll_state.attempt, spec.loop.max_attempts,
+                                    poll_state.last_status,
+                                    asyncio.get_running_loop().time() + due)  # fmt: skip
+
+            try:
+                result = await caller.perform(
+                    request, spec, PollState.from_dict(poll) if poll else None, on_attempt
+                )
+            finally:
+                if progress is not None:
+                    progress.done(key)
+        stored = {"response": result.value, "http": result.http()}
+        elements[i] = {"result": stored}
+        if directive.batch:  # a lone request's result is saved with the step
+            self._save_element(state, i, elements[i])
+        return stored
+
+    def _settle(
+        self, step: Step, state: RunState, directive: HttpDirective, outcomes: list[Any]
+    ) -> None:
+        """Record the step's entry, or fail with the first error while keeping the rest."""
+        errors = [o for o in outcomes if isinstance(o, LamrunnerError)]
+        if not errors:
+            self._complete(state, step, outcomes if directive.batch else outcomes[0],
+                           batch=directive.batch)  # fmt: skip
+            return
+        state.pending = None
+        first = errors[0]
+        if directive.batch:
+            state.gwo[step.key] = _batch_entry(outcomes)  # what the other elements got
+            first.message = f"lam.httpRequests[{outcomes.index(first)}]: {first.message}"
+            first.args = (first.message,)
+        raise first
+
+    def _complete(
+        self, state: RunState, step: Step, entry: Any, *, batch: bool = False
+    ) -> None:
+        state.gwo[step.key] = _batch_entry(entry) if batch else entry
         state.pending = None
         state.next_step = step.index
 
@@ -293,6 +307,15 @@ def _step_result(entry: Any) -> Any:
     if not isinstance(entry, dict):
         return None
     return entry["response"] if "response" in entry else entry.get("data")
+
+
+def _batch_entry(outcomes: list[Any]) -> dict[str, Any]:
+    """`{"response": [...], "http": [...]}` in request order; a failed element is a null
+    response and an `error` in its http entry."""
+    return {
+        "response": [None if isinstance(o, BaseException) else o["response"] for o in outcomes],
+        "http": [_error_http(o) if isinstance(o, BaseException) else o["http"] for o in outcomes],
+    }
 
 
 def _error_http(error: BaseException) -> dict[str, Any]:
