@@ -218,7 +218,7 @@ def _refuse(exc: Any, stdout: TextIO | None, output: str | None = None) -> int:
 def _error(exc: Any) -> dict[str, Any]:
     from .masking import SECRETS
 
-    return {"type": exc.type_name, "message": SECRETS.mask(exc.message), "step": exc.step}
+    return SECRETS.mask_data(exc.to_dict())  # type: ignore[no-any-return]
 
 
 def _emit(document: dict[str, Any], stdout: TextIO, output: str | None) -> int:

@@ -64,7 +64,7 @@ class Engine:
         self.workflow = workflow
         self.config = dict(workflow.config if config is None else config)
         self._transport = transport
-        self._js = js
+        self._js = js  # shared by every run when given; else each run starts and stops its own
         self.clock = clock or SystemClock()
         self._checkpoint = checkpoint
         self._manage_gc = manage_gc  # see gcpolicy: for processes with thousands of polls
@@ -102,26 +102,20 @@ class Engine:
                 allow_link_local=self.workflow.network.allow_link_local,
             )
             await stack.enter_async_context(transport)  # type: ignore[arg-type]
-        if self._js is None:
-            from .jsengine import JsEngine
+        from .jsengine import JsEngine, JsLimits
 
-            self._js = JsEngine()
-            stack.callback(self._close_js)
-        from .jsengine import JsLimits
-
+        js = self._js
+        if js is None:
+            js = JsEngine()
+            stack.callback(js.close)
         limits = self.workflow.limits
         return Caller(
             transport=transport,
-            conditions=self._js,
+            conditions=js,
             clock=self.clock,
             condition_limits=JsLimits(limits.condition_timeout, limits.condition_memory),
             log=log,
         )
-
-    def _close_js(self) -> None:
-        if self._js is not None:
-            self._js.close()
-            self._js = None
 
     async def _advance(self, state: RunState, caller: Caller, progress: Any, log: Any) -> None:
         steps = self.workflow.steps
@@ -143,7 +137,7 @@ class Engine:
     ) -> None:
         if state.pending is None:
             log.info("step.start", step=step.name, handler=step.handler.spec)
-            output = await self._call_handler(step, state, log)
+            output = await self._call_handler(step, state, caller.conditions, log)
         else:
             log.info("step.resume", step=step.name)
             output = state.pending["output"]
@@ -160,21 +154,19 @@ class Engine:
             await self._requests(step, state, directive, output, caller, progress)
         self._save(state)
 
-    async def _call_handler(self, step: Step, state: RunState, log: Any) -> Any:
+    async def _call_handler(self, step: Step, state: RunState, js: Any, log: Any) -> Any:
         limits = self.workflow.limits
         js_limits = None
         if step.handler.language == "javascript":
             from .jsengine import JsLimits
 
             js_limits = JsLimits(limits.handler_timeout, limits.handler_memory)
-            if self._js is None:  # pragma: no cover - _caller always sets it
-                raise RuntimeError("JS engine not started")
 
         def console(level: str, text: str) -> None:
             log.log(_LEVELS.get(level, 20), "handler.console", step=step.name, text=text)
 
         return await call_handler(
-            step.handler, json.dumps(state.gwo), js=self._js, js_limits=js_limits, console=console
+            step.handler, json.dumps(state.gwo), js=js, js_limits=js_limits, console=console
         )
 
     async def _requests(
@@ -278,9 +270,7 @@ class Engine:
 
     def _fail(self, state: RunState, exc: LamrunnerError) -> None:
         state.status = FAILED
-        error = exc.to_dict()
-        error["message"] = SECRETS.mask(error["message"])
-        state.error = error
+        state.error = SECRETS.mask_data(exc.to_dict())
 
     def _save(self, state: RunState) -> None:
         if self._checkpoint is not None:

@@ -544,16 +544,21 @@ _local = threading.local()  # per thread: {memory limit: _Realm}
 
 def _evaluate_here(source: str, ctx_json: str, limits: JsLimits, budget: float) -> bool:
     """Evaluate in this thread's realm; a realm that ran out of memory is replaced."""
-    realms: dict[int, _Realm] = _local.__dict__.setdefault("realms", {})
-    realm = realms.get(limits.memory)
-    if realm is None:
-        realm = realms[limits.memory] = _Realm(limits.memory)
     try:
-        return realm.evaluate(source, ctx_json, limits, budget)
+        return _realm(limits.memory).evaluate(source, ctx_json, limits, budget)
     except ScriptError as err:
         if err.kind == "memory":  # a context that ran out of memory may stay full
-            del realms[limits.memory]
+            _local.realms.pop(limits.memory, None)
         raise
+
+
+def _realm(memory: int) -> _Realm:
+    """This thread's realm for conditions with this memory limit, made on first use."""
+    realms: dict[int, _Realm] = _local.__dict__.setdefault("realms", {})
+    realm = realms.get(memory)
+    if realm is None:
+        realm = realms[memory] = _Realm(memory)
+    return realm
 
 
 def _evaluate_job(source: str, ctx_json: str, limits: JsLimits) -> bool:
@@ -723,6 +728,4 @@ class JsEngine:
 
 def _evaluate_check(source: str, limits: JsLimits) -> None:
     """Compile the condition into this thread's realm (cached for the evaluations to come)."""
-    realms: dict[int, _Realm] = _local.__dict__.setdefault("realms", {})
-    realm = realms.get(limits.memory) or realms.setdefault(limits.memory, _Realm(limits.memory))
-    realm.evaluator(source)
+    _realm(limits.memory).evaluator(source)

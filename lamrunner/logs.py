@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from .masking import SECRETS, mask_processor
+from .masking import mask_processor
 from .units import format_duration
 
 LOGGER_NAME = "lamrunner"
@@ -182,7 +182,7 @@ class PrintToLog(io.TextIOBase):
         self._buffer += text
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
-            self._log.info("handler.print", text=SECRETS.mask(line))
+            self._log.info("handler.print", text=line)  # masked by the chain
         return len(text)
 
     def flush(self) -> None:

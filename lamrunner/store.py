@@ -84,8 +84,7 @@ class RunSummary:
     status: str
     created_at: float
     updated_at: float
-    step: int
-    steps_done: int
+    steps_done: int  # the next step's index is the number of steps done
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -222,15 +221,14 @@ class RunStore:
 
     def list(self, limit: int = 50) -> list[RunSummary]:
         rows = self._db.execute(
-            "SELECT run_id, workflow, status, created_at, updated_at, pid, state FROM runs"
+            "SELECT run_id, workflow, status, created_at, updated_at, pid,"
+            " json_extract(state, '$.next_step') FROM runs"  # not the whole GWO of every run
             " ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [
-            RunSummary(r[0], r[1], _listed_status(r[2], r[5]), r[3], r[4],
-                       json.loads(r[6])["next_step"], json.loads(r[6])["next_step"])
-            for r in rows
-        ]  # fmt: skip
+            RunSummary(r[0], r[1], _listed_status(r[2], r[5]), r[3], r[4], r[6]) for r in rows
+        ]
 
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
