@@ -40,6 +40,8 @@ class Handler:
 
 def load_handler(spec: str, base_dir: Path, where: str) -> Handler:
     """Resolve `file.js`, `file.py`, `file.py:func` or `package.module:func`."""
+    if "\x00" in spec:  # the OS would refuse the path with a bare ValueError
+        raise DefinitionError(f"{where}: a handler path cannot contain a NUL character")
     path_part, _, func_name = spec.partition(":") if not _is_windows_drive(spec) else (spec, "", "")
     if path_part.endswith(".js"):
         if func_name:

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import Phase, assume, given, settings
+from hypothesis import Phase, assume, example, given, settings
 from hypothesis import strategies as st
 
 from lamrunner.cli import parse_input
@@ -808,6 +808,8 @@ def test_load_workflow_on_byte_soup_only_raises_definition_error(folder, data):
 
 @settings(QUICK, max_examples=120, deadline=None)
 @given(WORKFLOW_DOC)
+@example(doc={"name": "0", "steps": ["a\x00.js"]})  # found by this property: a bare ValueError
+@example(doc={"name": "0", "steps": ["a\x00.py:f"]})
 def test_load_workflow_on_wrong_but_well_formed_documents_only_raises_definition_error(
     folder, doc
 ):
