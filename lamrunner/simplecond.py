@@ -14,16 +14,22 @@ case whose JS result this module cannot reproduce exactly (reading a property of
 prototype property, a number beyond 2^53, string length…) raises Unsupported, and that one
 evaluation goes to QuickJS, which then gives the real answer or the real exception. Tests hold
 the two evaluators to the same answers.
+
+Nothing QuickJS accepts may crash this module, so neither compiling nor evaluating recurses
+without bound: nesting (parentheses, `includes(…)` arguments) deeper than _MAX_DEPTH compiles to
+None, runs of `!` are parsed in a loop, and `&&` / `||` chains evaluate as flat lists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 UNDEFINED = object()
 _MAX_SAFE = 2**53
+_MAX_DEPTH = 32  # nested sub-expressions the fast path takes; real conditions nest 2 or 3 deep
 _PROTO = frozenset({
     "constructor", "__proto__", "toString", "toLocaleString", "valueOf", "hasOwnProperty",
     "isPrototypeOf", "propertyIsEnumerable", "__defineGetter__", "__defineSetter__",
@@ -75,7 +81,18 @@ def _tokenize(source: str) -> list[tuple[str, str]] | None:
 
 class _Parser:
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
-        self.tokens, self.i = tokens, 0
+        self.tokens, self.i, self.depth = tokens, 0, 0
+
+    @contextlib.contextmanager
+    def nested(self) -> Iterator[None]:
+        """One level of sub-expression; too deep for Python's stack means QuickJS decides."""
+        if self.depth >= _MAX_DEPTH:
+            raise _NoMatch
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
     def peek(self, offset: int = 0) -> tuple[str, str]:
         j = self.i + offset
@@ -100,18 +117,19 @@ class _Parser:
         return node
 
     def expression(self) -> Node:
-        node = self.conjunction()
-        while self.peek() == ("op", "||"):
-            self.i += 1
-            node = _or(node, self.conjunction())
-        return node
+        with self.nested():
+            operands = [self.conjunction()]
+            while self.peek() == ("op", "||"):
+                self.i += 1
+                operands.append(self.conjunction())
+        return operands[0] if len(operands) == 1 else _or(operands)
 
     def conjunction(self) -> Node:
-        node = self.comparison()
+        operands = [self.comparison()]
         while self.peek() == ("op", "&&"):
             self.i += 1
-            node = _and(node, self.comparison())
-        return node
+            operands.append(self.comparison())
+        return operands[0] if len(operands) == 1 else _and(operands)
 
     def comparison(self) -> Node:
         node = self.unary()
@@ -123,11 +141,15 @@ class _Parser:
         return node
 
     def unary(self) -> Node:
-        if self.peek() == ("op", "!"):
+        negations = 0
+        while self.peek() == ("op", "!"):  # a loop: `!!!…x` may be thousands long
             self.i += 1
-            inner = self.unary()
-            return lambda ctx: not _truthy(inner(ctx))
-        return self.primary()
+            negations += 1
+        inner = self.primary()
+        if negations == 0:
+            return inner
+        odd = negations % 2 == 1
+        return lambda ctx: _truthy(inner(ctx)) != odd
 
     def primary(self) -> Node:
         kind, token = self.peek()
@@ -263,17 +285,25 @@ def _equals(left: Node, right: Node, negate: bool) -> Node:
     return lambda ctx: _strict_equal(left(ctx), right(ctx)) != negate
 
 
-def _and(left: Node, right: Node) -> Node:
+def _and(operands: list[Node]) -> Node:
+    """`a && b && c` as one flat loop (a chain of thousands must not recurse): JS's value."""
     def evaluate(ctx: dict[str, Any]) -> Any:
-        value = left(ctx)
-        return right(ctx) if _truthy(value) else value
+        for operand in operands:
+            value = operand(ctx)
+            if not _truthy(value):
+                return value
+        return value
 
     return evaluate
 
 
-def _or(left: Node, right: Node) -> Node:
+def _or(operands: list[Node]) -> Node:
+    """`a || b || c` as one flat loop: the first truthy operand, else the last."""
     def evaluate(ctx: dict[str, Any]) -> Any:
-        value = left(ctx)
-        return value if _truthy(value) else right(ctx)
+        for operand in operands:
+            value = operand(ctx)
+            if _truthy(value):
+                return value
+        return value
 
     return evaluate

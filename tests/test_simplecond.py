@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -120,3 +122,69 @@ async def test_runner_uses_the_fast_path_and_falls_back(api, wf):
     record = await run_path(wf.workflow([wf.request_step("p", request)]))
     assert record["status"] == "SUCCESS"
     assert record["gwo"]["step_1"]["http"]["attempts"] == 2
+
+
+DEEP_PARENS = "(ctx) => " + "(" * 400 + "ctx.status === 200" + ")" * 400
+MANY_NOTS = "(ctx) => " + "!" * 3000 + "(ctx.status === 200)"
+LONG_CHAIN = " && ".join(["ctx.status === 200"] * 5000)
+
+
+@pytest.mark.parametrize("source", [
+    DEEP_PARENS, MANY_NOTS, "!" * 3001 + "ctx.status", LONG_CHAIN,
+    " || ".join(["ctx.status === 1"] * 5000),
+    "(ctx) => " + "!(" * 200 + "ctx.response.n" + ")" * 200,
+    "[1].includes(" * 100 + "ctx.status" + ")" * 100,
+])  # fmt: skip
+def test_deep_conditions_never_crash_the_fast_path(source):
+    """Python's stack is no limit QuickJS has: too deep to mirror means QuickJS answers."""
+    fast = compile_condition(source)
+    if fast is None:
+        return
+    expected = jsengine._evaluate_here(source, json.dumps(CTX), jsengine.CONDITION_LIMITS, 1.0)
+    assert fast(CTX) is expected
+
+
+def test_every_nesting_depth_compiles_or_steps_aside():
+    """At each depth the fast path either answers like QuickJS or leaves it to QuickJS."""
+    for depth in range(1, 80, 3):
+        source = "(" * depth + "!ctx.response.n && ctx.status === 200" + ")" * depth
+        fast = compile_condition(source)
+        assert fast is None or fast(CTX) is True, depth
+    assert compile_condition("(" * 3 + "ctx.status === 200" + ")" * 3) is not None
+
+
+async def _cli(*args: str) -> tuple[int, dict, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lamrunner", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert "Traceback" not in err.decode()
+    return proc.returncode, json.loads(out), err.decode()  # exactly one JSON document
+
+
+def _poll_steps(wf, url, conditions):
+    steps = []
+    for i, condition in enumerate(conditions):
+        request = {"method": "GET", "url": url, "loopUntil": {
+            "condition": condition, "maxAttempts": 3, "initialDelay": "10ms"}}
+        steps.append({"name": f"poll{i}", "handler": wf.request_step(f"poll{i}", request)})
+    return str(wf.workflow(steps))
+
+
+async def test_cli_runs_deep_conditions_quickjs_accepts(api, wf):
+    api.script("GET", "/job", Reply(json={"state": "done"}))
+    flow = _poll_steps(wf, api.url + "/job", [DEEP_PARENS, MANY_NOTS, LONG_CHAIN])
+    code, record, err = await _cli("run", flow)
+    assert (code, record["status"]) == (0, "SUCCESS"), err
+    assert [record["gwo"][f"step_{k}"]["http"]["attempts"] for k in (1, 2, 3)] == [1, 1, 1]
+
+
+async def test_cli_fails_cleanly_on_a_condition_quickjs_refuses(api, wf):
+    api.script("GET", "/job", Reply(json={"state": "done"}))
+    too_deep = "(ctx) => " + "(" * 5000 + "ctx.status === 200" + ")" * 5000
+    code, record, err = await _cli("run", _poll_steps(wf, api.url + "/job", [too_deep]))
+    assert code == 1, err
+    assert record["status"] == "FAILED"
+    assert record["error"]["type"] == "ConditionError"
+    assert "stack" in record["error"]["message"]
+    assert api.requests_to("/job") == []  # refused before the first request
