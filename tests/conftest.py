@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import tempfile
 import textwrap
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -83,6 +86,37 @@ class ScriptedAPI:
         if reply.json is None:
             return web.Response(status=reply.status, headers=reply.headers)
         return web.json_response(reply.json, status=reply.status, headers=reply.headers)
+
+
+# -- the user's home is never touched ---------------------------------------------------------
+
+PRIVATE_ENV = ("HOME", "XDG_STATE_HOME", "LAMRUNNER_STORE")
+_saved_env: dict[str, str | None] = {}
+_private_root: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any fixture (module- and session-scoped ones included) and any subprocess: HOME,
+    XDG_STATE_HOME and LAMRUNNER_STORE point into one temporary folder for the whole session,
+    so no run a test starts can checkpoint into ~/.local/state/lamrunner/runs.sqlite3."""
+    root = Path(tempfile.mkdtemp(prefix="lamrunner-tests-"))
+    (root / "home").mkdir()
+    _private_root.append(root)
+    _saved_env.update({name: os.environ.get(name) for name in PRIVATE_ENV})
+    os.environ["HOME"] = str(root / "home")
+    os.environ["XDG_STATE_HOME"] = str(root / "state")
+    os.environ["LAMRUNNER_STORE"] = str(root / "session-runs.sqlite3")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    for root in _private_root:
+        shutil.rmtree(root, ignore_errors=True)
+    _private_root.clear()
 
 
 @pytest.fixture(autouse=True)

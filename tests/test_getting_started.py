@@ -1,5 +1,5 @@
-"""What a newcomer meets first: packaging metadata, the LICENSE, and the samples' job API
-when it is started with the wrong Python."""
+"""What a newcomer meets first: packaging metadata, the LICENSE, the samples' job API when it
+is started with the wrong Python, and a test suite that leaves their home alone."""
 
 from __future__ import annotations
 
@@ -50,3 +50,27 @@ def test_license_file_is_mit_for_the_lamrunner_authors() -> None:
     text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert text.startswith("MIT License")
     assert "Copyright (c) 2026 the lamrunner authors" in text
+
+
+def _files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_the_suite_writes_nothing_into_home(tmp_path: Path) -> None:
+    """tests/test_cli.py's module-scoped fixtures start real runs before any function fixture;
+    run them under a fresh, empty HOME (no XDG_STATE_HOME, no LAMRUNNER_STORE, as in a user's
+    shell) and the folder must stay empty: no ~/.local/state/lamrunner/runs.sqlite3."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XDG_STATE_HOME", "LAMRUNNER_STORE", "PYTEST_ADDOPTS")}  # fmt: skip
+    env["HOME"] = str(home)
+    env["PIP_CACHE_DIR"] = str(tmp_path / "pip-cache")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_cli.py", "-k", "run_time_mistake"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout, proc.stdout[-3000:]
+    assert _files_under(home) == [], _files_under(home)
