@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """jobapi: a small local job API for the lamrunner samples to poll.
 
-    python samples/jobapi.py --port 8765        # --port 0 picks a free port
+    .venv/bin/python samples/jobapi.py --port 8765        # --port 0 picks a free port
 
 Every job walks the same lifecycle, driven by the clock rather than by workers:
 
@@ -46,7 +46,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from aiohttp import web
+try:
+    from aiohttp import web
+except ModuleNotFoundError as _missing:  # started with a Python that lacks the dependencies
+    print(f"jobapi: {_missing.name} is not installed for {sys.executable}; run "
+          "`bash scripts/demo.sh` once (it creates .venv), then use .venv/bin/python "
+          "samples/jobapi.py", file=sys.stderr)
+    sys.exit(2)
 
 TERMINAL = ("completed", "failed", "canceled", "expired")
 

@@ -74,3 +74,27 @@ def test_the_suite_writes_nothing_into_home(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout, proc.stdout[-3000:]
     assert _files_under(home) == [], _files_under(home)
+
+
+def test_jobapi_without_its_dependency_says_what_to_do_in_one_line() -> None:
+    """`python samples/jobapi.py` outside the venv: a one-line hint and exit 2, no traceback.
+    -S keeps site-packages (and so aiohttp) off sys.path, as a bare system Python would."""
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", str(ROOT / "samples" / "jobapi.py"), "--port", "0"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "aiohttp is not installed" in lines[0]
+    assert "bash scripts/demo.sh" in lines[0] and ".venv/bin/python" in lines[0]
+
+
+def test_samples_readme_starts_the_job_api_with_the_venv_python() -> None:
+    text = (ROOT / "samples" / "README.md").read_text(encoding="utf-8")
+    assert ".venv/bin/python samples/jobapi.py" in text
+    for line in text.splitlines():
+        stripped = line.strip()
+        assert not stripped.startswith(("python samples/", "python3 samples/")), line
