@@ -85,6 +85,44 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command. Whatever goes wrong inside lamrunner, the user still gets one JSON record,
+    an exit status and a one-line error, never a traceback (that goes to the -v log)."""
+    global _EMITTED
+    _EMITTED = False
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C outside a run's event loop (which handles its own)
+        return _last_word(EXIT_INTERRUPTED, "Interrupted", "stopped by a signal; nothing ran "
+                          "to completion", None)  # fmt: skip
+    except Exception as exc:
+        import traceback
+
+        from .errors import InternalError
+
+        command = next((a for a in argv if a in ("run", "validate", "resume", "runs")), "run")
+        return _last_word(EXIT_FAILED, "InternalError", InternalError.of(exc, command).message,
+                          traceback.format_exc())  # fmt: skip
+
+
+def _last_word(code: int, kind: str, message: str, trace: str | None) -> int:
+    """The record when everything else failed: runId null, the error, logged; once only."""
+    from .runstate import failed_record
+
+    log = _log()
+    log.error("internal.error" if trace else "run.interrupted", error=message)
+    if trace:
+        log.debug("internal.traceback", exception=trace)  # -v only; masked by the log chain
+    if not _EMITTED:
+        _emit(failed_record(None, {"type": kind, "message": message, "step": None}),
+              sys.stdout, None)  # fmt: skip
+    return code
+
+
+_EMITTED = False  # main's one record went out: a failure after it must not print a second
+
+
+def _main(argv: list[str]) -> int:
     from .errors import DefinitionError
 
     try:
@@ -223,11 +261,13 @@ def _error(exc: Any) -> dict[str, Any]:
 
 def _emit(document: dict[str, Any], stdout: TextIO, output: str | None) -> int:
     """Print the document; also write it to --output. Returns EXIT_FAILED if that write fails."""
+    global _EMITTED
     text = json.dumps(document, indent=2, ensure_ascii=False)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: keep them as \u escapes, as JSON allows
         text = json.dumps(document, indent=2)
+    _EMITTED = True
     stdout.write(text + "\n")
     stdout.flush()
     if output:

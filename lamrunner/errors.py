@@ -7,6 +7,8 @@
     ├── HttpStatusError             a final status >= 400 with failOnHttpError
     ├── TransportError              no usable response: timeout, connection, protocol, size cap
     ├── ConditionError              a loopUntil condition that does not compile or breaks a limit
+    ├── InternalError               a bug in lamrunner itself, never the user's mistake: the
+    │                               CLI's last line of defence turns any other exception into it
     └── PollingError
         ├── PollingFailed           failWhen held
         ├── PollingExhausted        maxAttempts used up
@@ -82,6 +84,19 @@ class TransportError(LamrunnerError):
 
 class ConditionError(LamrunnerError):
     """A loopUntil condition or failWhen does not compile or broke its time/memory limit."""
+
+
+class InternalError(LamrunnerError):
+    """A bug in lamrunner: an exception nothing else translated. Says how to report it."""
+
+    @classmethod
+    def of(cls, exc: BaseException, command: str) -> InternalError:
+        """Names only the exception's type: its text may hold data from the run (see the log)."""
+        return cls(
+            f"internal error ({type(exc).__name__}): this is a bug in lamrunner, not in your "
+            f"workflow; please report it on lamrunner's issue tracker with the log from "
+            f"`lamrunner {command} ... -v`"
+        )
 
 
 class PollingError(LamrunnerError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from . import aio
 from .config import build_config
 from .engine import Engine
-from .errors import DefinitionError
+from .errors import DefinitionError, InternalError
 from .logs import get_logger
 from .runstate import FAILED, SUCCESS, RunState
 from .store import RunStore
@@ -59,7 +60,7 @@ def start(invocation: Invocation, input_data: Any, store: RunStore | None) -> di
     workflow, config = invocation.load()
     state = RunState.start(workflow.name, input_data)
     return _drive(Engine(workflow, config, checkpoint=store, manage_gc=True), state, invocation,
-                  store)  # fmt: skip
+                  store, "run")  # fmt: skip
 
 
 def resume(run_id: str, store: RunStore) -> dict[str, Any]:
@@ -78,11 +79,11 @@ def resume(run_id: str, store: RunStore) -> dict[str, Any]:
         )  # fmt: skip
     workflow, config = invocation.load()
     return _drive(Engine(workflow, config, checkpoint=store, manage_gc=True), state, invocation,
-                  store)  # fmt: skip
+                  store, "resume")  # fmt: skip
 
 
 def _drive(
-    engine: Engine, state: RunState, invocation: Invocation, store: RunStore | None
+    engine: Engine, state: RunState, invocation: Invocation, store: RunStore | None, command: str
 ) -> dict[str, Any]:
     if store is not None:
         store.begin(state, invocation.to_dict())
@@ -91,6 +92,8 @@ def _drive(
         return aio.run(engine.resume(state))
     except KeyboardInterrupt:
         return _interrupted(state, store)
+    except Exception as exc:  # a bug in lamrunner: the run ends FAILED, not stuck RUNNING
+        return _internal_failure(engine, state, store, exc, command)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if store is not None:
@@ -114,6 +117,24 @@ def _interrupted(state: RunState, store: RunStore | None) -> dict[str, Any]:
         "step": None,
     }
     return record
+
+
+def _internal_failure(
+    engine: Engine, state: RunState, store: RunStore | None, exc: Exception, command: str
+) -> dict[str, Any]:
+    """The run record for a bug: FAILED with an InternalError; the traceback at debug level."""
+    error = InternalError.of(exc, command)
+    steps = engine.workflow.steps
+    if state.next_step < len(steps):
+        error.in_step(steps[state.next_step].name)
+    log = get_logger(run_id=state.run_id)
+    log.error("internal.error", error=error.message)
+    log.debug("internal.traceback", exception=traceback.format_exc())  # masked by the chain
+    state.status = FAILED
+    state.error = error.to_dict()
+    if store is not None:
+        store.save_run(state)
+    return state.record()
 
 
 def _digest(path: Path) -> str:
