@@ -3,17 +3,24 @@
 Parsing here is the edge: every request object is checked (keys, method, timeout, retry and
 loopUntil, the JS of conditions) before any request of the step is sent, so a typo in the
 third element of a batch does not leave the first two half-done.
+
+The settings of a request (SETTINGS_KEYS) are rendered with the config first and validated
+after, so `maxAttempts: "<<config.n>>"` is checked as the number it becomes, with the same
+errors as a literal. The url, parameters, headers and body are rendered later, in `rendering`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DefinitionError
 from .policies import PollPolicy, RetryPolicy, parse_loop_until, parse_retry
-from .units import parse_duration
+from .templates import has_template, render
+from .units import noting_durations, parse_duration
 from .validation import check_keys, did_you_mean, expect_bool, expect_mapping, expect_str
 
 HTTP_REQUEST = "lam.httpRequest"
@@ -26,6 +33,7 @@ REQUEST_KEYS = (
     "method", "url", "pathParams", "queryParams", "headers", "body",
     "timeout", "failOnHttpError", "retry", "loopUntil",
 )  # fmt: skip
+SETTINGS_KEYS = ("method", "timeout", "failOnHttpError", "retry", "loopUntil")
 DEFAULT_TIMEOUT = 30.0
 _NO_BODY = object()
 
@@ -60,6 +68,7 @@ class PlainData:
 class HttpDirective:
     requests: tuple[RequestSpec, ...]
     batch: bool  # lam.httpRequests: results are lists, in request order
+    warnings: tuple[str, ...] = ()  # suspicious durations, e.g. `initialDelay: 2000` (seconds)
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,15 @@ Directive = PlainData | HttpDirective | ExitDirective | ResponseDirective
 ConditionCheck = Callable[[str, str], None]
 
 
-def parse_directive(value: Any, check_condition: ConditionCheck | None = None) -> Directive:
-    """Classify a handler's return value. `check_condition(source, where)` compiles JS."""
+def parse_directive(
+    value: Any, check_condition: ConditionCheck | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Directive:
+    """Classify a handler's return value. `check_condition(source, where)` compiles JS.
+
+    With `config`, the templates in each request's settings are filled before they are
+    validated; without it (tests of the shape alone) they are validated as written.
+    """
     if not isinstance(value, Mapping):
         return PlainData(value)
     lam_keys = [k for k in value if isinstance(k, str) and k.startswith("lam.")]
@@ -99,21 +115,54 @@ def parse_directive(value: Any, check_condition: ConditionCheck | None = None) -
     _no_siblings(value, key, ())
     if key == RESPONSE:
         return ResponseDirective(_parse_response(value[key]))
-    if key == HTTP_REQUEST:
-        return HttpDirective((parse_request(value[key], key, check_condition),), batch=False)
-    items = value[key]
-    if not isinstance(items, list) or not items:
+    return _parse_http(key, value[key], check_condition, config)
+
+
+def _parse_http(
+    key: str, items: Any, check_condition: ConditionCheck | None,
+    config: Mapping[str, Any] | None,
+) -> HttpDirective:
+    """Every request object of the step, and the duration warnings their parsing noted."""
+    batch = key == HTTP_REQUESTS
+    if batch and (not isinstance(items, list) or not items):
         raise DefinitionError(f"{key}: expected a non-empty list of request objects")
-    specs = tuple(
-        parse_request(item, f"{key}[{i}]", check_condition) for i, item in enumerate(items)
-    )
-    return HttpDirective(specs, batch=True)
+    wheres = [f"{key}[{i}]" for i in range(len(items))] if batch else [key]
+    with noting_durations() as notes:
+        specs = tuple(
+            parse_request(item, where, check_condition, config)
+            for item, where in zip(items if batch else [items], wheres, strict=True)
+        )
+    return HttpDirective(specs, batch=batch, warnings=_once_per_field(notes))
 
 
-def parse_request(data: Any, where: str, check_condition: ConditionCheck | None) -> RequestSpec:
-    """Validate one request object."""
+def _once_per_field(notes: list[str]) -> tuple[str, ...]:
+    """One warning per field of the step: a batch of 100 alike elements warns once."""
+    first: dict[str, str] = {}
+    for note in notes:
+        first.setdefault(re.sub(r"^lam\.httpRequests\[\d+\]", "lam.httpRequests[*]", note), note)
+    return tuple(first.values())
+
+
+def parse_request(
+    data: Any, where: str, check_condition: ConditionCheck | None,
+    config: Mapping[str, Any] | None = None,
+) -> RequestSpec:
+    """Validate one request object, its settings rendered with `config` first when given."""
     data = expect_mapping(data, where)
     check_keys(data, REQUEST_KEYS, where, required=("method", "url"))
+    if config is None:
+        return _build_request(data, where, check_condition)
+    rendered = {k: render(v, config, f"{where}.{k}") if k in SETTINGS_KEYS else v
+                for k, v in data.items()}  # fmt: skip
+    try:
+        return _build_request(rendered, where, check_condition)
+    except DefinitionError as exc:
+        raise _name_template(exc, data, where) from None
+
+
+def _build_request(
+    data: Mapping[str, Any], where: str, check_condition: ConditionCheck | None
+) -> RequestSpec:
     method = expect_str(data["method"], f"{where}.method").upper()
     if method not in METHODS:
         raise DefinitionError(
@@ -140,6 +189,36 @@ def parse_request(data: Any, where: str, check_condition: ConditionCheck | None)
         retry=parse_retry(data["retry"], f"{where}.retry") if "retry" in data else None,
         loop=loop,
     )
+
+
+def _name_template(exc: DefinitionError, raw: Mapping[str, Any], where: str) -> DefinitionError:
+    """Say which template gave the bad value: the handler shows `<<config.n>>`, not 'abc'."""
+    field_name = exc.message.partition(": ")[0]
+    for path, text in _templated({k: raw[k] for k in SETTINGS_KEYS if k in raw}, where):
+        if _gave(path, field_name):
+            exc.message = f"{exc.message} (from {text!r})"
+            exc.args = (exc.message,)
+            break
+    return exc
+
+
+def _gave(path: str, field_name: str) -> bool:
+    """Whether the template at `path` gave the value that the error about `field_name` is
+    about: the field itself, a mapping holding it, or an element of a list it is."""
+    inside = field_name.startswith((f"{path}.", f"{path}["))
+    return field_name == path or inside or path.startswith(f"{field_name}[")
+
+
+def _templated(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(field, template text) for every string holding a template, depth first."""
+    if isinstance(value, str) and has_template(value):
+        yield where, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _templated(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _templated(item, f"{where}[{i}]")
 
 
 def _parse_exit(value: Mapping[str, Any]) -> Directive:

@@ -80,6 +80,7 @@ class Engine:
         log = get_logger(run_id=state.run_id, workflow=self.workflow.name)
         log.info("run.start" if state.next_step == 0 and not state.pending else "run.resume",
                  steps=len(self.workflow.steps))  # fmt: skip
+        _warn(log, self.workflow.warnings)
         async with AsyncExitStack() as stack:
             if self._manage_gc:
                 await stack.enter_async_context(gcpolicy.hold())
@@ -141,7 +142,7 @@ class Engine:
         else:
             log.info("step.resume", step=step.name)
             output = state.pending["output"]
-        directive = parse_directive(output, _check_condition)
+        directive = parse_directive(output, _check_condition, self.config)
         if isinstance(directive, PlainData):
             self._complete(state, step, {"data": directive.data})
         elif isinstance(directive, ExitDirective):
@@ -151,6 +152,7 @@ class Engine:
             self._complete(state, step, {"data": dict(directive.response)})
             self._succeed(state, dict(directive.response), log, step, "lam.response")
         else:
+            _warn(log, directive.warnings, f"{step.name} ")
             await self._requests(step, state, directive, output, caller, progress)
         self._save(state)
 
@@ -282,6 +284,12 @@ class Engine:
 
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+def _warn(log: Any, notes: tuple[str, ...], prefix: str = "") -> None:
+    """Suspicious durations (`initialDelay: 2000` is seconds): legal, so warnings, not errors."""
+    for note in notes:
+        log.warning("duration.suspicious", note=prefix + note)
 
 
 def _check_condition(source: str, where: str) -> None:

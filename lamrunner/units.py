@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from .errors import DefinitionError
 
@@ -22,20 +25,66 @@ def parse_duration(value: object, where: str) -> float:
         raise _bad(value, where)
     if isinstance(value, int | float):
         try:
-            return _checked(float(value), value, where)
+            return _note(_checked(float(value), value, where), where)
         except OverflowError:
             raise _bad(value, where) from None
     if not isinstance(value, str):
         raise _bad(value, where)
     text = value.strip().lower().replace(" ", "")
     try:
-        return _checked(float(text), value, where)
+        return _note(_checked(float(text), value, where), where)
     except ValueError:
         pass
     if not text or not _WHOLE.fullmatch(text):
         raise _bad(value, where)
     total = sum(float(num) * _UNITS[unit] for num, unit in _PART.findall(text))
     return _checked(total, value, where)
+
+
+SUSPICIOUS_SECONDS = 1000.0
+_NOTES: ContextVar[list[str] | None] = ContextVar("lamrunner_duration_notes", default=None)
+
+
+@contextmanager
+def noting_durations() -> Iterator[list[str]]:
+    """Collect a warning for every suspicious bare number parse_duration meets in the block.
+
+    A warning is not an error, so parse_duration cannot raise it, and threading a list
+    through every parser of every duration field would be noise: whoever can show warnings
+    (a Workflow, a directive) opens the block and keeps what it gathered.
+    """
+    notes: list[str] = []
+    token = _NOTES.set(notes)
+    try:
+        yield notes
+    finally:
+        _NOTES.reset(token)
+
+
+def suspicious_duration(seconds: float, where: str) -> str | None:
+    """The warning for a bare number of seconds that reads like milliseconds (2000), or None.
+
+    Durations elsewhere are often milliseconds; here a bare number is seconds, so 2000 means
+    33 minutes. Legal, so a warning: `2000ms`, `'2000s'` or `'33m20s'` say what is meant.
+    """
+    if seconds < SUSPICIOUS_SECONDS:
+        return None
+    shown = _number_text(seconds)  # '1e3' and 1000.0 are written 1000
+    return (f"{where}: {shown} seconds ({format_duration(seconds)}); "
+            f"write '{shown}ms' if you meant milliseconds")  # fmt: skip
+
+
+def _note(seconds: float, where: str) -> float:
+    notes = _NOTES.get()
+    if notes is not None:
+        note = suspicious_duration(seconds, where)
+        if note is not None:
+            notes.append(note)
+    return seconds
+
+
+def _number_text(seconds: float) -> str:
+    return str(int(seconds)) if seconds.is_integer() else str(seconds)
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?")

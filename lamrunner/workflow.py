@@ -16,7 +16,7 @@ from typing import Any
 from .config import expand_env
 from .errors import DefinitionError
 from .handlers import Handler, load_handler
-from .units import parse_duration, parse_size
+from .units import noting_durations, parse_duration, parse_size
 from .validation import check_keys, expect_bool, expect_int, expect_mapping, expect_str
 from .yamlfile import load_yaml
 
@@ -65,6 +65,7 @@ class Workflow:
     limits: Limits = Limits()
     network: Network = Network()
     description: str = ""
+    warnings: tuple[str, ...] = ()  # suspicious durations, e.g. `handlerTimeout: 5000` (seconds)
 
 
 def load_workflow(path: str | Path, env: Mapping[str, str] | None = None) -> Workflow:
@@ -79,14 +80,17 @@ def load_workflow(path: str | Path, env: Mapping[str, str] | None = None) -> Wor
     name = expect_str(data["name"], f"{where}: name")
     config = expand_env(expect_mapping(data.get("config") or {}, f"{where}: config"), env,
                         f"{where}: config")  # fmt: skip
+    with noting_durations() as notes:
+        limits = _limits(data.get("limits") or {}, f"{where}: limits")
     return Workflow(
         name=name,
         path=path,
         steps=_steps(data["steps"], path),
         config=config,
-        limits=_limits(data.get("limits") or {}, f"{where}: limits"),
+        limits=limits,
         network=_network(data.get("network") or {}, f"{where}: network"),
         description=str(data.get("description") or ""),
+        warnings=tuple(notes),
     )
 
 
