@@ -212,7 +212,10 @@ def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
         for s in workflow.steps
     ]
     _log().info("workflow.valid", workflow=workflow.name, steps=len(steps))
-    _emit({"valid": True, "workflow": workflow.name, "steps": steps}, stdout, None)
+    for note in workflow.warnings:  # what can be seen without running: the file's durations
+        _log().warning("duration.suspicious", note=note)
+    _emit({"valid": True, "workflow": workflow.name, "steps": steps,
+           "warnings": list(workflow.warnings)}, stdout, None)  # fmt: skip
     return EXIT_OK
 
 
