@@ -77,6 +77,11 @@ class Engine:
 
     async def resume(self, state: RunState) -> dict[str, Any]:
         """Continue a (saved) run from its next step or its in-flight poll."""
+        with structlog.contextvars.bound_contextvars(run_id=state.run_id,
+                                                     workflow=self.workflow.name):  # fmt: skip
+            return await self._resume(state)  # every line of the run, handlers' too, has them
+
+    async def _resume(self, state: RunState) -> dict[str, Any]:
         log = get_logger(run_id=state.run_id, workflow=self.workflow.name)
         log.info("run.start" if state.next_step == 0 and not state.pending else "run.resume",
                  steps=len(self.workflow.steps))  # fmt: skip
@@ -168,7 +173,8 @@ class Engine:
             log.log(_LEVELS.get(level, 20), "handler.console", step=step.name, text=text)
 
         return await call_handler(
-            step.handler, json.dumps(state.gwo), js=js, js_limits=js_limits, console=console
+            step.handler, json.dumps(state.gwo), js=js, js_limits=js_limits, console=console,
+            timeout=limits.handler_timeout,
         )
 
     async def _requests(
@@ -230,7 +236,8 @@ class Engine:
 
             try:
                 result = await caller.perform(
-                    request, spec, PollState.from_dict(poll) if poll else None, on_attempt
+                    request, spec, PollState.from_dict(poll) if poll else None, on_attempt,
+                    lambda row: self._save_attempt(state, step, i, row),
                 )
             finally:
                 if progress is not None:
@@ -281,6 +288,13 @@ class Engine:
     def _save_element(self, state: RunState, index: int, entry: dict[str, Any]) -> None:
         if self._checkpoint is not None:
             self._checkpoint.save_element(state, index, entry)
+
+    def _save_attempt(self, state: RunState, step: Step, index: int, row: dict[str, Any]) -> None:
+        """A poll attempt's history row (see history); a checkpointer without save_attempt
+        keeps no history."""
+        save = getattr(self._checkpoint, "save_attempt", None)
+        if save is not None:
+            save(state, index, {**row, "stepName": step.name})
 
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

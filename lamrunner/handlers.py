@@ -1,7 +1,8 @@
 """Handlers: resolved and checked when the workflow loads, called through one helper.
 
 Python handlers are the user's trusted code and run in-process: a sync one runs in a worker
-thread so it cannot stall polls on the event loop; an async one is awaited. JavaScript handlers
+thread so it cannot stall polls on the event loop; an async one is awaited. Both are bound by
+limits.handlerTimeout in wall-clock time, and what they print or log goes to the log (`logs`). JavaScript handlers
 run in QuickJS (`jsengine`), a fresh context per call. Either way the handler gets its own copy
 of the GWO and must return JSON: the GWO is JSON end to end.
 """
@@ -9,12 +10,16 @@ of the GWO and must return JSON: the GWO is JSON end to end.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import importlib.util
 import inspect
 import json
+import os
+import queue
 import sys
 import sysconfig
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,9 +125,19 @@ def _python_handler(module: Any, func_name: str, spec: str, location: str, where
 
 
 async def call_handler(
-    handler: Handler, gwo_json: str, *, js: Any, js_limits: Any, console: Callable[[str, str], None]
+    handler: Handler,
+    gwo_json: str,
+    *,
+    js: Any,
+    js_limits: Any,
+    console: Callable[[str, str], None],
+    timeout: float | None = None,
 ) -> Any:
-    """Run a handler on a private copy of the GWO (given as JSON text); return its JSON result."""
+    """Run a handler on a private copy of the GWO (given as JSON text); return its JSON result.
+
+    `timeout` (limits.handlerTimeout) is wall-clock time for a Python handler; a JavaScript
+    handler's limit is CPU time and travels in `js_limits`.
+    """
     if handler.language == "javascript":
         try:
             result_json = await js.call_handler(handler.source, gwo_json, js_limits, console)
@@ -132,21 +147,148 @@ async def call_handler(
                 f"{handler.location}: {exc.message}{limit.get(exc.kind, '')}"
             ) from None
         return json.loads(result_json)
-    data = json.loads(gwo_json)
-    assert handler.func is not None
+    return _as_json(await _call_python(handler, json.loads(gwo_json), timeout), handler)
+
+
+async def _call_python(handler: Handler, data: Any, timeout: float | None) -> Any:
+    """Await the handler under its deadline; its own errors become HandlerErrors naming where."""
+    deadline = asyncio.timeout(timeout)
     try:
-        if handler.is_async:
-            result = await handler.func(data)
-        else:
-            result = await asyncio.to_thread(handler.func, data)
+        async with deadline:
+            result = await _invoke(handler, data)
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        if isinstance(exc, TimeoutError) and deadline.expired():
+            raise HandlerError(_timed_out(handler, timeout)) from None
         raise HandlerError(f"{handler.location}: {_where_raised(exc)}") from None
     except SystemExit as exc:  # a handler cannot end the runner's process
         raise HandlerError(
             f"{handler.location}: the handler called sys.exit({exc.code!r}); "
             "return lam.exit or raise an exception instead"
         ) from None
-    return _as_json(result, handler)
+    if deadline.expired():  # an async handler that swallowed its cancellation
+        raise HandlerError(_timed_out(handler, timeout))
+    return result
+
+
+async def _invoke(handler: Handler, data: Any) -> Any:
+    from .logs import handler_output
+
+    assert handler.func is not None
+    if not handler.is_async:
+        return await _THREADS.call(handler.func, data)
+    with handler_output():
+        return await handler.func(data)
+
+
+def _timed_out(handler: Handler, timeout: float | None) -> str:
+    name = getattr(handler.func, "__name__", "the handler")
+    message = (f"{handler.location}: {name}() ran longer than its {timeout:g}s time limit "
+               "(limits.handlerTimeout, wall-clock time for a Python handler)")  # fmt: skip
+    if handler.is_async:
+        return message + "; it was cancelled"
+    return message + "; it runs on in a background thread and its result is discarded"
+
+
+class _HandlerThreads:
+    """Worker threads for sync handlers that never hold up the process at exit.
+
+    A Python thread cannot be killed, so a sync handler past its handlerTimeout runs on until
+    it returns. `asyncio.to_thread` (and any concurrent.futures pool) joins its threads at
+    interpreter exit, so such a handler would hang the CLI after the run failed. These workers
+    are daemon threads, started on demand up to a cap (10,000 runs in one process share them,
+    as they would the default pool); a call that times out *abandons* its thread: that thread
+    stops counting towards the cap, so stuck handlers cannot starve the others, and it ends
+    once the handler returns, its result dropped.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._live = 0
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+
+    async def call(self, func: Callable[[Any], Any], data: Any) -> Any:
+        """`func(data)` in a worker, in a copy of this context (run_id, step, handler output)."""
+        job = _Job(func, data, contextvars.copy_context(), asyncio.get_running_loop())
+        self._submit(job)
+        try:
+            return await job.future
+        finally:
+            self._abandon(job)
+
+    def _submit(self, job: _Job) -> None:
+        self._jobs.put(job)
+        if self._idle.acquire(blocking=False):
+            return  # an idle worker takes it
+        with self._lock:
+            if self._live < self._size:
+                self._live += 1
+                threading.Thread(target=self._work, name="lamrunner-handler", daemon=True).start()
+
+    def _abandon(self, job: _Job) -> None:
+        """The awaiting task is gone (done, timed out, cancelled): a job still waiting is
+        dropped; a job still running keeps its thread, which leaves the pool."""
+        with self._lock:
+            if job.state == "running":
+                self._live -= 1
+                job.state = "abandoned"
+            elif job.state == "queued":
+                job.state = "dropped"
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            with self._lock:
+                if job.state == "dropped":
+                    continue  # timed out while it waited for a thread
+                job.state = "running"
+            outcome = job.run()
+            with self._lock:
+                abandoned = job.state == "abandoned"
+                job.state = "done"
+            job.deliver(*outcome)
+            if abandoned:
+                return  # its place went to another thread when it timed out
+            self._idle.release()
+
+
+class _Job:
+    def __init__(self, func: Callable[[Any], Any], data: Any, ctx: contextvars.Context,
+                 loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
+        self.func, self.data, self.ctx, self.loop = func, data, ctx, loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.state = "queued"  # running, done; abandoned (running, nobody waits); dropped
+
+    def run(self) -> tuple[Any, BaseException | None]:
+        try:
+            return self.ctx.run(self._call), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task as it is
+            return None, exc
+
+    def deliver(self, result: Any, error: BaseException | None) -> None:
+        try:
+            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+        except RuntimeError:  # the loop is closed: nobody waits for this result any more
+            pass
+
+    def _call(self) -> Any:
+        from .logs import handler_output
+
+        with handler_output():
+            return self.func(self.data)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # cancelled: timed out, or the run was interrupted
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+_THREADS = _HandlerThreads(min(32, (os.cpu_count() or 1) + 4))
 
 
 def _as_json(result: Any, handler: Handler) -> Any:

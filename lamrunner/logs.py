@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
+import contextvars
 import logging
 import shutil
 import sys
@@ -29,41 +29,41 @@ _LIVE: LiveLine | None = None
 
 def get_logger(**bound: Any) -> Any:
     if not structlog.is_configured():
-        configure()
+        configure(capture_logging=False)  # embedded: the program's own logging stays its own
     return structlog.get_logger(LOGGER_NAME).bind(**bound)
 
 
-def configure(fmt: str = "auto", verbosity: int = 0, stream: TextIO | None = None) -> None:
-    """Set up the chain. fmt: auto|console|json; verbosity: -1 quiet, 0 normal, 1 debug."""
+def configure(fmt: str = "auto", verbosity: int = 0, stream: TextIO | None = None, *,
+              capture_logging: bool = True) -> None:  # fmt: skip
+    """Set up the chain. fmt: auto|console|json; verbosity: -1 quiet, 0 normal, 1 debug.
+
+    `capture_logging` (the host's choice: the CLI makes it) also sends the standard library's
+    `logging` through the chain, so a handler's `logging.getLogger(...).warning(...)` is masked,
+    formatted and carries the run's context like every other line.
+    """
     global _LIVE
-    stream = stream or sys.stderr
+    stream = _unwrap(stream or sys.stderr)
     tty = _isatty(stream)
     console = fmt == "console" or (fmt == "auto" and tty)
     _LIVE = LiveLine(stream) if console and tty and verbosity >= 0 else None
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    chain: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-    ]
+    shared: list[Any] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level]
     if console:
-        chain += [
-            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
-            _tidy_for_console,
-            mask_processor,
-            structlog.dev.ConsoleRenderer(colors=tty, pad_event_to=14, sort_keys=False),
-        ]
+        tail = [structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False), _tidy_for_console,
+                mask_processor,
+                structlog.dev.ConsoleRenderer(colors=tty, pad_event_to=14, sort_keys=False)]
     else:
-        chain += [
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            mask_processor,
-            structlog.processors.JSONRenderer(),
-        ]
+        tail = [structlog.processors.TimeStamper(fmt="iso", utc=True), mask_processor,
+                structlog.processors.JSONRenderer()]
     structlog.configure(
-        processors=chain,
+        processors=shared + tail,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=lambda *_: _StreamLogger(stream, _LIVE),
         cache_logger_on_first_use=False,
     )
+    detach_stdlib()
+    if capture_logging:
+        _attach_stdlib(_StdlibToChain(stream, shared, tail), level)
 
 
 _RUN_EVENTS = ("run.start", "run.resume", "run.done")
@@ -168,39 +168,173 @@ class PollProgress:
             self.redraw()
 
 
-class PrintToLog(io.TextIOBase):
-    """Stands in for sys.stdout while handlers run: `print` becomes a log line."""
+# -- the standard library's logging -----------------------------------------------------------
+
+_STDLIB: tuple[logging.Handler, int] | None = None  # our root handler, the root level it replaced
+
+
+class _StdlibToChain(logging.Handler):
+    """A root `logging` handler whose records go through the structlog chain (ProcessorFormatter):
+    the run's context from contextvars, masking, the same renderer and the same stream."""
+
+    def __init__(self, stream: TextIO, shared: list[Any], tail: list[Any]) -> None:
+        super().__init__()
+        self._out = _StreamLogger(stream, _LIVE)
+        self.setFormatter(structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _exception_in_one_line],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+        ))  # fmt: skip
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._out.msg(self.format(record))
+        except (OSError, ValueError):  # the stream is gone (closed at exit): nowhere to log
+            pass
+
+
+def _exception_in_one_line(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """`logger.exception(...)` logs `error="ValueError: msg"`: no traceback reaches a user."""
+    info = event.pop("exc_info", None)
+    event.pop("stack_info", None)
+    if isinstance(info, tuple) and info[1] is not None:
+        event["error"] = f"{type(info[1]).__name__}: {info[1]}"
+    return event
+
+
+def _attach_stdlib(handler: logging.Handler, level: int) -> None:
+    global _STDLIB
+    root = logging.getLogger()
+    _STDLIB = (handler, root.level)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def detach_stdlib() -> None:
+    """Give the standard library's root logger back as `configure` found it (idempotent)."""
+    global _STDLIB
+    if _STDLIB is not None:
+        handler, level = _STDLIB
+        logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(level)
+        _STDLIB = None
+
+
+# -- what handlers write to stdout and stderr ---------------------------------------------------
+
+
+class _HandlerCall:
+    """One handler call's partial output lines, per stream (a line is logged when it ends)."""
 
     def __init__(self) -> None:
-        self._buffer = ""
-        self._log = structlog.get_logger(LOGGER_NAME)
+        self.partial: dict[str, str] = {}
 
-    def writable(self) -> bool:
-        return True
+
+_IN_HANDLER: contextvars.ContextVar[_HandlerCall | None] = contextvars.ContextVar(
+    "lamrunner_in_handler", default=None
+)
+
+
+class StreamProxy:
+    """Stands in for sys.stdout / sys.stderr: a write made inside a handler call is a log line.
+
+    Why a proxy and not `sys.stdout = <log>` for the run: an embedding program keeps printing
+    while runs go on (other threads, other tasks), and swapping the process's stdout under it
+    would swallow its output. The proxy decides per write: a write from inside a handler call
+    (the `_IN_HANDLER` contextvar, set by `handler_output` and inherited by the handler's worker
+    thread and by tasks it starts) becomes a `handler.print` / `handler.stderr` event, with the
+    run's context (run_id, workflow, step) from structlog's contextvars; every other write goes
+    to the real stream untouched. Installed once, it stays: it is transparent to everyone else.
+    `capture_all` is for the CLI, whose stdout belongs to the run record alone.
+    """
+
+    def __init__(self, real: TextIO, event: str, level: int) -> None:
+        self.real = real
+        self.capture_all = False
+        self._event, self._level = event, level
+        self._loose = _HandlerCall()  # capture_all lines outside any handler call
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        self._buffer += text
-        while "\n" in self._buffer:
-            line, self._buffer = self._buffer.split("\n", 1)
-            self._log.info("handler.print", text=line)  # masked by the chain
+        call = _IN_HANDLER.get()
+        if call is None and not self.capture_all:
+            return self.real.write(text)
+        with self._lock:
+            pending = (call or self._loose).partial.pop(self._event, "") + text
+            *lines, rest = pending.split("\n")
+            if rest:
+                (call or self._loose).partial[self._event] = rest
+        for line in lines:
+            self._log(line)
         return len(text)
 
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
     def flush(self) -> None:
-        if self._buffer:
-            line, self._buffer = self._buffer, ""
-            self._log.info("handler.print", text=line)
+        if _IN_HANDLER.get() is None and not self.capture_all:
+            self.real.flush()
+
+    def finish(self, call: _HandlerCall) -> None:
+        """Log what is left of a line without its newline."""
+        rest = call.partial.pop(self._event, "")
+        if rest:
+            self._log(rest)
+
+    def _log(self, line: str) -> None:
+        if not structlog.is_configured():  # structlog's default would print to stdout: us
+            configure(capture_logging=False)
+        structlog.get_logger(LOGGER_NAME).log(self._level, self._event, text=line)  # masked
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, isatty, buffer, …
+        return getattr(self.real, name)
+
+
+def _proxies() -> tuple[StreamProxy, StreamProxy]:
+    """Install the stdout and stderr proxies (once; again if someone replaced them)."""
+    with _PROXY_LOCK:
+        if not isinstance(sys.stdout, StreamProxy):
+            sys.stdout = StreamProxy(sys.stdout, "handler.print", logging.INFO)  # type: ignore[assignment]
+        if not isinstance(sys.stderr, StreamProxy):
+            sys.stderr = StreamProxy(sys.stderr, "handler.stderr", logging.WARNING)  # type: ignore[assignment]
+        return sys.stdout, sys.stderr  # type: ignore[return-value]
+
+
+_PROXY_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def handler_output() -> Iterator[None]:
+    """Inside the block (one handler call), print and sys.stderr writes become log lines."""
+    proxies = _proxies()
+    call = _HandlerCall()
+    token = _IN_HANDLER.set(call)
+    try:
+        yield
+    finally:
+        _IN_HANDLER.reset(token)
+        for proxy in proxies:
+            proxy.finish(call)
 
 
 @contextlib.contextmanager
 def stdout_to_log() -> Iterator[TextIO]:
-    """Route `print` to the log for the block; yields the real stdout for the run record."""
-    real = sys.stdout
-    sys.stdout = PrintToLog()  # type: ignore[assignment]
+    """For the CLI: every `print` goes to the log (handlers print at import time too); yields
+    the real stdout for the run record."""
+    stdout, _ = _proxies()
+    stdout.capture_all = True
     try:
-        yield real
+        yield stdout.real
     finally:
-        sys.stdout.flush()
-        sys.stdout = real
+        stdout.capture_all = False
+        stdout.finish(stdout._loose)  # noqa: SLF001
+
+
+def _unwrap(stream: TextIO) -> TextIO:
+    """The real stream behind a proxy: log lines must never loop back into the proxy."""
+    while isinstance(stream, StreamProxy):
+        stream = stream.real
+    return stream
 
 
 def _isatty(stream: TextIO) -> bool:
