@@ -8,10 +8,12 @@ its last checkpoint stays in the store, and the record printed says how to resum
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
 import traceback
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,22 +89,51 @@ def _drive(
 ) -> dict[str, Any]:
     if store is not None:
         store.begin(state, invocation.to_dict())
-    previous = signal.signal(signal.SIGTERM, _term_as_interrupt)
     try:
-        return aio.run(engine.resume(state))
-    except KeyboardInterrupt:
+        return aio.run(_until_stopped(engine.resume(state)))
+    except (KeyboardInterrupt, _Stopped):
         return _interrupted(state, store)
     except Exception as exc:  # a bug in lamrunner: the run ends FAILED, not stuck RUNNING
         return _internal_failure(engine, state, store, exc, command)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if store is not None:
             store.flush()
 
 
-def _term_as_interrupt(_signum: int, _frame: Any) -> None:
-    """SIGTERM stops a run the way Ctrl-C does (asyncio cancels it cleanly)."""
-    os.kill(os.getpid(), signal.SIGINT)
+class _Stopped(Exception):
+    """SIGTERM or SIGINT cancelled the run."""
+
+
+async def _until_stopped(run: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Await the run; SIGTERM (and SIGINT) cancel it from a loop signal handler.
+
+    Handled here, not by re-sending SIGINT: a job a script starts with `&` inherits SIGINT
+    ignored, and SIGTERM must stop it all the same. An ignored SIGINT stays ignored (the shell
+    asked for that: Ctrl-C in the terminal is for the foreground job).
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    handled = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        handled.append(signal.SIGINT)
+    for signum in handled:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await run
+    except asyncio.CancelledError:
+        if received:
+            raise _Stopped(signal.Signals(received[0]).name) from None
+        raise
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
 
 
 def _interrupted(state: RunState, store: RunStore | None) -> dict[str, Any]:
