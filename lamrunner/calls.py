@@ -16,9 +16,18 @@ from typing import Any, Protocol
 
 from .clock import Clock
 from .directives import RequestSpec
-from .errors import ConditionError, HttpStatusError, ScriptError, TransportError
+from .errors import (
+    ConditionError,
+    HttpStatusError,
+    LamrunnerError,
+    PollingError,
+    ScriptError,
+    TransportError,
+)
+from .history import attempt_row, failure_excerpt
 from .policies import PollPolicy, RetryPolicy, retry_after_seconds
 from .polling import (
+    Decision,
     Fail,
     Observation,
     PollState,
@@ -62,6 +71,7 @@ class CallResult:
 
 
 ProgressHook = Callable[[PollState], None]
+HistoryHook = Callable[[dict[str, Any]], None]  # one row per poll attempt (see history)
 
 
 @dataclass
@@ -81,11 +91,15 @@ class Caller:
         spec: RequestSpec,
         state: PollState | None = None,
         on_attempt: ProgressHook | None = None,
+        on_history: HistoryHook | None = None,
     ) -> CallResult:
-        """Run one request object to its result, or raise the error that ends it."""
+        """Run one request object to its result, or raise the error that ends it.
+
+        `on_attempt` hears of every poll attempt that is followed by another (to checkpoint the
+        loop); `on_history` gets a row for every attempt, the one that settles the poll too."""
         if spec.loop is None:
             return await self._once(request, spec)
-        return await self._poll(request, spec, spec.loop, state, on_attempt)
+        return await self._poll(request, spec, spec.loop, state, on_attempt, on_history)
 
     async def _once(self, request: RenderedRequest, spec: RequestSpec) -> CallResult:
         started = self.clock.now()
@@ -108,12 +122,14 @@ class Caller:
         policy: PollPolicy,
         state: PollState | None,
         on_attempt: ProgressHook | None,
+        on_history: HistoryHook | None = None,
     ) -> CallResult:
         state = state or PollState.start(policy, self.clock.now())
         last_info = float("-inf")
         debug = self.log.is_enabled_for(logging.DEBUG)
         condition = await self._open(policy.condition, "condition", spec)
         fail_when = await self._open(policy.fail_when, "failWhen", spec) if policy.fail_when else None
+        last: Response | None = None  # the last response received, for a failure's history row
         try:
             while True:
                 now = self.clock.now()
@@ -127,8 +143,13 @@ class Caller:
                 )
                 state.attempt += 1
                 state.requests += sent
-                seen = await self._observe(response, error, state, condition, fail_when, spec)
-                decision = decide_poll(policy, state, seen, self.clock.now(), self.rand())
+                last = response or last
+                decision, problem = await self._decide(
+                    policy, state, response, error, (condition, fail_when), spec, last
+                )
+                if on_history is not None:
+                    on_history(attempt_row(state, now, self.clock.now(), response, problem,
+                                           error, decision, last))  # fmt: skip
                 if isinstance(decision, Succeed):
                     assert response is not None
                     return _result(response, state.requests, self.clock.now() - state.started_at)
@@ -151,6 +172,37 @@ class Caller:
             for check in (condition, fail_when):
                 if check is not None:
                     await check.js.aclose()
+
+    async def _decide(
+        self,
+        policy: PollPolicy,
+        state: PollState,
+        response: Response | None,
+        error: TransportError | None,
+        checks: tuple[_Check, _Check | None],
+        spec: RequestSpec,
+        last: Response | None,
+    ) -> tuple[Decision, str | None]:
+        """The verdict on one attempt, and what went wrong in this attempt (for its row).
+
+        `state.last_error` keeps the last problem seen in any attempt (the final error quotes
+        it); the row wants only this attempt's. The failure excerpt parses the body, so it is
+        made only when the poll fails, and the (pure) decision is taken again with it."""
+        previous, state.last_error = state.last_error, None
+        try:
+            seen = await self._observe(response, error, state, *checks, spec)
+        except LamrunnerError as exc:  # a condition broke a limit: this attempt ends the poll
+            state.last_error = previous
+            return Fail(exc), exc.message
+        problem = state.last_error
+        state.last_error = problem or previous
+        now, rand = self.clock.now(), self.rand()
+        decision = decide_poll(policy, state, seen, now, rand)
+        failed = isinstance(decision, Fail) and isinstance(decision.error, PollingError)
+        if failed and last is not None:
+            state.last_excerpt = failure_excerpt(last)
+            decision = decide_poll(policy, state, seen, now, rand)
+        return decision, problem
 
     async def _observe(
         self,
@@ -308,7 +360,7 @@ def _status_error(request: RenderedRequest, response: Response, attempts: int) -
     after = f" after {attempts} attempts" if attempts > 1 else ""
     return HttpStatusError(
         f"{request.method} {request.url} answered {response.status}{after}: "
-        f"{excerpt(response.text)} (set failOnHttpError: false to record it and go on)",
+        f"{failure_excerpt(response)} (set failOnHttpError: false to record it and go on)",
         status=response.status,
         attempts=attempts,
     )

@@ -237,7 +237,7 @@ class Engine:
             try:
                 result = await caller.perform(
                     request, spec, PollState.from_dict(poll) if poll else None, on_attempt,
-                    lambda row: self._save_attempt(state, step, i, row),
+                    self._history_hook(state, step, i),
                 )
             finally:
                 if progress is not None:
@@ -289,12 +289,13 @@ class Engine:
         if self._checkpoint is not None:
             self._checkpoint.save_element(state, index, entry)
 
-    def _save_attempt(self, state: RunState, step: Step, index: int, row: dict[str, Any]) -> None:
-        """A poll attempt's history row (see history); a checkpointer without save_attempt
-        keeps no history."""
+    def _history_hook(self, state: RunState, step: Step, index: int) -> Any:
+        """Where a poll's history rows go (see history); None, so no row is even made, when
+        the checkpointer keeps no history (it has no save_attempt)."""
         save = getattr(self._checkpoint, "save_attempt", None)
-        if save is not None:
-            save(state, index, {**row, "stepName": step.name})
+        if save is None:
+            return None
+        return lambda row: save(state, index, {**row, "stepName": step.name})
 
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

@@ -6,14 +6,16 @@
     elements  the progress of each request of the step in flight (poll state, or its result),
               written alone after every attempt so a batch of 10,000 polls does not rewrite
               the whole run 10,000 times
-    attempts  poll history: one row per attempt (for `lamrunner runs show`)
+    attempts  poll history: one row per attempt, the one that settled the poll too (for
+              `lamrunner runs show`; the rows are made, and masked, in `history`)
 
 Writes happen on the event loop's thread (WAL, synchronous=NORMAL, so a commit reaches the OS
 without an fsync). Step boundaries and results commit at once, and so does every poll attempt
 whose next attempt is at least GROUP_WINDOW away: a run killed at any point keeps everything up
 to its last completed attempt. Polls faster than that (a commit costs as much as a loopback
 request) are committed together every GROUP_WINDOW; killed, they repeat at most that window's
-attempts. The file is created readable by its owner only: GWOs and --set values may be private.
+attempts. A poll's last attempt is committed when the poll settles, whatever its pace. The file
+is created readable by its owner only: GWOs and --set values may be private.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +63,21 @@ CREATE TABLE IF NOT EXISTS attempts (
     step INTEGER NOT NULL,
     idx INTEGER NOT NULL,
     attempt INTEGER NOT NULL,
-    status INTEGER,
+    status INTEGER,  -- the HTTP status, or the error kind (text) when there was no response
     error TEXT,
     at REAL NOT NULL,
     next_due REAL,
     PRIMARY KEY (run_id, step, idx, attempt)
 );
 """
+# Columns added to `attempts` since its first version; a store made before gets them on open.
+_ATTEMPT_COLUMNS = {"step_name": "TEXT", "duration_ms": "INTEGER", "delay_ms": "INTEGER",
+                    "outcome": "TEXT", "last_response": "TEXT"}  # fmt: skip
+_ATTEMPT_INSERT = (
+    "INSERT OR REPLACE INTO attempts (run_id, step, idx, attempt, status, error, at, next_due,"
+    " step_name, duration_ms, delay_ms, outcome, last_response)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)  # REPLACE: an attempt re-sent after a resume overwrites the row of its lost first try
 
 
 def default_path() -> Path:
@@ -111,11 +122,19 @@ class RunStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._upgrade()
         except (OSError, sqlite3.Error) as exc:
             raise DefinitionError(f"run store {self.path}: cannot open it ({exc})") from None
         self._grouped: dict[tuple[str, int, int], str] = {}  # element key -> entry JSON
         self._attempts: list[tuple[Any, ...]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
+
+    def _upgrade(self) -> None:
+        """Add the attempts columns a store written by an older lamrunner lacks."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(attempts)")}
+        for name, kind in _ATTEMPT_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.flush()
@@ -151,22 +170,33 @@ class RunStore:
         """After a poll attempt (or a request's end): that one element's progress."""
         poll = entry.get("poll")
         now = time.time()
-        if poll:
-            self._attempts.append((state.run_id, state.next_step, index, poll["attempt"],
-                                   poll["last_status"], poll["last_error"], now,
-                                   poll["next_due"]))  # fmt: skip
         self._grouped[(state.run_id, state.next_step, index)] = json.dumps(entry)
         if poll and poll["next_due"] - now < GROUP_WINDOW:
             self._flush_soon()
         else:
             self.flush()
 
+    def save_attempt(self, state: RunState, index: int, row: dict[str, Any]) -> None:
+        """A poll attempt's history row. It shares the commit of the element progress that
+        follows it; the last attempt of a poll (no delay after it) is committed at once, since
+        nothing may follow for a long time (a batch's other elements may poll on)."""
+        last = row.get("lastResponse")
+        self._attempts.append((
+            state.run_id, state.next_step, index, row["attempt"], row["status"], row["error"],
+            row["at"], row["nextDue"], row.get("stepName"), row["durationMs"], row["delayMs"],
+            row["outcome"], None if last is None else json.dumps(last),
+        ))  # fmt: skip
+        if row["delayMs"] is None:
+            self.flush()
+        else:
+            self._flush_soon()
+
     def flush(self) -> None:
-        """Commit the grouped element progress now (one transaction for all of it)."""
+        """Commit the grouped element progress and history now (one transaction for all)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if not self._grouped:
+        if not self._grouped and not self._attempts:
             return
         grouped, self._grouped = self._grouped, {}
         attempts, self._attempts = self._attempts, []
@@ -175,9 +205,7 @@ class RunStore:
                 "INSERT OR REPLACE INTO elements (run_id, step, idx, entry) VALUES (?, ?, ?, ?)",
                 [(*key, entry) for key, entry in grouped.items()],
             )
-            self._db.executemany(
-                "INSERT OR IGNORE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", attempts
-            )
+            self._db.executemany(_ATTEMPT_INSERT, attempts)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -231,16 +259,14 @@ class RunStore:
         ]
 
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
+        """The poll history of a run, in the order the attempts were sent."""
         rows = self._db.execute(
-            "SELECT step, idx, attempt, status, error, at, next_due FROM attempts"
+            "SELECT step, step_name, idx, attempt, at, status, error, duration_ms, delay_ms,"
+            " next_due, outcome, last_response FROM attempts"
             " WHERE run_id = ? ORDER BY at, step, idx, attempt",
             (run_id,),
         ).fetchall()
-        return [
-            {"step": f"step_{r[0] + 1}", "element": r[1], "attempt": r[2], "status": r[3],
-             "error": r[4], "at": _iso(r[5]), "nextDue": _iso(r[6]) if r[6] else None}
-            for r in rows
-        ]  # fmt: skip
+        return [_attempt(r) for r in rows]
 
     def owner_alive(self, run_id: str) -> int | None:
         """The pid of a live process that is running this run, if any."""
@@ -248,6 +274,14 @@ class RunStore:
         if row and row[0] == RUNNING and row[1] and row[1] != os.getpid() and _alive(row[1]):
             return int(row[1])
         return None
+
+
+def _attempt(r: tuple[Any, ...]) -> dict[str, Any]:
+    """One row of `runs show` (rows from an older store have None in the newer fields)."""
+    return {"step": f"step_{r[0] + 1}", "stepName": r[1], "element": r[2], "attempt": r[3],
+            "at": _iso_ms(r[4]), "status": r[5], "error": r[6], "durationMs": r[7],
+            "delayMs": r[8], "nextDue": None if r[9] is None else _iso_ms(r[9]),
+            "outcome": r[10], "lastResponse": None if r[11] is None else json.loads(r[11])}  # fmt: skip
 
 
 def _listed_status(status: str, pid: int | None) -> str:
@@ -268,3 +302,9 @@ def _alive(pid: int) -> bool:
 
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _iso_ms(epoch: float) -> str:
+    """ISO 8601 in UTC to the millisecond: attempts of a fast poll are milliseconds apart."""
+    moment = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+    return moment.replace("+00:00", "Z")
