@@ -206,3 +206,36 @@ async def test_http_status_error_quotes_the_reason_fields_first(api, wf):
     assert record["error"]["type"] == "HttpStatusError"
     assert 'answered 429: {"detail":"quota of project p-7 used up","id":"r-1"' in (
         record["error"]["message"])
+
+
+async def test_each_row_says_what_went_wrong_in_that_attempt_only(api, wf, store):
+    api.script("GET", "/job", Reply(json={"state": None}), Reply(json={"state": {"x": 1}}),
+               Reply(json={"state": {"x": 2}}))
+    cond = "(ctx) => ctx.response.state.x === 2"  # throws while state is null
+    record = await run_with(poll_step(wf, api.url + "/job", condition=cond), store, FakeClock())
+
+    rows = store.attempts(record["runId"])
+    assert record["status"] == "SUCCESS"
+    assert "condition threw" in rows[0]["error"]
+    assert [r["error"] for r in rows[1:]] == [None, None]
+
+
+def test_a_store_written_before_the_history_columns_still_opens(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE attempts (run_id TEXT NOT NULL, step INTEGER NOT NULL,"
+                   " idx INTEGER NOT NULL, attempt INTEGER NOT NULL, status INTEGER, error TEXT,"
+                   " at REAL NOT NULL, next_due REAL, PRIMARY KEY (run_id, step, idx, attempt))")
+        db.execute("INSERT INTO attempts VALUES ('r0', 1, 0, 1, 202, NULL, 1.5, 2.5)")
+    store = RunStore(path)
+    assert store.attempts("r0") == [{
+        "step": "step_2", "stepName": None, "element": 0, "attempt": 1,
+        "at": "1970-01-01T00:00:01.500Z", "status": 202, "error": None, "durationMs": None,
+        "delayMs": None, "nextDue": "1970-01-01T00:00:02.500Z", "outcome": None,
+        "lastResponse": None}]
+    state = RunState.start("wf", {}, run_id="r0")
+    state.next_step = 1
+    store.save_attempt(state, 0, {"attempt": 2, "at": 3.0, "status": "timeout", "error": "slow",
+                                  "durationMs": 5, "delayMs": None, "nextDue": None,
+                                  "outcome": "TransportError", "lastResponse": None})
+    assert [(r["attempt"], r["status"]) for r in store.attempts("r0")] == [(1, 202), (2, "timeout")]
