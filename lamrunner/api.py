@@ -1,4 +1,11 @@
-"""The two calls most users need: `run` (blocking) and `arun` (async)."""
+"""The two calls most users need: `run` (blocking) and `arun` (async).
+
+Embedded, lamrunner leaves the program's own output and logging alone: whatever a handler
+prints or writes to stderr — at import time too — becomes a log line on lamrunner's structlog
+chain (`logs.StreamProxy`), and everything else the program writes passes through untouched.
+The standard library's `logging` is the program's to configure; call `lamrunner.logs.configure()`
+to send it through lamrunner's chain as the CLI does.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from typing import Any
 from . import aio
 from .config import build_config
 from .engine import Engine
+from .logs import handler_output
 from .workflow import Workflow, load_workflow
 
 
@@ -24,7 +32,8 @@ async def arun(
     """Run a workflow and return its run record. Definition problems raise DefinitionError."""
     env = os.environ if env is None else env
     if not isinstance(workflow, Workflow):
-        workflow = load_workflow(workflow, env)
+        with handler_output():  # a handler module that prints on import: its output, too
+            workflow = load_workflow(workflow, env)
     config = build_config(workflow.config, config_files, sets, env)
     return await Engine(workflow, config).run(input)
 

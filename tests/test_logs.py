@@ -94,3 +94,36 @@ async def test_quiet_keeps_only_warnings(api, wf, restore_logging):
     logs.configure("json", -1, stream)
     await run_path(poll_flow(api, wf))
     assert stream.getvalue() == ""
+
+
+def test_writes_outside_a_handler_call_pass_through_untouched(restore_logging):
+    """The stdout/stderr proxies are transparent to the program: only handler output is logged."""
+    log, screen = io.StringIO(), io.StringIO()
+    logs.configure("json", 0, log, capture_logging=False)
+    proxy = logs.StreamProxy(screen, "handler.print", 20)
+    proxy.write("the program's own line\n")
+    with logs.handler_output():
+        proxy.write("from the handler, in two ")
+        proxy.write("writes\nand a tail")
+    assert screen.getvalue() == "the program's own line\n"
+    assert [json.loads(line)["text"] for line in log.getvalue().splitlines()] == [
+        "from the handler, in two writes", "and a tail"]
+
+
+def test_configure_again_replaces_its_stdlib_handler(restore_logging):
+    """The CLI (or a test) may configure twice: stdlib records are logged once, to the latest."""
+    import logging
+
+    from lamrunner.masking import SECRETS
+
+    SECRETS.add("key-abcdef-123")
+    first, second = io.StringIO(), io.StringIO()
+    logs.configure("json", 0, first)
+    logs.configure("json", 0, second)
+    try:
+        logging.getLogger("elsewhere").warning("token is %s", "key-abcdef-123")
+    finally:
+        logs.detach_stdlib()
+    assert first.getvalue() == ""
+    [event] = [json.loads(line) for line in second.getvalue().splitlines()]
+    assert event["event"] == "token is ***" and event["logger"] == "elsewhere"
