@@ -286,7 +286,9 @@ class StreamProxy:
             configure(capture_logging=False)
         structlog.get_logger(LOGGER_NAME).log(self._level, self._event, text=line)  # masked
 
-    def __getattr__(self, name: str) -> Any:  # encoding, fileno, isatty, buffer, …
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, isatty, …
+        if name == "buffer" and (self.capture_all or _IN_HANDLER.get() is not None):
+            raise AttributeError("a handler's output goes to the log: write text, not bytes")
         return getattr(self.real, name)
 
 

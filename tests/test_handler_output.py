@@ -197,3 +197,15 @@ async def test_javascript_console_lines_carry_the_run_context(wf, json_log):
     event = next(e for e in json_lines(json_log.getvalue()) if e["event"] == "handler.console")
     assert event["text"] == "hello from js"
     assert_in_run(event, record)
+
+
+def test_a_handler_cannot_reach_stdout_through_its_bytes_buffer(tmp_path: Path) -> None:
+    record, _, _ = cli_run(tmp_path, """
+        import sys
+
+        def transform(data):
+            sys.stdout.buffer.write(b"RAW BYTES")
+            return 1
+    """)
+    assert record["status"] == "FAILED"  # and stdout stayed one JSON document (parsed above)
+    assert "write text, not bytes" in record["error"]["message"]
