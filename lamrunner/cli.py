@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lamrunner {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = commands
 
     run = commands.add_parser("run", help="run a workflow and print its run record")
     run.add_argument("workflow", help="the workflow YAML file")
@@ -71,17 +72,48 @@ def _store_options(parser: argparse.ArgumentParser, allow_off: bool = False) -> 
 def _log_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
                         help="logs on stderr: readable in a terminal, JSON lines otherwise")  # fmt: skip
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs (every request)")
+    loudness = parser.add_mutually_exclusive_group()  # -q -v together: which one was meant?
+    loudness.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    loudness.add_argument("-v", "--verbose", action="store_true", help="debug logs (every request)")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad invocation as a DefinitionError, so it gets a record too."""
+    """argparse that reports a bad invocation as a DefinitionError, so it gets a record too,
+    and answers a mistyped command or option with the closest one (most are typos)."""
+
+    commands: Any = None  # the sub-command action, to find the options of the one given
 
     def error(self, message: str) -> NoReturn:
         from .errors import DefinitionError
 
         raise DefinitionError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Any = None, namespace: Any = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # name the options of the sub-command given, not the top level's
+            commands = self.commands.choices if self.commands else {}
+            commands.get(getattr(parsed, "command", None), self).unknown(extras)
+        return parsed
+
+    def unknown(self, extras: list[str]) -> NoReturn:
+        from .validation import did_you_mean
+
+        option = next((e.split("=", 1)[0] for e in extras if e.startswith("-")), None)
+        if option is None:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        known = [name for action in self._actions for name in action.option_strings]
+        self.error(f"unknown option {option!r}{did_you_mean(option, known)}")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        from .validation import did_you_mean
+
+        if action.choices is not None and value not in action.choices:
+            choices = [str(c) for c in action.choices]
+            raise argparse.ArgumentError(action, f"invalid choice {value!r}"
+                                         f"{did_you_mean(str(value), choices)}; "
+                                         f"choose from {', '.join(choices)}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,8 +157,13 @@ _EMITTED = False  # main's one record went out: a failure after it must not prin
 def _main(argv: list[str]) -> int:
     from .errors import DefinitionError
 
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)  # --version and --help exit here, cheaply
+        if not argv:  # bare `lamrunner`: the usage for people, the one record for scripts
+            parser.print_help(sys.stderr)
+            raise DefinitionError("lamrunner: no command given; choose one of run, validate, "
+                                  "resume, runs (see lamrunner --help)")  # fmt: skip
+        args = parser.parse_args(argv)  # --version and --help exit here, cheaply
     except DefinitionError as exc:
         from .logs import configure
 
@@ -241,11 +278,17 @@ def parse_input(raw: str | None) -> Any:
 
 
 def _check_output(output: str | None) -> None:
-    """Refuse an --output we could not write before running anything."""
+    """Make --output's folder now, as --store does, so a run never ends with nowhere to write;
+    refuse one that cannot be made before running anything."""
     from .errors import DefinitionError
 
-    if output and not Path(output).resolve().parent.is_dir():
-        raise DefinitionError(f"--output {output}: the folder {Path(output).parent} does not exist")
+    if not output:
+        return
+    try:
+        Path(output).resolve().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DefinitionError(f"--output {output}: cannot create its folder: {reason}") from None
 
 
 def _refuse(exc: Any, stdout: TextIO | None, output: str | None = None) -> int:

@@ -939,8 +939,9 @@ def test_output_to_an_unwritable_place_fails_cleanly(tmp_path: Path) -> None:
     """A bad --output path is a user mistake: a message, not a traceback, and stdout keeps
     its one JSON document."""
     write(tmp_path / "hello.py", HELLO_PY)
+    write(tmp_path / "a-file", "a missing folder is created; one under a file cannot be")
     path = workflow(tmp_path, {"name": "hello", "steps": ["hello.py"]})
-    result = cli("run", path, "--output", tmp_path / "no" / "such" / "dir" / "out.json",
+    result = cli("run", path, "--output", tmp_path / "a-file" / "dir" / "out.json",
                  cwd=tmp_path)  # fmt: skip
     assert_no_traceback(result)
     assert result.code != 0, result
