@@ -106,6 +106,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HOME"] = str(root / "home")
     os.environ["XDG_STATE_HOME"] = str(root / "state")
     os.environ["LAMRUNNER_STORE"] = str(root / "session-runs.sqlite3")
+    # Made once here, as a user's store exists before their runs: module fixtures start many
+    # CLI processes on it at once, and a fresh store's column upgrade is not yet safe to race.
+    from lamrunner.store import RunStore
+
+    RunStore(root / "session-runs.sqlite3").close()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
