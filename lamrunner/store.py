@@ -67,6 +67,11 @@ CREATE TABLE IF NOT EXISTS attempts (
     error TEXT,
     at REAL NOT NULL,
     next_due REAL,
+    step_name TEXT,
+    duration_ms INTEGER,
+    delay_ms INTEGER,
+    outcome TEXT,
+    last_response TEXT,
     PRIMARY KEY (run_id, step, idx, attempt)
 );
 """
@@ -121,20 +126,31 @@ class RunStore:
                 os.chmod(self.path, 0o600)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._upgrade()
+            self._create()
         except (OSError, sqlite3.Error) as exc:
             raise DefinitionError(f"run store {self.path}: cannot open it ({exc})") from None
         self._grouped: dict[tuple[str, int, int], str] = {}  # element key -> entry JSON
         self._attempts: list[tuple[Any, ...]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
 
-    def _upgrade(self) -> None:
-        """Add the attempts columns a store written by an older lamrunner lacks."""
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(attempts)")}
-        for name, kind in _ATTEMPT_COLUMNS.items():
-            if name not in have:
-                self._db.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
+    def _create(self) -> None:
+        """Create the tables, or add the columns a store from an older lamrunner lacks.
+
+        One write transaction, so processes opening a new store at once cannot race.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(attempts)")}
+            for name, kind in _ATTEMPT_COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self.flush()
