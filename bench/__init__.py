@@ -57,8 +57,16 @@ def fmt(value: float | None) -> str:
     return f"{value:.2f}"
 
 
-COLUMNS = (("scenario", 11), ("contender", 24), ("figure", 32), ("value", 9), ("baseline", 9),
-           ("ratio", 7), ("goal", 9), ("met", 3))  # fmt: skip
+COLUMNS = (
+    ("scenario", 11),
+    ("contender", 24),
+    ("figure", 32),
+    ("value", 9),
+    ("baseline", 9),
+    ("ratio", 7),
+    ("goal", 9),
+    ("met", 3),
+)
 
 
 def format_table(rows: list[Row]) -> str:
@@ -69,10 +77,18 @@ def format_table(rows: list[Row]) -> str:
         if row.note:
             notes.append(row.note)
             figure += f" [{len(notes)}]"
-        cells = (row.scenario, row.contender, figure, fmt(row.value),
-                 "-" if row.baseline is None else fmt(row.baseline),
-                 "-" if row.ratio is None else f"{row.ratio:.2f}", row.goal or "-", row.met)  # fmt: skip
-        lines.append("  ".join(f"{cell:<{width}}" for cell, (_, width) in zip(cells, COLUMNS))
-                     .rstrip())  # fmt: skip
+        cells = (
+            row.scenario,
+            row.contender,
+            figure,
+            fmt(row.value),
+            "-" if row.baseline is None else fmt(row.baseline),
+            "-" if row.ratio is None else f"{row.ratio:.2f}",
+            row.goal or "-",
+            row.met,
+        )
+        lines.append(
+            "  ".join(f"{cell:<{width}}" for cell, (_, width) in zip(cells, COLUMNS)).rstrip()
+        )
     lines += [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
     return "\n".join(lines)

@@ -29,8 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="every scenario at tiny sizes (CI)")
     parser.add_argument("--only", choices=list(SCENARIOS), help="run one scenario")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures to FILE")
-    parser.add_argument("--server-workers", type=int, default=2, metavar="N",
-                        help="processes of the target server (default 2)")  # fmt: skip
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="processes of the target server (default 2)",
+    )
     args = parser.parse_args(argv)
     names = [args.only] if args.only else list(SCENARIOS)
     rows: list[Row] = []
@@ -48,11 +53,13 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 failed.append(name)
                 rows.append(Row(name, "-", "failed", None, note=f"{name}: {exc}"))
-        header = (f"lamrunner bench{' --smoke' if args.smoke else ''}: Python "
-                  f"{platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, "
-                  f"load {load:.1f} at start; "
-                  f"server {args.server_workers} workers ({bench.server_loop}); "
-                  f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+        header = (
+            f"lamrunner bench{' --smoke' if args.smoke else ''}: Python "
+            f"{platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, "
+            f"load {load:.1f} at start; "
+            f"server {args.server_workers} workers ({bench.server_loop}); "
+            f"{time.perf_counter() - started:.0f} s"
+        )
     print(header)
     print(format_table(rows))
     if args.json:

@@ -55,8 +55,9 @@ def run_child(cmd: list[str], *, timeout: float, stderr: Path | None = None) -> 
     with ExitStack() as stack:
         err = stack.enter_context(open(stderr, "wb")) if stderr else subprocess.DEVNULL
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=err, env=child_env())  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=child_env()
+        )
         reaped = threading.Event()
         timer = threading.Timer(timeout, lambda: reaped.is_set() or proc.kill())
         timer.start()
@@ -70,8 +71,14 @@ def run_child(cmd: list[str], *, timeout: float, stderr: Path | None = None) -> 
             if proc.stdout is not None:
                 proc.stdout.close()
         proc.returncode = os.waitstatus_to_exitcode(status)
-    return Child(out.decode(errors="replace"), proc.returncode, time.perf_counter() - started,
-                 usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, stderr)  # fmt: skip
+    return Child(
+        out.decode(errors="replace"),
+        proc.returncode,
+        time.perf_counter() - started,
+        usage.ru_maxrss / 1024,
+        usage.ru_utime + usage.ru_stime,
+        stderr,
+    )
 
 
 def median(values: list[float]) -> float:

@@ -135,13 +135,23 @@ class ServerPool:
         reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         reserve.bind(("127.0.0.1", 0))
         port = reserve.getsockname()[1]
-        cmd = [sys.executable, "-m", "bench.server", "--port", str(port),
-               "--lifetime", str(self.lifetime)] + ([] if self.uvloop else ["--no-uvloop"])  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.server",
+            "--port",
+            str(port),
+            "--lifetime",
+            str(self.lifetime),
+        ] + ([] if self.uvloop else ["--no-uvloop"])
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
         try:
             for _ in range(self.workers):
-                self.procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE,
-                                                   stdout=subprocess.PIPE, text=True, env=env))  # fmt: skip
+                self.procs.append(
+                    subprocess.Popen(
+                        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+                    )
+                )
             for proc in self.procs:
                 assert proc.stdout is not None
                 line = proc.stdout.readline()

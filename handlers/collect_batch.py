@@ -13,14 +13,16 @@ def transform(data):
     items = []
     for dataset_id, job, meta in zip(ids, jobs, http, strict=True):
         result = job.get("result") or {}
-        items.append({
-            "datasetId": dataset_id,
-            "jobId": job["job_id"],
-            "status": job["status"],
-            "rows": result.get("rows"),
-            "location": result.get("location"),
-            "attempts": meta["attempts"],
-        })
+        items.append(
+            {
+                "datasetId": dataset_id,
+                "jobId": job["job_id"],
+                "status": job["status"],
+                "rows": result.get("rows"),
+                "location": result.get("location"),
+                "attempts": meta["attempts"],
+            }
+        )
     return {
         "jobs": items,
         "completed": sum(item["status"] == "completed" for item in items),

@@ -39,9 +39,9 @@ __all__ = [
 _WHERE = {
     "run": "api",
     "arun": "api",
-    "load_workflow": "workflow",
-    "Engine": "engine",
-    "RunState": "runstate",
+    "load_workflow": "definition.workflow",
+    "Engine": "runner.engine",
+    "RunState": "runner.state",
 }
 
 

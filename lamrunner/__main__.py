@@ -1,5 +1,5 @@
 """`python -m lamrunner` is the `lamrunner` command."""
 
-from .cli import main
+from lamrunner.cli.main import main
 
 raise SystemExit(main())

@@ -3,7 +3,7 @@
 Embedded, lamrunner leaves the program's own output and logging alone: whatever a handler
 prints or writes to stderr — at import time too — becomes a log line on lamrunner's structlog
 chain (`logs.StreamProxy`), and everything else the program writes passes through untouched.
-The standard library's `logging` is the program's to configure; call `lamrunner.logs.configure()`
+The standard library's `logging` is the program's to configure; call `lamrunner.logs.chain.configure()`
 to send it through lamrunner's chain as the CLI does.
 """
 
@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import aio
-from .config import build_config
-from .engine import Engine
-from .logs import handler_output
-from .workflow import Workflow, load_workflow
+from lamrunner.runner import loop as aio
+from lamrunner.definition.config import build_config
+from lamrunner.runner.engine import Engine
+from lamrunner.logs.chain import handler_output
+from lamrunner.definition.workflow import Workflow, load_workflow
 
 
 async def arun(

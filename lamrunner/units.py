@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from .errors import DefinitionError
+from lamrunner.errors import DefinitionError
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
@@ -70,8 +70,10 @@ def suspicious_duration(seconds: float, where: str) -> str | None:
     if seconds < SUSPICIOUS_SECONDS:
         return None
     shown = _number_text(seconds)  # '1e3' and 1000.0 are written 1000
-    return (f"{where}: {shown} seconds ({format_duration(seconds)}); "
-            f"write '{shown}ms' if you meant milliseconds")  # fmt: skip
+    return (
+        f"{where}: {shown} seconds ({format_duration(seconds)}); "
+        f"write '{shown}ms' if you meant milliseconds"
+    )
 
 
 def _note(seconds: float, where: str) -> float:
@@ -88,8 +90,16 @@ def _number_text(seconds: float) -> str:
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?")
-_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
-               "gb": 1000**3, "gib": 1024**3}
+_SIZE_UNITS = {
+    None: 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
 
 
 def parse_size(value: object, where: str) -> int:

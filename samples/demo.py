@@ -58,7 +58,9 @@ def main(argv: list[str]) -> int:
     api_key = os.environ.get("PROCESSOR_API_KEY", "dev-key")  # what the workflows will send
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "samples" / "jobapi.py"), "--port", "0", "--quiet"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "JOBAPI_API_KEY": api_key},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JOBAPI_API_KEY": api_key},
     )
     try:
         try:
@@ -69,7 +71,8 @@ def main(argv: list[str]) -> int:
         print(f"demo: job API at {url}; running {workflow} with {input_file}", file=sys.stderr)
         run = subprocess.run(
             [sys.executable, "-m", "lamrunner", "run", workflow, "--input", f"@{input_file}"],
-            cwd=ROOT, env={**os.environ, "JOBAPI_URL": url},
+            cwd=ROOT,
+            env={**os.environ, "JOBAPI_URL": url},
         )
         return run.returncode
     except KeyboardInterrupt:

@@ -49,9 +49,12 @@ from urllib.parse import quote
 try:
     from aiohttp import web
 except ModuleNotFoundError as _missing:  # started with a Python that lacks the dependencies
-    print(f"jobapi: {_missing.name} is not installed for {sys.executable}; run "
-          "`bash scripts/demo.sh` once (it creates .venv), then use .venv/bin/python "
-          "samples/jobapi.py", file=sys.stderr)
+    print(
+        f"jobapi: {_missing.name} is not installed for {sys.executable}; run "
+        "`bash scripts/demo.sh` once (it creates .venv), then use .venv/bin/python "
+        "samples/jobapi.py",
+        file=sys.stderr,
+    )
     sys.exit(2)
 
 TERMINAL = ("completed", "failed", "canceled", "expired")
@@ -122,8 +125,11 @@ class JobAPI:
         elif status == "failed":
             body["error"] = f"{job.request['operation']} of {dataset} failed: out of memory"
         elif status == "expired":  # the retention stub: the output existed but has been purged
-            body["result"] = {"expired": True, "location": None,
-                              "message": "output purged after the retention window; resubmit"}
+            body["result"] = {
+                "expired": True,
+                "location": None,
+                "message": "output purged after the retention window; resubmit",
+            }
         return body
 
     # -- handlers -----------------------------------------------------------------------------
@@ -138,9 +144,11 @@ class JobAPI:
             return error(400, "the body must be a JSON object")
         if not isinstance(body, dict):
             return error(400, "the body must be a JSON object")
-        fields = {"datasetId": body.get("datasetId"),
-                  "operation": body.get("operation", "transform"),
-                  "outputFormat": body.get("outputFormat", "parquet")}
+        fields = {
+            "datasetId": body.get("datasetId"),
+            "operation": body.get("operation", "transform"),
+            "outputFormat": body.get("outputFormat", "parquet"),
+        }
         for name, value in fields.items():
             if not isinstance(value, str) or not value:
                 return error(400, f"{name} is required and must be a non-empty string")
@@ -152,15 +160,19 @@ class JobAPI:
 
         # Same key, same job: the Idempotency-Key header if given, else the request itself.
         idem = request.headers.get("Idempotency-Key")
-        key = (("header", idem) if idem else
-               ("body", fields["datasetId"], fields["operation"], fields["outputFormat"], outcome))
+        key = (
+            ("header", idem)
+            if idem
+            else ("body", fields["datasetId"], fields["operation"], fields["outputFormat"], outcome)
+        )
         job = self.jobs.get(self.by_key.get(key, ""))
         replayed = job is not None
         if job is not None and job.request != fields:
             return error(422, "this Idempotency-Key was already used with a different request")
         if job is None:
-            job = Job(f"job_{uuid.uuid4().hex[:12]}", fields, outcome, self.clock(),
-                      datetime.now(UTC))
+            job = Job(
+                f"job_{uuid.uuid4().hex[:12]}", fields, outcome, self.clock(), datetime.now(UTC)
+            )
             self.jobs[job.job_id] = job
             self.by_key[key] = job.job_id
 
@@ -168,8 +180,10 @@ class JobAPI:
         return web.json_response(
             payload,
             status=200 if payload["status"] in TERMINAL else 202,
-            headers={"Location": f"/api/jobs/{job.job_id}",
-                     "Idempotent-Replayed": "true" if replayed else "false"},
+            headers={
+                "Location": f"/api/jobs/{job.job_id}",
+                "Idempotent-Replayed": "true" if replayed else "false",
+            },
         )
 
     async def get_job(self, request: web.Request) -> web.Response:
@@ -200,12 +214,15 @@ class JobAPI:
             bearer = token if scheme.lower() == "bearer" else ""
             given = request.headers.get("X-API-Key") or bearer
             if not hmac.compare_digest(given.encode(), self.api_key.encode()):
-                response = error(401, "missing or wrong API key (Authorization: Bearer KEY "
-                                      "or X-API-Key: KEY)")
+                response = error(
+                    401, "missing or wrong API key (Authorization: Bearer KEY or X-API-Key: KEY)"
+                )
                 response.headers["WWW-Authenticate"] = "Bearer"
                 return response
-            simulate_429 = "1" in (request.query.get("rate_limit"),
-                                   request.headers.get("X-Simulate-Rate-Limit"))
+            simulate_429 = "1" in (
+                request.query.get("rate_limit"),
+                request.headers.get("X-Simulate-Rate-Limit"),
+            )
             if request.method == "GET" and simulate_429:
                 self.gets[request.path] += 1
                 if self.gets[request.path] % 2 == 0:
@@ -221,8 +238,12 @@ class JobAPI:
             return response
 
 
-def create_app(*, api_key: str = "dev-key", phase_seconds: float = 1.0,
-               clock: Callable[[], float] = time.monotonic) -> web.Application:
+def create_app(
+    *,
+    api_key: str = "dev-key",
+    phase_seconds: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> web.Application:
     """The aiohttp application; tests pass a fake `clock` to move jobs along without sleeping."""
     api = JobAPI(api_key, phase_seconds, clock)
     app = web.Application(middlewares=[api.middleware])
@@ -255,10 +276,17 @@ async def serve(app: web.Application, port: int, quiet: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A local job API for the lamrunner samples.")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
-    parser.add_argument("--phase-seconds", type=float, default=1.0,
-                        help="seconds a job spends pending, then processing (default 1.0)")
-    parser.add_argument("--api-key", default=os.environ.get("JOBAPI_API_KEY", "dev-key"),
-                        help="the key clients must send (default $JOBAPI_API_KEY or dev-key)")
+    parser.add_argument(
+        "--phase-seconds",
+        type=float,
+        default=1.0,
+        help="seconds a job spends pending, then processing (default 1.0)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("JOBAPI_API_KEY", "dev-key"),
+        help="the key clients must send (default $JOBAPI_API_KEY or dev-key)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="jobapi: %(message)s")

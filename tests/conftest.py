@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from lamrunner.config import build_config
-from lamrunner.engine import Engine
-from lamrunner.workflow import load_workflow
+from lamrunner.definition.config import build_config
+from lamrunner.runner.engine import Engine
+from lamrunner.definition.workflow import load_workflow
 
 
 @dataclass
@@ -72,9 +72,17 @@ class ScriptedAPI:
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.seen.append(Seen(request.method, request.path, list(request.query.items()),
-                              dict(request.headers), body, asyncio.get_running_loop().time(),
-                              peer))
+        self.seen.append(
+            Seen(
+                request.method,
+                request.path,
+                list(request.query.items()),
+                dict(request.headers),
+                body,
+                asyncio.get_running_loop().time(),
+                peer,
+            )
+        )
         queue = self.replies.get((request.method, request.path))
         if not queue:
             return web.json_response({"error": "not scripted"}, status=404)
@@ -108,7 +116,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["LAMRUNNER_STORE"] = str(root / "session-runs.sqlite3")
     # Made once here, as a user's store exists before their runs: module fixtures start many
     # CLI processes on it at once, and a fresh store's column upgrade is not yet safe to race.
-    from lamrunner.store import RunStore
+    from lamrunner.store.sqlite import RunStore
 
     RunStore(root / "session-runs.sqlite3").close()
 
@@ -155,11 +163,18 @@ class WorkflowDir:
         (self.root / name).write_text(textwrap.dedent(source).lstrip())
         return name
 
-    def workflow(self, steps: list[str | dict[str, Any]], config: dict[str, Any] | None = None,
-                 limits: dict[str, Any] | None = None, name: str = "test-flow") -> Path:
-        doc: dict[str, Any] = {"name": name, "config": config or {}, "steps": [
-            s if isinstance(s, dict) else {"handler": s} for s in steps
-        ]}
+    def workflow(
+        self,
+        steps: list[str | dict[str, Any]],
+        config: dict[str, Any] | None = None,
+        limits: dict[str, Any] | None = None,
+        name: str = "test-flow",
+    ) -> Path:
+        doc: dict[str, Any] = {
+            "name": name,
+            "config": config or {},
+            "steps": [s if isinstance(s, dict) else {"handler": s} for s in steps],
+        }
         if limits:
             doc["limits"] = limits
         path = self.root / "workflow.yaml"
@@ -173,8 +188,10 @@ class WorkflowDir:
     def request_step(self, name: str, request: dict[str, Any]) -> str:
         """A Python handler returning one lam.httpRequest built from `request` (JSON)."""
         literal = json.dumps({"lam.httpRequest": request})
-        return self.handler(f"{name}.py", f"import json\n\ndef transform(data):\n"
-                                          f"    return json.loads({literal!r})\n")
+        return self.handler(
+            f"{name}.py",
+            f"import json\n\ndef transform(data):\n    return json.loads({literal!r})\n",
+        )
 
 
 @pytest.fixture
@@ -182,8 +199,9 @@ def wf(tmp_path: Path) -> WorkflowDir:
     return WorkflowDir(tmp_path)
 
 
-async def run_path(path: Path, input_data: Any = None, sets: tuple[str, ...] = (),
-                   **engine_options: Any) -> dict[str, Any]:
+async def run_path(
+    path: Path, input_data: Any = None, sets: tuple[str, ...] = (), **engine_options: Any
+) -> dict[str, Any]:
     workflow = load_workflow(path, env={})
     config = build_config(workflow.config, (), sets, {})
     return await Engine(workflow, config, **engine_options).run(input_data)

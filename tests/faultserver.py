@@ -41,8 +41,14 @@ from collections import defaultdict
 from urllib.parse import parse_qs, urlsplit
 
 DONE = {"state": "done"}
-_REASONS = {200: "OK", 302: "Found", 404: "Not Found", 429: "Too Many Requests",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    302: "Found",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def closed_port_url(path: str = "/refuse") -> str:
@@ -58,8 +64,13 @@ class _Close(Exception):
 
 
 class FaultServer:
-    def __init__(self, *, drip_interval: float = 0.05, drip_bytes: int = 200,
-                 huge_bytes: int = 2 * 1000 * 1000) -> None:
+    def __init__(
+        self,
+        *,
+        drip_interval: float = 0.05,
+        drip_bytes: int = 200,
+        huge_bytes: int = 2 * 1000 * 1000,
+    ) -> None:
         self.drip_interval = drip_interval
         self.drip_bytes = drip_bytes
         self.huge_bytes = huge_bytes
@@ -140,20 +151,28 @@ class FaultServer:
             if not writer.transport.is_closing():
                 writer.close()
 
-    async def _dispatch(self, path: str, query: dict[str, str], reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
+    async def _dispatch(
+        self,
+        path: str,
+        query: dict[str, str],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         if path == "/ok":
             await asyncio.sleep(float(query.get("delay", 0)))
             await _send(writer, 200, json.dumps(DONE).encode())
         elif path == "/reset":
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n")  # the blank line never comes
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"
+            )  # the blank line never comes
             await writer.drain()
             await asyncio.sleep(0.02)  # let the client read the partial headers first
             _rst(writer)
         elif path == "/reset-body":
-            writer.write(_head(200, {"Content-Type": "application/json", "Content-Length": "100"})
-                         + b'{"state": ')
+            writer.write(
+                _head(200, {"Content-Type": "application/json", "Content-Length": "100"})
+                + b'{"state": '
+            )
             await writer.drain()
             await asyncio.sleep(0.02)
             _rst(writer)
@@ -161,8 +180,9 @@ class FaultServer:
             await reader.read()  # until the client hangs up (EOF) or the server stops
             raise _Close
         elif path == "/drip":
-            head = _head(200, {"Content-Type": "application/json",
-                               "Content-Length": str(self.drip_bytes)})
+            head = _head(
+                200, {"Content-Type": "application/json", "Content-Length": str(self.drip_bytes)}
+            )
             writer.write(head)
             await writer.drain()
             for _ in range(self.drip_bytes):
@@ -171,12 +191,12 @@ class FaultServer:
                 await writer.drain()
             raise _Close
         elif path == "/huge":
-            writer.write(_head(200, {"Content-Type": "text/plain",
-                                     "Content-Length": str(self.huge_bytes)}))
+            writer.write(
+                _head(200, {"Content-Type": "text/plain", "Content-Length": str(self.huge_bytes)})
+            )
             await self._stream_huge(writer, chunked=False)
         elif path == "/huge-chunked":
-            writer.write(_head(200, {"Content-Type": "text/plain",
-                                     "Transfer-Encoding": "chunked"}))
+            writer.write(_head(200, {"Content-Type": "text/plain", "Transfer-Encoding": "chunked"}))
             await self._stream_huge(writer, chunked=True)
         elif path == "/badjson":
             await _send(writer, 200, b'{"state": "done", oops', content_type="application/json")
@@ -192,8 +212,12 @@ class FaultServer:
                     after = "1"
                 else:  # whole seconds only: a date 1 to 2 s ahead of now
                     after = email.utils.formatdate(math.floor(time.time()) + 2, usegmt=True)
-                await _send(writer, 429, json.dumps({"error": "slow down"}).encode(),
-                            extra={"Retry-After": after})
+                await _send(
+                    writer,
+                    429,
+                    json.dumps({"error": "slow down"}).encode(),
+                    extra={"Retry-After": after},
+                )
             else:
                 await _send(writer, 200, json.dumps(DONE).encode())
         elif path == "/redirect-loop":
@@ -258,9 +282,14 @@ def _head(status: int, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def _send(writer: asyncio.StreamWriter, status: int, body: bytes, *,
-                content_type: str = "application/json",
-                extra: dict[str, str] | None = None) -> None:
+async def _send(
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    extra: dict[str, str] | None = None,
+) -> None:
     headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **(extra or {})}
     writer.write(_head(status, headers) + body)
     await writer.drain()

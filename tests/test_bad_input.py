@@ -32,9 +32,9 @@ import yaml
 from hypothesis import Phase, assume, example, given, settings
 from hypothesis import strategies as st
 
-from lamrunner.cli import parse_input
-from lamrunner.config import apply_set, build_config, lookup, parse_set
-from lamrunner.directives import (
+from lamrunner.cli.main import parse_input
+from lamrunner.definition.config import apply_set, build_config, lookup, parse_set
+from lamrunner.definition.directives import (
     KNOWN_KEYS,
     METHODS,
     REQUEST_KEYS,
@@ -51,12 +51,18 @@ from lamrunner.errors import (
     ScriptError,
     TemplateError,
 )
-from lamrunner.jsengine import check_condition
-from lamrunner.policies import LOOP_KEYS, RETRY_KEYS
-from lamrunner.rendering import RenderedRequest, render_request
-from lamrunner.templates import render
+from lamrunner.js.runtime import check_condition
+from lamrunner.definition.policies import LOOP_KEYS, RETRY_KEYS
+from lamrunner.runner.rendering import RenderedRequest, render_request
+from lamrunner.definition.templates import render
 from lamrunner.units import MAX_BYTES, MAX_SECONDS, parse_duration, parse_size
-from lamrunner.workflow import LIMIT_KEYS, STEP_KEYS, WORKFLOW_KEYS, Workflow, load_workflow
+from lamrunner.definition.workflow import (
+    LIMIT_KEYS,
+    STEP_KEYS,
+    WORKFLOW_KEYS,
+    Workflow,
+    load_workflow,
+)
 
 RESPONSE_KEYS = ("statusCode", "message", "data", "error")
 # No "explain" phase: tracing every line of a deep-recursion failure takes minutes.
@@ -83,10 +89,16 @@ def typed(fn: Any, *args: Any, allowed: type | tuple[type, ...] = LamrunnerError
     except RecursionError as exc:
         # Re-raised without its ~1000 frames, which pytest takes seconds to print; the last
         # lamrunner frame says where the recursion escaped from.
-        ours = [f for f in traceback.extract_tb(exc.__traceback__)
-                if f"{os.sep}lamrunner{os.sep}" in f.filename]  # fmt: skip
-        where = f" (escaped from {Path(ours[-1].filename).name}:{ours[-1].lineno} " \
-                f"in {ours[-1].name})" if ours else ""  # fmt: skip
+        ours = [
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if f"{os.sep}lamrunner{os.sep}" in f.filename
+        ]
+        where = (
+            f" (escaped from {Path(ours[-1].filename).name}:{ours[-1].lineno} in {ours[-1].name})"
+            if ours
+            else ""
+        )
         raise AssertionError(f"RecursionError leaked{where}: {exc}") from None
 
 
@@ -168,13 +180,51 @@ NUMBER_TEXT = st.one_of(
     st.integers(0, 10**6).map(str),
     st.floats(0, 1e6).map(repr),
     st.sampled_from(
-        ["1e400", "9" * 400, ".5", "1.", "nan", "inf", "infinity", "-1", "-0", "1_0", "0x10",
-         "١٢", "１", "²", "½", "1e-400", "1.5.5", ""]
+        [
+            "1e400",
+            "9" * 400,
+            ".5",
+            "1.",
+            "nan",
+            "inf",
+            "infinity",
+            "-1",
+            "-0",
+            "1_0",
+            "0x10",
+            "١٢",
+            "１",
+            "²",
+            "½",
+            "1e-400",
+            "1.5.5",
+            "",
+        ]
     ),
 )
 UNIT_TEXT = st.sampled_from(
-    ["ms", "s", "m", "h", "d", "", "MS", "S", "us", "w", "sec", "min", "mb", "kib", "GiB", "b",
-     "kb", "B", "tb", "ns"]
+    [
+        "ms",
+        "s",
+        "m",
+        "h",
+        "d",
+        "",
+        "MS",
+        "S",
+        "us",
+        "w",
+        "sec",
+        "min",
+        "mb",
+        "kib",
+        "GiB",
+        "b",
+        "kb",
+        "B",
+        "tb",
+        "ns",
+    ]
 )
 SEPARATOR = st.sampled_from(["", "", " ", "\t", "+", ",", "\n", "\x00", "-"])
 MEASURE_TEXT = st.lists(st.tuples(SEPARATOR, NUMBER_TEXT, UNIT_TEXT), min_size=1, max_size=4).map(
@@ -185,8 +235,16 @@ MEASURE_OBJECTS = st.one_of(
 )
 
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
-              "gb": 1000**3, "gib": 1024**3}  # fmt: skip
+SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
 
 
 @settings(QUICK, max_examples=150)
@@ -213,7 +271,8 @@ def test_parse_size_on_anything_returns_positive_bytes_or_definition_error(value
 @given(
     st.lists(
         st.tuples(st.integers(0, 10**6), st.sampled_from(sorted(DURATION_UNITS))),
-        min_size=1, max_size=4,
+        min_size=1,
+        max_size=4,
     ),
     st.booleans(),
 )
@@ -229,8 +288,12 @@ def test_parse_duration_of_unit_parts_is_their_sum(parts, upper):
 
 
 @settings(QUICK)
-@given(st.integers(1, 10**9), st.sampled_from(sorted(SIZE_UNITS)), st.sampled_from(["", " "]),
-       st.sampled_from([str.lower, str.upper]))  # fmt: skip
+@given(
+    st.integers(1, 10**9),
+    st.sampled_from(sorted(SIZE_UNITS)),
+    st.sampled_from(["", " "]),
+    st.sampled_from([str.lower, str.upper]),
+)
 def test_parse_size_of_whole_units_is_exact(number, unit, space, case):
     """...up to 1 TiB; a larger size is refused as a mistake."""
     text = case(f"{number}{space}{unit}")
@@ -258,10 +321,27 @@ TEMPLATE = st.builds(
 )
 FRAGMENT = st.one_of(
     TEMPLATE,
-    st.sampled_from(["<<", ">>", "{{", "}}", "config.", ".", " ", "x", "<<config.>>",
-                     "{{config}}", "<<config..a>>", "{{ props.a }}", "{", "}", "\n"]),
+    st.sampled_from(
+        [
+            "<<",
+            ">>",
+            "{{",
+            "}}",
+            "config.",
+            ".",
+            " ",
+            "x",
+            "<<config.>>",
+            "{{config}}",
+            "<<config..a>>",
+            "{{ props.a }}",
+            "{",
+            "}",
+            "\n",
+        ]
+    ),
     st.text(max_size=3),
-)  # fmt: skip
+)
 TEMPLATED_TEXT = st.lists(FRAGMENT, min_size=1, max_size=5).map("".join)
 TEMPLATED_VALUE = json_like(st.one_of(st.text(max_size=4), TEMPLATED_TEXT)).flatmap(
     lambda shape: st.one_of(
@@ -284,8 +364,9 @@ def test_render_arbitrary_templates_and_configs_only_raise_template_error(value,
 @st.composite
 def config_and_existing_path(draw: Any) -> tuple[dict[Any, Any], str, Any]:
     """A config and a dotted path that exists in it (through mappings and list indexes)."""
-    config = draw(st.dictionaries(SEGMENT, json_like(SEGMENT, max_leaves=8), min_size=1,
-                                  max_size=4))  # fmt: skip
+    config = draw(
+        st.dictionaries(SEGMENT, json_like(SEGMENT, max_leaves=8), min_size=1, max_size=4)
+    )
     key = draw(st.sampled_from(sorted(config)))
     node, path = config[key], [key]
     while draw(st.booleans()):
@@ -301,8 +382,18 @@ def config_and_existing_path(draw: Any) -> tuple[dict[Any, Any], str, Any]:
 
 
 @settings(QUICK)
-@given(config_and_existing_path(), st.sampled_from(["<<config.{}>>", "{{{{config.{}}}}}",
-       "{{{{props.{}}}}}", "<< config.{} >>", " <<config.{}>> "]))  # fmt: skip
+@given(
+    config_and_existing_path(),
+    st.sampled_from(
+        [
+            "<<config.{}>>",
+            "{{{{config.{}}}}}",
+            "{{{{props.{}}}}}",
+            "<< config.{} >>",
+            " <<config.{}>> ",
+        ]
+    ),
+)
 def test_whole_string_template_over_an_existing_key_is_the_exact_value(case, spelling):
     config, path, value = case
     assert render(spelling.format(path), config, "body") is value
@@ -331,13 +422,17 @@ def test_template_inside_text_renders_the_string_value_in_place(case, prefix):
 
 
 @settings(QUICK, max_examples=150)
-@given(st.lists(SCALARS, max_size=4), st.text(alphabet="0123456789²³¹١٣½ⅻ", min_size=1,
-                                              max_size=3), st.sampled_from(["", "x="]))  # fmt: skip
+@given(
+    st.lists(SCALARS, max_size=4),
+    st.text(alphabet="0123456789²³¹١٣½ⅻ", min_size=1, max_size=3),
+    st.sampled_from(["", "x="]),
+)
 def test_template_indexing_a_list_gives_the_element_or_a_template_error(items, index, prefix):
     """`<<config.items.N>>` reads element N of a list (N in ASCII digits); any other word
     (digits such as '²' or '١' are word characters too) is a key the config does not have."""
-    result = typed(render, f"{prefix}<<config.items.{index}>>", {"items": items}, "url",
-                   allowed=TemplateError)  # fmt: skip
+    result = typed(
+        render, f"{prefix}<<config.items.{index}>>", {"items": items}, "url", allowed=TemplateError
+    )
     is_index = index.isascii() and index.isdecimal() and int(index) < len(items)
     if is_index and not prefix:
         assert result is items[int(index)]
@@ -367,50 +462,140 @@ def test_values_without_template_markers_render_unchanged(value, config):
 
 JS_PIECES = st.sampled_from(
     [
-        "ctx.status === 200", "(ctx) => ctx.status >= 500", "ctx => ctx.response.done",
-        "function (ctx) { return ctx.attempt > 3 }", "return ctx.response != null;",
-        "async (ctx) => 1", "throw new Error('x')", "ctx.a.b.c", "let x = 1;", "x", "1",
-        "(", ")", "{", "}", "=>", "'", '"', "`", "/*", "//", "\n", "\u2028", " ", ";",
-        "\x00", "\ud800", "undefined", "ctx", "return", "function", "=== 'done'", "&&", "!",
-        "0); (1", "}); (function(){", "class", "yield", "await", "import('x')",
+        "ctx.status === 200",
+        "(ctx) => ctx.status >= 500",
+        "ctx => ctx.response.done",
+        "function (ctx) { return ctx.attempt > 3 }",
+        "return ctx.response != null;",
+        "async (ctx) => 1",
+        "throw new Error('x')",
+        "ctx.a.b.c",
+        "let x = 1;",
+        "x",
+        "1",
+        "(",
+        ")",
+        "{",
+        "}",
+        "=>",
+        "'",
+        '"',
+        "`",
+        "/*",
+        "//",
+        "\n",
+        "\u2028",
+        " ",
+        ";",
+        "\x00",
+        "\ud800",
+        "undefined",
+        "ctx",
+        "return",
+        "function",
+        "=== 'done'",
+        "&&",
+        "!",
+        "0); (1",
+        "}); (function(){",
+        "class",
+        "yield",
+        "await",
+        "import('x')",
     ]
-)  # fmt: skip
-JS_CONDITION = st.one_of(st.lists(JS_PIECES, min_size=1, max_size=4).map("".join),
-                         st.text(max_size=12))  # fmt: skip
+)
+JS_CONDITION = st.one_of(
+    st.lists(JS_PIECES, min_size=1, max_size=4).map("".join), st.text(max_size=12)
+)
 GOOD_CONDITION = st.sampled_from(
-    ["ctx.status === 200", "(ctx) => ctx.status === 200",
-     "ctx => ctx.response && ctx.response.done",
-     "function (ctx) { return ctx.attempt > 2 }", "return ctx.response != null",
-     "ctx.response.state === 'done'"]
-)  # fmt: skip
+    [
+        "ctx.status === 200",
+        "(ctx) => ctx.status === 200",
+        "ctx => ctx.response && ctx.response.done",
+        "function (ctx) { return ctx.attempt > 2 }",
+        "return ctx.response != null",
+        "ctx.response.state === 'done'",
+    ]
+)
 DURATION_LIKE = st.one_of(MEASURE_TEXT, st.integers(-5, 100), st.floats(allow_nan=False), HUGE_INTS)
 URL_PIECES = st.sampled_from(
     [
-        "http://", "https://", "ftp://", "HTTP://", "http:/", "//", "http://[", "]", "[::1]",
-        "h", "example.com", "127.0.0.1:8080", ":99999", ":port", "user@", "\uff03", "\u2100",
-        "/", "/{id}", "/{{id}}", "/{ id }", "/x y", "?q=1", "&", "#frag", "%zz", "{", "}",
-        "<<config.host>>", "{{config.host}}", "/<<config.path>>", "<<config.nope>>", "\n",
-        "\t", "/{Id}", "?", "{{props.host}}",
+        "http://",
+        "https://",
+        "ftp://",
+        "HTTP://",
+        "http:/",
+        "//",
+        "http://[",
+        "]",
+        "[::1]",
+        "h",
+        "example.com",
+        "127.0.0.1:8080",
+        ":99999",
+        ":port",
+        "user@",
+        "\uff03",
+        "\u2100",
+        "/",
+        "/{id}",
+        "/{{id}}",
+        "/{ id }",
+        "/x y",
+        "?q=1",
+        "&",
+        "#frag",
+        "%zz",
+        "{",
+        "}",
+        "<<config.host>>",
+        "{{config.host}}",
+        "/<<config.path>>",
+        "<<config.nope>>",
+        "\n",
+        "\t",
+        "/{Id}",
+        "?",
+        "{{props.host}}",
     ]
-)  # fmt: skip
+)
 URL_PARTS = st.builds(
-        lambda scheme, host, rest: scheme + host + "".join(rest),
-        st.sampled_from(["http://", "https://", "http://", "https://", "ftp://", "", "//"]),
-        st.sampled_from(["[", "[zz]", "\uff03", "[::1", "a\u2100b", "h", "example.com", "[::1]",
-                         "a]", "h:99999", "user@h", "<<config.host>>", "{{config.host}}", "",
-                         "a b", "h\x00"]),
-        st.lists(st.sampled_from(["/", "/x", "?a=1", "#f", "/{id}", "%", " ", "\n"]), max_size=3),
-)  # fmt: skip
+    lambda scheme, host, rest: scheme + host + "".join(rest),
+    st.sampled_from(["http://", "https://", "http://", "https://", "ftp://", "", "//"]),
+    st.sampled_from(
+        [
+            "[",
+            "[zz]",
+            "\uff03",
+            "[::1",
+            "a\u2100b",
+            "h",
+            "example.com",
+            "[::1]",
+            "a]",
+            "h:99999",
+            "user@h",
+            "<<config.host>>",
+            "{{config.host}}",
+            "",
+            "a b",
+            "h\x00",
+        ]
+    ),
+    st.lists(st.sampled_from(["/", "/x", "?a=1", "#f", "/{id}", "%", " ", "\n"]), max_size=3),
+)
 URL = st.one_of(st.lists(URL_PIECES, min_size=1, max_size=6).map("".join), URL_PARTS, URL_PARTS)
-PARAM_NAMES = st.one_of(st.sampled_from(["id", "Id", "ID", "other", "", "x y", "q"]),
-                        st.text(max_size=4))  # fmt: skip
+PARAM_NAMES = st.one_of(
+    st.sampled_from(["id", "Id", "ID", "other", "", "x y", "q"]), st.text(max_size=4)
+)
 HEADER_VALUES = st.one_of(SCALARS, st.sampled_from(["a\r\nb", "\n", "<<config.token>>", "é"]))
 
 
 def with_extra_keys(base: st.SearchStrategy[dict[str, Any]], names: list[str]) -> Any:
     """`base`, sometimes with one extra key (a near-miss or a random one)."""
-    extra = st.dictionaries(st.one_of(st.sampled_from(names), st.text(max_size=5)), ANY_JSON,
-                            max_size=1)  # fmt: skip
+    extra = st.dictionaries(
+        st.one_of(st.sampled_from(names), st.text(max_size=5)), ANY_JSON, max_size=1
+    )
     return st.builds(lambda b, e: {**e, **b}, base, st.one_of(st.just({}), extra))
 
 
@@ -472,33 +657,52 @@ REQUEST = with_extra_keys(
     ["methd", "URL", "header", "query", "pathParam", "loop", "retries", "lam.exit"],
 )
 DIRECTIVE_KEYS = st.one_of(
-    st.sampled_from([*KNOWN_KEYS, "lam.", "lam.exitt", "lam.httprequest", "lam.HttpRequests",
-                     "Lam.exit", "data", "statusCode", "message"]),
+    st.sampled_from(
+        [
+            *KNOWN_KEYS,
+            "lam.",
+            "lam.exitt",
+            "lam.httprequest",
+            "lam.HttpRequests",
+            "Lam.exit",
+            "data",
+            "statusCode",
+            "message",
+        ]
+    ),
     st.text(max_size=6),
     st.text(max_size=6).map("lam.".__add__),
-)  # fmt: skip
+)
 DIRECTIVE = st.one_of(
     json_like(DIRECTIVE_KEYS),
     st.builds(lambda r: {"lam.httpRequest": r}, st.one_of(REQUEST, ANY_JSON)),
-    st.builds(lambda rs: {"lam.httpRequests": rs},
-              st.one_of(st.lists(REQUEST, max_size=3), ANY_JSON)),
+    st.builds(
+        lambda rs: {"lam.httpRequests": rs}, st.one_of(st.lists(REQUEST, max_size=3), ANY_JSON)
+    ),
     with_extra_keys(st.fixed_dictionaries({"lam.httpRequest": REQUEST}), ["data", "lam.exit"]),
     with_extra_keys(
         st.fixed_dictionaries({"lam.exit": mixed(st.booleans())}, optional={"data": ANY_JSON}),
         ["data", "lam.response"],
     ),
-    st.builds(lambda r: {"lam.response": r}, mixed(st.fixed_dictionaries(
-        {"statusCode": mixed(st.integers(0, 700) | HUGE_INTS), "message": mixed(st.text())},
-        optional={"data": ANY_JSON, "error": ANY_JSON}))),
-)  # fmt: skip
+    st.builds(
+        lambda r: {"lam.response": r},
+        mixed(
+            st.fixed_dictionaries(
+                {"statusCode": mixed(st.integers(0, 700) | HUGE_INTS), "message": mixed(st.text())},
+                optional={"data": ANY_JSON, "error": ANY_JSON},
+            )
+        ),
+    ),
+)
 # String keys only here: integer config keys have a property of their own (above) and would
 # otherwise hide every other finding behind the same TemplateError crash.
 HOST_CONFIG = st.fixed_dictionaries(
     {"host": mixed(st.sampled_from(["example.com", "h:80", "[::1]", "a b", "\uff03", ""]))},
     optional={"path": ANY_JSON, "token": ANY_JSON},
 )
-RENDER_CONFIG = st.one_of(HOST_CONFIG, st.dictionaries(SEGMENT, json_like(SEGMENT, max_leaves=8),
-                                                       max_size=4))  # fmt: skip
+RENDER_CONFIG = st.one_of(
+    HOST_CONFIG, st.dictionaries(SEGMENT, json_like(SEGMENT, max_leaves=8), max_size=4)
+)
 DIRECTIVE_TYPES = (PlainData, HttpDirective, ExitDirective, ResponseDirective)
 
 
@@ -512,8 +716,11 @@ def test_parse_directive_on_anything_only_raises_definition_or_condition_error(v
 @settings(QUICK, max_examples=100, deadline=None)
 @given(st.one_of(REQUEST, st.lists(REQUEST, min_size=1, max_size=3)), RENDER_CONFIG)
 def test_parsed_requests_render_or_raise_only_typed_errors(requests, config):
-    value = {"lam.httpRequests": requests} if isinstance(requests, list) else {
-        "lam.httpRequest": requests}  # fmt: skip
+    value = (
+        {"lam.httpRequests": requests}
+        if isinstance(requests, list)
+        else {"lam.httpRequest": requests}
+    )
     directive = typed(parse_directive, value, checker, allowed=(DefinitionError, ConditionError))
     if isinstance(directive, LamrunnerError):
         return
@@ -527,21 +734,39 @@ def test_parsed_requests_render_or_raise_only_typed_errors(requests, config):
 
 
 VALID_REQUEST = {
-    "method": "GET", "url": "http://api.test/items/{id}", "pathParams": {"id": 7},
-    "queryParams": {"q": ["a", "b"]}, "headers": {"X-A": "1"}, "body": {"a": "<<config.host>>"},
-    "timeout": "5s", "failOnHttpError": True, "retry": {"maxAttempts": 3},
+    "method": "GET",
+    "url": "http://api.test/items/{id}",
+    "pathParams": {"id": 7},
+    "queryParams": {"q": ["a", "b"]},
+    "headers": {"X-A": "1"},
+    "body": {"a": "<<config.host>>"},
+    "timeout": "5s",
+    "failOnHttpError": True,
+    "retry": {"maxAttempts": 3},
     "loopUntil": {"condition": "ctx.status === 200"},
 }
 VALID_RETRY = {
-    "maxAttempts": 3, "strategy": "exponential", "initialDelay": "1s", "maxDelay": "30s",
-    "multiplier": 2, "jitter": "full", "retryableStatusCodes": [503],
+    "maxAttempts": 3,
+    "strategy": "exponential",
+    "initialDelay": "1s",
+    "maxDelay": "30s",
+    "multiplier": 2,
+    "jitter": "full",
+    "retryableStatusCodes": [503],
     "retryableExceptions": ["timeout"],
 }
 VALID_LOOP = {
-    "condition": "ctx.status === 200", "failWhen": "ctx.status >= 500", "maxAttempts": 5,
-    "strategy": "fixed", "initialDelay": "1s", "maxDelay": "30s", "multiplier": 2, "timeout": "1m",
-    "jitter": "none", "ignoreErrors": False,
-}  # fmt: skip
+    "condition": "ctx.status === 200",
+    "failWhen": "ctx.status >= 500",
+    "maxAttempts": 5,
+    "strategy": "fixed",
+    "initialDelay": "1s",
+    "maxDelay": "30s",
+    "multiplier": 2,
+    "timeout": "1m",
+    "jitter": "none",
+    "ignoreErrors": False,
+}
 COUNTS = st.integers(-1, 5) | HUGE_INTS
 FIELD_VALUES = {
     "method": st.sampled_from([*METHODS, "get", "FETCH", "GET ", ""]),
@@ -570,14 +795,18 @@ FIELD_VALUES = {
 
 ONE_FIELD_CASES = [
     (part, field)
-    for part, base in (("request", VALID_REQUEST), ("retry", VALID_RETRY),
-                       ("loopUntil", VALID_LOOP))
+    for part, base in (
+        ("request", VALID_REQUEST),
+        ("retry", VALID_RETRY),
+        ("loopUntil", VALID_LOOP),
+    )
     for field in base
 ]
 
 
-@pytest.mark.parametrize(("part", "field"), ONE_FIELD_CASES,
-                         ids=[f"{p}.{f}" for p, f in ONE_FIELD_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("part", "field"), ONE_FIELD_CASES, ids=[f"{p}.{f}" for p, f in ONE_FIELD_CASES]
+)
 @settings(QUICK, max_examples=40, deadline=None)
 @given(data=st.data())
 def test_valid_request_with_one_field_replaced_raises_only_typed_errors(part, field, data):
@@ -593,8 +822,12 @@ def test_valid_request_with_one_field_replaced_raises_only_typed_errors(part, fi
         request[part] = {**base, field: value}
     where = "lam.httpRequest" if part == "request" else f"lam.httpRequest.{part}"
     config = data.draw(HOST_CONFIG, label="config")
-    directive = typed(parse_directive, {"lam.httpRequest": request}, checker,
-                      allowed=(DefinitionError, ConditionError))  # fmt: skip
+    directive = typed(
+        parse_directive,
+        {"lam.httpRequest": request},
+        checker,
+        allowed=(DefinitionError, ConditionError),
+    )
     if isinstance(directive, LamrunnerError):
         assert directive.message.startswith(where), directive.message
         return
@@ -606,11 +839,12 @@ def test_valid_request_with_one_field_replaced_raises_only_typed_errors(part, fi
 
 @settings(QUICK)
 @given(
-    st.dictionaries(st.text(max_size=4).filter(lambda k: not k.startswith("lam.")), ANY_JSON,
-                    max_size=3),
+    st.dictionaries(
+        st.text(max_size=4).filter(lambda k: not k.startswith("lam.")), ANY_JSON, max_size=3
+    ),
     st.text(min_size=1, max_size=12).map("lam.".__add__).filter(lambda k: k not in KNOWN_KEYS),
     ANY_JSON,
-)  # fmt: skip
+)
 def test_unknown_lam_key_is_a_definition_error_naming_it(plain, key, value):
     with pytest.raises(DefinitionError) as info:
         parse_directive({**plain, key: value}, checker)
@@ -620,15 +854,25 @@ def test_unknown_lam_key_is_a_definition_error_naming_it(plain, key, value):
 @settings(QUICK, deadline=None)
 @given(
     st.sampled_from(METHODS).map(lambda m: m.lower() if len(m) % 2 else m),
-    st.sampled_from(["http://api.test/jobs", "https://api.test/jobs/{id}?x=1",
-                     "http://127.0.0.1:8080/a/{{id}}", "<<config.base>>/{id}"]),
+    st.sampled_from(
+        [
+            "http://api.test/jobs",
+            "https://api.test/jobs/{id}?x=1",
+            "http://127.0.0.1:8080/a/{{id}}",
+            "<<config.base>>/{id}",
+        ]
+    ),
     st.integers(0, 10**6) | st.text(alphabet="abc/ é?&", min_size=1, max_size=5),
     st.one_of(st.none(), st.sampled_from(["250ms", "1.5s", "2m", "1m30s"]), st.integers(0, 60)),
     st.one_of(st.none(), GOOD_CONDITION),
-)  # fmt: skip
+)
 def test_valid_request_objects_parse_and_render(method, url, ident, timeout, condition):
-    request: dict[str, Any] = {"method": method, "url": url, "pathParams": {"id": ident},
-                               "retry": {"maxAttempts": 3}}  # fmt: skip
+    request: dict[str, Any] = {
+        "method": method,
+        "url": url,
+        "pathParams": {"id": ident},
+        "retry": {"maxAttempts": 3},
+    }
     if "{" not in url:
         del request["pathParams"]
     if timeout is not None:
@@ -707,8 +951,13 @@ def test_one_letter_typo_of_a_known_key_suggests_that_key(kind, data, folder):
     assume(typo not in keys)
     # A typo one edit (deletion, insertion, transposition, case) from another real key too
     # (lam.httpRequets, lam.httpRequesst) is honestly ambiguous.
-    assume(not any(typo in one_edit_typos(other) or other in one_edit_typos(typo)
-                   for other in keys if other != key))  # fmt: skip
+    assume(
+        not any(
+            typo in one_edit_typos(other) or other in one_edit_typos(typo)
+            for other in keys
+            if other != key
+        )
+    )
     if kind == "directive":
         assume(typo.startswith("lam."))  # without the prefix it is plain data, not a directive
     message = typo_error(kind, typo, folder)
@@ -723,57 +972,131 @@ YAML_TEXT = st.one_of(
 )
 NASTY_YAML = st.sampled_from(
     [
-        "? [a]\n: 1\n", "{[a]: 1}\n", "{{a: 1}: 2}\n", "? {a: 1}\n: 2\n", "a: &l [*l]\n",
-        "a: &m {b: *m}\n", "&r [*r]\n", "a: !!binary aGVsbG8=\n", "a: !!timestamp 2020-01-01\n",
-        "a: !!set {x, y}\n", "a: !!python/object/apply:os.system [echo]\n", "<<: 5\n",
-        "a: 1\na: 2\n", "a: *nope\n", "\t- x\n", "%YAML 9.9\n---\na\n", "--- 1\n--- 2\n",
-        "a: '\n", "\x00\n", "\ufeffname: x\n", "a: \x7f\n", "!<tag:yaml.org,2002:int> x\n",
-        "name: [\n", "steps: !!omap [a: 1]\n", "? !!binary aGk=\n: x\n", "a: !!int x\n",
-        "a: !!float x\n", "a: !!bool x\n",
+        "? [a]\n: 1\n",
+        "{[a]: 1}\n",
+        "{{a: 1}: 2}\n",
+        "? {a: 1}\n: 2\n",
+        "a: &l [*l]\n",
+        "a: &m {b: *m}\n",
+        "&r [*r]\n",
+        "a: !!binary aGVsbG8=\n",
+        "a: !!timestamp 2020-01-01\n",
+        "a: !!set {x, y}\n",
+        "a: !!python/object/apply:os.system [echo]\n",
+        "<<: 5\n",
+        "a: 1\na: 2\n",
+        "a: *nope\n",
+        "\t- x\n",
+        "%YAML 9.9\n---\na\n",
+        "--- 1\n--- 2\n",
+        "a: '\n",
+        "\x00\n",
+        "\ufeffname: x\n",
+        "a: \x7f\n",
+        "!<tag:yaml.org,2002:int> x\n",
+        "name: [\n",
+        "steps: !!omap [a: 1]\n",
+        "? !!binary aGk=\n: x\n",
+        "a: !!int x\n",
+        "a: !!float x\n",
+        "a: !!bool x\n",
     ]
-)  # fmt: skip
+)
 # PyYAML's scanner is quadratic in flow depth: stay small (1000 is past the recursion limit).
 DEEP_YAML_LISTS = st.sampled_from([10, 1000]).map(lambda n: "[" * n + "]" * n)
 DEEP_YAML_MAPS = st.sampled_from([10, 1000]).map(lambda n: "{a: " * n + "}" * n)
 HANDLER_SPECS = st.sampled_from(
-    ["h.js", "nope.js", "h.js:f", "nope.py", "nope.py:f", "zz_no_such_mod:f", "json:nope", ":",
-     "", "  ", "h", "C:\\x.js", "../h.js", "a\x00.js", "a\x00.py", "zz.mod\x00:f", "sub/", ".js",
-     "h.JS", "a_dir.js", "x" * 300 + ".js", "h.js\n", "é.py:f"]
-)  # fmt: skip
+    [
+        "h.js",
+        "nope.js",
+        "h.js:f",
+        "nope.py",
+        "nope.py:f",
+        "zz_no_such_mod:f",
+        "json:nope",
+        ":",
+        "",
+        "  ",
+        "h",
+        "C:\\x.js",
+        "../h.js",
+        "a\x00.js",
+        "a\x00.py",
+        "zz.mod\x00:f",
+        "sub/",
+        ".js",
+        "h.JS",
+        "a_dir.js",
+        "x" * 300 + ".js",
+        "h.js\n",
+        "é.py:f",
+    ]
+)
 ENV_TEXT = st.lists(
-    st.sampled_from(["${A}", "${A:-x}", "${A:-}", "$${A}", "${", "${1A}", "${A", "}", "$",
-                     "${A:-${B}}", "text", " ", "${ A }", "${A:=x}"]),
-    min_size=1, max_size=4,
-).map("".join)  # fmt: skip
+    st.sampled_from(
+        [
+            "${A}",
+            "${A:-x}",
+            "${A:-}",
+            "$${A}",
+            "${",
+            "${1A}",
+            "${A",
+            "}",
+            "$",
+            "${A:-${B}}",
+            "text",
+            " ",
+            "${ A }",
+            "${A:=x}",
+        ]
+    ),
+    min_size=1,
+    max_size=4,
+).map("".join)
 LIMIT_VALUES = st.one_of(
-    MEASURE_TEXT, st.integers(-2, 10**6), HUGE_INTS, st.floats(), st.booleans(), st.none(),
+    MEASURE_TEXT,
+    st.integers(-2, 10**6),
+    HUGE_INTS,
+    st.floats(),
+    st.booleans(),
+    st.none(),
     st.text(max_size=5),
 )
 STEP = st.one_of(
     HANDLER_SPECS,
     with_extra_keys(
-        st.fixed_dictionaries({}, optional={"name": mixed(st.text(max_size=5)),
-                                            "handler": mixed(HANDLER_SPECS),
-                                            "description": ANY_JSON}),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "name": mixed(st.text(max_size=5)),
+                "handler": mixed(HANDLER_SPECS),
+                "description": ANY_JSON,
+            },
+        ),
         ["hander", "Name", "desc"],
     ),
     ANY_JSON,
-)  # fmt: skip
+)
 WORKFLOW_DOC = with_extra_keys(
     st.fixed_dictionaries(
         {},
         optional={
             "name": mixed(st.text(max_size=6)),
             "description": ANY_JSON,
-            "config": mixed(st.dictionaries(st.text(max_size=4), st.one_of(ENV_TEXT, ANY_JSON),
-                                            max_size=3)),
+            "config": mixed(
+                st.dictionaries(st.text(max_size=4), st.one_of(ENV_TEXT, ANY_JSON), max_size=3)
+            ),
             "steps": mixed(st.lists(STEP, max_size=3)),
-            "limits": mixed(st.dictionaries(st.sampled_from([*LIMIT_KEYS, "handlerTimout"]),
-                                            LIMIT_VALUES, max_size=3)),
+            "limits": mixed(
+                st.dictionaries(
+                    st.sampled_from([*LIMIT_KEYS, "handlerTimout"]), LIMIT_VALUES, max_size=3
+                )
+            ),
         },
     ),
     ["Name", "step", "limit", "configs", "descripton"],
-)  # fmt: skip
+)
 
 
 def check_loads_or_definition_error(folder: Path, content: str | bytes) -> Any:
@@ -799,9 +1122,21 @@ def test_load_workflow_on_deeply_nested_yaml_only_raises_definition_error(folder
 
 
 @settings(QUICK, max_examples=100, deadline=None)
-@given(st.one_of(st.binary(max_size=40), st.binary(max_size=20).map(lambda b: b"name: \xff" + b),
-                 st.sampled_from([b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80",
-                                  b"\xfe\xff\x00n", b"\xef\xbb\xbf\xff"])))  # fmt: skip
+@given(
+    st.one_of(
+        st.binary(max_size=40),
+        st.binary(max_size=20).map(lambda b: b"name: \xff" + b),
+        st.sampled_from(
+            [
+                b"\xc3\x28",
+                b"\xed\xa0\x80",
+                b"\xf8\x88\x80\x80\x80",
+                b"\xfe\xff\x00n",
+                b"\xef\xbb\xbf\xff",
+            ]
+        ),
+    )
+)
 def test_load_workflow_on_byte_soup_only_raises_definition_error(folder, data):
     check_loads_or_definition_error(folder, data)
 
@@ -810,21 +1145,28 @@ def test_load_workflow_on_byte_soup_only_raises_definition_error(folder, data):
 @given(WORKFLOW_DOC)
 @example(doc={"name": "0", "steps": ["a\x00.js"]})  # found by this property: a bare ValueError
 @example(doc={"name": "0", "steps": ["a\x00.py:f"]})
-def test_load_workflow_on_wrong_but_well_formed_documents_only_raises_definition_error(
-    folder, doc
-):
+def test_load_workflow_on_wrong_but_well_formed_documents_only_raises_definition_error(folder, doc):
     check_loads_or_definition_error(folder, yaml.safe_dump(doc, allow_unicode=True))
 
 
 CONFIG_YAML = st.sampled_from(
     [
-        "{k: !!binary aGVsbG8=}", "{k: !!timestamp 2020-01-01}",
-        "{k: !!set {x, y}}", "{k: !!omap [a: 1]}", "{k: !!pairs [a: 1]}", "{1: x, b: y}",
-        "{k: !!float .nan}", "{k: .inf}", "{k: 1000000000000000000000000000000000000000}",
-        "{k: '${NOPE:-x}'}", "{k: {1: x, b: y}}", "{k: !!binary aGVsbG8=, b: [!!binary aGk=]}",
-        "{k: [2020-01-01]}", "{k: 2020-01-01 10:00:00}",
+        "{k: !!binary aGVsbG8=}",
+        "{k: !!timestamp 2020-01-01}",
+        "{k: !!set {x, y}}",
+        "{k: !!omap [a: 1]}",
+        "{k: !!pairs [a: 1]}",
+        "{1: x, b: y}",
+        "{k: !!float .nan}",
+        "{k: .inf}",
+        "{k: 1000000000000000000000000000000000000000}",
+        "{k: '${NOPE:-x}'}",
+        "{k: {1: x, b: y}}",
+        "{k: !!binary aGVsbG8=, b: [!!binary aGk=]}",
+        "{k: [2020-01-01]}",
+        "{k: 2020-01-01 10:00:00}",
     ]
-)  # fmt: skip
+)
 
 
 @settings(QUICK, max_examples=60, deadline=None)
@@ -838,15 +1180,28 @@ def test_config_from_yaml_loads_and_renders_or_raises_only_typed_errors(folder, 
         return
     typed(render, f"x-<<config.{key}>>", workflow.config, "url", allowed=TemplateError)
     template = f"<<config.{key}>>"
-    request = {"method": "POST", "url": f"http://api.test/{template}",
-               "headers": {"X-K": template}, "body": {"v": template}}  # fmt: skip
+    request = {
+        "method": "POST",
+        "url": f"http://api.test/{template}",
+        "headers": {"X-K": template},
+        "body": {"v": template},
+    }
     [spec] = parse_directive({"lam.httpRequest": request}, checker).requests
     typed(render_request, spec, workflow.config, allowed=(TemplateError, DefinitionError))
 
 
 @settings(QUICK, max_examples=10, deadline=None)
-@given(st.sampled_from(["{a: &l [*l]}", "{a: &l [1, [*l]]}", "{a: {b: &l [{c: *l}]}}",
-                        "&m {b: *m}", "{a: &m {b: *m}}"]))  # fmt: skip
+@given(
+    st.sampled_from(
+        [
+            "{a: &l [*l]}",
+            "{a: &l [1, [*l]]}",
+            "{a: {b: &l [{c: *l}]}}",
+            "&m {b: *m}",
+            "{a: &m {b: *m}}",
+        ]
+    )
+)
 def test_recursive_yaml_anchor_in_config_only_raises_definition_error(folder, config):
     check_loads_or_definition_error(folder, f"name: w\nsteps: [h.js]\nconfig: {config}\n")
 
@@ -858,8 +1213,12 @@ def test_recursive_yaml_anchor_in_config_only_raises_definition_error(folder, co
     st.lists(st.text(alphabet="abc_", min_size=1, max_size=4), min_size=1, max_size=3, unique=True),
 )
 def test_valid_workflows_load_with_their_config_and_named_steps(folder, name, config, step_names):
-    doc = {"name": name, "config": config, "limits": {"handlerTimeout": "2s", "concurrency": 3},
-           "steps": [{"name": s, "handler": "h.js"} for s in step_names]}  # fmt: skip
+    doc = {
+        "name": name,
+        "config": config,
+        "limits": {"handlerTimeout": "2s", "concurrency": 3},
+        "steps": [{"name": s, "handler": "h.js"} for s in step_names],
+    }
     # Not allow_unicode: PyYAML would write a raw NEL, which reads back as a line break.
     workflow = load_workflow(write(folder, yaml.safe_dump(doc)), env={})
     assert workflow.name == name
@@ -871,12 +1230,18 @@ def test_valid_workflows_load_with_their_config_and_named_steps(folder, name, co
 # ---------------------------------------------------------------- --input, --set, config files
 
 JSON_VALUES = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False,
-              allow_infinity=False), st.text()),
-    lambda kids: st.lists(kids, max_size=3)
-    | st.dictionaries(st.text(max_size=5), kids, max_size=3),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(),
+    ),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3)
+    ),
     max_leaves=10,
-)  # fmt: skip
+)
 DEEP_JSON = st.builds(
     lambda n, pair: pair[0] * n + pair[1] * n,
     DEPTHS,
@@ -886,14 +1251,40 @@ JSON_TEXT = st.one_of(
     st.text(max_size=20),
     st.text(alphabet='[]{}:,"\\0123456789.eE+-tnrufalse ', max_size=20),
     JSON_VALUES.map(json.dumps),
-    st.sampled_from(["NaN", "Infinity", "-Infinity", "[NaN]", '{"a": Infinity}', '"\\ud800"',
-                     "1e999", "", " ", "\ufeff{}", "{'a': 1}", "[1,]", "0x10", "01"]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "[NaN]",
+            '{"a": Infinity}',
+            '"\\ud800"',
+            "1e999",
+            "",
+            " ",
+            "\ufeff{}",
+            "{'a': 1}",
+            "[1,]",
+            "0x10",
+            "01",
+        ]
+    ),
+)
 INPUT_PATHS = st.one_of(
-    st.sampled_from(["missing.json", "a_folder", "latin1.json", "", ".", "a\x00b.json",
-                     "x" * 300, "missing/deeper.json"]),
+    st.sampled_from(
+        [
+            "missing.json",
+            "a_folder",
+            "latin1.json",
+            "",
+            ".",
+            "a\x00b.json",
+            "x" * 300,
+            "missing/deeper.json",
+        ]
+    ),
     st.text(alphabet="abc.\x00é ", max_size=8),
-)  # fmt: skip
+)
 
 
 @settings(QUICK, max_examples=150, deadline=None)
@@ -1002,8 +1393,12 @@ CONFIG_FILE_TEXT = st.one_of(
 
 
 @settings(QUICK, max_examples=60, deadline=None)
-@given(CONFIG, st.lists(NASTY_YAML | CONFIG_FILE_TEXT, max_size=2), st.lists(SET_TEXT, max_size=2),
-       st.sampled_from([{}, {"A": "1"}, {"A": ""}]))  # fmt: skip
+@given(
+    CONFIG,
+    st.lists(NASTY_YAML | CONFIG_FILE_TEXT, max_size=2),
+    st.lists(SET_TEXT, max_size=2),
+    st.sampled_from([{}, {"A": "1"}, {"A": ""}]),
+)
 def test_build_config_only_raises_definition_error(folder, base, files, sets, env):
     paths = [str(write(folder, text)) for text in files]
     result = typed(build_config, base, paths, sets, env, allowed=DefinitionError)
@@ -1034,10 +1429,16 @@ def test_build_config_layers_config_file_then_set(folder, base, layer, key, valu
 
 
 @settings(QUICK, deadline=None)
-@given(st.lists(st.one_of(
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.builds(lambda m, e: float(f"{m}e{e}"), st.integers(1, 9), st.integers(-30, 30)),
-), min_size=1, max_size=3))  # fmt: skip
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.builds(lambda m, e: float(f"{m}e{e}"), st.integers(1, 9), st.integers(-30, 30)),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_json_config_file_numbers_load_as_numbers(folder, numbers):
     """A --config FILE may be JSON, as json.dumps writes it: 1e-05 and 1e+16 are numbers."""
     path = write(folder, json.dumps({"v": numbers}), ".json")
@@ -1067,9 +1468,15 @@ def loads_cleanly(path: Path) -> bool:
 def lamrunner(folder: Path, *args: str) -> tuple[int, str, str]:
     proc = subprocess.run(
         [sys.executable, "-m", "lamrunner", *args],
-        check=False, capture_output=True, text=True, encoding="utf-8", errors="replace",
-        cwd=folder, timeout=60, env={**os.environ, "LAMRUNNER_STORE": str(folder / "runs.db")},
-    )  # fmt: skip
+        check=False,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        cwd=folder,
+        timeout=60,
+        env={**os.environ, "LAMRUNNER_STORE": str(folder / "runs.db")},
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -1083,14 +1490,33 @@ BAD_WORKFLOW_TEXT = st.one_of(
     st.builds(
         lambda key, value: yaml.safe_dump({"name": "w", "steps": ["h.js"], key: value}),
         st.sampled_from(["limits", "config", "steps", "name", "stepz", "Limits"]),
-        st.sampled_from([5, "x", [], ["nope.js"], [{"hander": "h.js"}], {"handlerTimout": 1},
-                         {"concurrency": 0}, {"handlerTimeout": "-1s"}, {"handlerMemory": "1XB"},
-                         {"a": "${NOPE}"}, ["h.js:f"], [""], ["a\x00.js"]]),
+        st.sampled_from(
+            [
+                5,
+                "x",
+                [],
+                ["nope.js"],
+                [{"hander": "h.js"}],
+                {"handlerTimout": 1},
+                {"concurrency": 0},
+                {"handlerTimeout": "-1s"},
+                {"handlerMemory": "1XB"},
+                {"a": "${NOPE}"},
+                ["h.js:f"],
+                [""],
+                ["a\x00.js"],
+            ]
+        ),
     ),
-    st.sampled_from(["name: w\nsteps: [h.js]\nconfig: {a: &l [*l]}\n", "[" * 1000 + "]" * 1000,
-                     "name: w\nsteps: [h.js]\nlimits: {handlerTimeout: !!float x}\n"]),
+    st.sampled_from(
+        [
+            "name: w\nsteps: [h.js]\nconfig: {a: &l [*l]}\n",
+            "[" * 1000 + "]" * 1000,
+            "name: w\nsteps: [h.js]\nlimits: {handlerTimeout: !!float x}\n",
+        ]
+    ),
     st.binary(max_size=8).map(lambda b: b"\xff" + b),
-)  # fmt: skip
+)
 
 
 @settings(QUICK, max_examples=8, deadline=None, report_multiple_bugs=False)
@@ -1106,17 +1532,31 @@ def test_cli_validate_refuses_bad_workflows_with_exit_2_and_one_json_document(fo
 
 
 BAD_RUN_ARGS = st.one_of(
-    st.sampled_from([
-        ("--input", "NaN"), ("--input", "@latin1.json"), ("--input", "[" * 100_000),
-        ("--set", "a=" + "[" * 100_000), ("--input", "[1e999]"), ("--input", "{"),
-        ("--input", "'a'"), ("--input", "@missing.json"), ("--input", "@a_folder"),
-        ("--input", ""), ("--set", "noequals"), ("--set", "a..b=1"), ("--set", "é=1"),
-        ("--config", "missing.yaml"), ("--config", "latin1.json"),
-        ("--output", "no/such/folder/out.json"),
-    ]),
-    st.tuples(st.just("--input"), st.text(alphabet="[]{}\":,ab ", min_size=1, max_size=6).filter(
-        lambda t: _not_json(t))),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            ("--input", "NaN"),
+            ("--input", "@latin1.json"),
+            ("--input", "[" * 100_000),
+            ("--set", "a=" + "[" * 100_000),
+            ("--input", "[1e999]"),
+            ("--input", "{"),
+            ("--input", "'a'"),
+            ("--input", "@missing.json"),
+            ("--input", "@a_folder"),
+            ("--input", ""),
+            ("--set", "noequals"),
+            ("--set", "a..b=1"),
+            ("--set", "é=1"),
+            ("--config", "missing.yaml"),
+            ("--config", "latin1.json"),
+            ("--output", "no/such/folder/out.json"),
+        ]
+    ),
+    st.tuples(
+        st.just("--input"),
+        st.text(alphabet='[]{}":,ab ', min_size=1, max_size=6).filter(lambda t: _not_json(t)),
+    ),
+)
 
 
 def _not_json(text: str) -> bool:
@@ -1140,12 +1580,24 @@ def test_cli_run_refuses_bad_invocations_with_exit_2_and_one_json_document(folde
 
 
 @settings(QUICK, max_examples=5, deadline=None, report_multiple_bugs=False)
-@given(st.one_of(
-    st.tuples(st.just("input"), st.sampled_from(['"\\ud800"', '{"\\udfff": 1}', '["a\\ud83d"]'])),
-    st.tuples(st.just("limits"), st.sampled_from(
-        ["{handlerMemory: 1000000000000000000000}", "{handlerMemory: 100000000000000GB}",
-         "{maxResponseBytes: 1000000000000000000000}", "{concurrency: 1000000000000000000000}"])),
-))  # fmt: skip
+@given(
+    st.one_of(
+        st.tuples(
+            st.just("input"), st.sampled_from(['"\\ud800"', '{"\\udfff": 1}', '["a\\ud83d"]'])
+        ),
+        st.tuples(
+            st.just("limits"),
+            st.sampled_from(
+                [
+                    "{handlerMemory: 1000000000000000000000}",
+                    "{handlerMemory: 100000000000000GB}",
+                    "{maxResponseBytes: 1000000000000000000000}",
+                    "{concurrency: 1000000000000000000000}",
+                ]
+            ),
+        ),
+    )
+)
 def test_cli_run_never_prints_a_traceback_and_stdout_stays_one_json_document(folder, case):
     """Inputs that are odd rather than malformed: refused (2) or run (0/1), never a crash."""
     what, value = case

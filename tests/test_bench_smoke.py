@@ -22,8 +22,12 @@ def _number(cell: str) -> bool:
 def test_bench_smoke_runs_every_scenario_and_reports_numbers() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     rows = [re.split(r"\s{2,}", line) for line in done.stdout.splitlines()]
     for name in SCENARIOS:

@@ -41,8 +41,16 @@ RECORD_KEYS = {"runId", "workflow", "status", "result", "error", "gwo"}
 SECRET = "s3cr3t-token-value"
 
 # Variables the samples and these tests read: never inherited from the developer's shell.
-_SCRUB = ("JOBAPI_URL", "PROCESSOR_API_KEY", "JOBAPI_API_KEY", "ECHO_URL", "LAM_TEST_VALUE",
-          "LAM_TEST_FILE_VAR", "LAM_TEST_GREETING", "LAM_TEST_MISSING")  # fmt: skip
+_SCRUB = (
+    "JOBAPI_URL",
+    "PROCESSOR_API_KEY",
+    "JOBAPI_API_KEY",
+    "ECHO_URL",
+    "LAM_TEST_VALUE",
+    "LAM_TEST_FILE_VAR",
+    "LAM_TEST_GREETING",
+    "LAM_TEST_MISSING",
+)
 
 
 # -- running the command ----------------------------------------------------------------------
@@ -74,8 +82,10 @@ class Result:
             ) from None
 
     def __str__(self) -> str:  # what a failing assert shows
-        return (f"lamrunner {' '.join(self.args)} -> exit {self.code}\n--- stdout ---\n"
-                f"{self.stdout}\n--- stderr ---\n{self.stderr}")  # fmt: skip
+        return (
+            f"lamrunner {' '.join(self.args)} -> exit {self.code}\n--- stdout ---\n"
+            f"{self.stdout}\n--- stderr ---\n{self.stderr}"
+        )
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
@@ -89,14 +99,20 @@ def run_one(inv: Invocation) -> Result:
     args = [str(a) for a in inv.args]
     proc = subprocess.run(
         [sys.executable, "-m", "lamrunner", *args],
-        cwd=inv.cwd, env=_env(inv.env), input=inv.stdin if inv.stdin is not None else "",
-        capture_output=True, text=True, timeout=TIMEOUT, encoding="utf-8",
-    )  # fmt: skip
+        cwd=inv.cwd,
+        env=_env(inv.env),
+        input=inv.stdin if inv.stdin is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        encoding="utf-8",
+    )
     return Result(args, proc.returncode, proc.stdout, proc.stderr)
 
 
-def cli(*args: Any, cwd: Path | None = None, env: dict[str, str] | None = None,
-        stdin: str | None = None) -> Result:  # fmt: skip
+def cli(
+    *args: Any, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: str | None = None
+) -> Result:
     return run_one(Invocation(list(args), cwd, env or {}, stdin))
 
 
@@ -169,13 +185,15 @@ async def _echo(request: web.Request) -> web.Response:
         body: Any = json.loads(raw) if raw else None
     except ValueError:
         body = raw.decode("utf-8", "replace")
-    return web.json_response({
-        "method": request.method,
-        "path": request.path,
-        "query": list(request.query.items()),
-        "headers": dict(request.headers),
-        "json": body,
-    })  # fmt: skip
+    return web.json_response(
+        {
+            "method": request.method,
+            "path": request.path,
+            "query": list(request.query.items()),
+            "headers": dict(request.headers),
+            "json": body,
+        }
+    )
 
 
 async def _fail_echo_escaped(request: web.Request) -> web.Response:
@@ -183,8 +201,11 @@ async def _fail_echo_escaped(request: web.Request) -> web.Response:
     (and other encoders) write it: the same token, in its JSON spelling."""
     token = request.headers.get("Authorization", "").partition(" ")[2]
     escaped = json.dumps(token).replace("/", "\\/")
-    return web.Response(status=500, content_type="application/json",
-                        text=f'{{"error": "token rejected", "token": {escaped}}}')  # fmt: skip
+    return web.Response(
+        status=500,
+        content_type="application/json",
+        text=f'{{"error": "token rejected", "token": {escaped}}}',
+    )
 
 
 async def _fail_echo(request: web.Request) -> web.Response:
@@ -192,10 +213,15 @@ async def _fail_echo(request: web.Request) -> web.Response:
     auth = request.headers.get("Authorization", "")
     token = auth.partition(" ")[2]
     return web.json_response(
-        {"error": f"token {token} rejected", "authorization": auth,
-         "apiKey": request.headers.get("X-API-Key"), "hint": f"check {token!r}"},
-        status=500, headers={"X-Echo-Token": token},
-    )  # fmt: skip
+        {
+            "error": f"token {token} rejected",
+            "authorization": auth,
+            "apiKey": request.headers.get("X-API-Key"),
+            "hint": f"check {token!r}",
+        },
+        status=500,
+        headers={"X-Echo-Token": token},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -239,10 +265,19 @@ def echo_url() -> Iterator[str]:
 def jobapi_url() -> Iterator[str]:
     """samples/jobapi.py as a subprocess on a free port, with fast job phases."""
     server = subprocess.Popen(
-        [sys.executable, str(SAMPLES / "jobapi.py"), "--port", "0", "--quiet",
-         "--phase-seconds", "0.2"],
-        stdout=subprocess.PIPE, text=True, env=_env({}),
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(SAMPLES / "jobapi.py"),
+            "--port",
+            "0",
+            "--quiet",
+            "--phase-seconds",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env({}),
+    )
     lines: list[str] = []
     assert server.stdout is not None
     stdout = server.stdout
@@ -281,9 +316,14 @@ def test_run_succeeds_with_exactly_one_json_document_on_stdout(
     jobapi_url: str, tmp_path: Path
 ) -> None:
     dataset = f"cli-{uuid.uuid4().hex[:8]}"  # a fresh job on the shared server
-    result = cli("run", SAMPLES / "process-dataset.yaml", "--input",
-                 json.dumps({"datasetId": dataset}),
-                 cwd=tmp_path, env={"JOBAPI_URL": jobapi_url})  # fmt: skip
+    result = cli(
+        "run",
+        SAMPLES / "process-dataset.yaml",
+        "--input",
+        json.dumps({"datasetId": dataset}),
+        cwd=tmp_path,
+        env={"JOBAPI_URL": jobapi_url},
+    )
 
     assert result.code == 0, result
     record = assert_record(result)
@@ -310,14 +350,23 @@ def test_run_succeeds_with_exactly_one_json_document_on_stdout(
 
 def test_failing_run_exits_1_with_the_error_and_its_step(tmp_path: Path) -> None:
     write(tmp_path / "first.py", "def transform(data):\n    return {'ok': True}\n")
-    write(tmp_path / "explode.py", """
+    write(
+        tmp_path / "explode.py",
+        """
         def transform(data):
             raise RuntimeError("the dataset is empty")
-    """)
-    path = workflow(tmp_path, {"name": "fails", "steps": [
-        {"name": "prepare", "handler": "first.py"},
-        {"name": "explode", "handler": "explode.py"},
-    ]})  # fmt: skip
+    """,
+    )
+    path = workflow(
+        tmp_path,
+        {
+            "name": "fails",
+            "steps": [
+                {"name": "prepare", "handler": "first.py"},
+                {"name": "explode", "handler": "explode.py"},
+            ],
+        },
+    )
     result = cli("run", path, "--output", "failed.json", cwd=tmp_path)
 
     assert result.code == 1, result
@@ -450,8 +499,9 @@ SAMPLE_WORKFLOWS = sorted(p.name for p in SAMPLES.glob("*.yaml"))
 @pytest.fixture(scope="module")
 def sample_validations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     cwd = tmp_path_factory.mktemp("validate")  # any directory: handler paths are file-relative
-    return run_many({name: Invocation(["validate", SAMPLES / name], cwd=cwd)
-                     for name in SAMPLE_WORKFLOWS})  # fmt: skip
+    return run_many(
+        {name: Invocation(["validate", SAMPLES / name], cwd=cwd) for name in SAMPLE_WORKFLOWS}
+    )
 
 
 def test_there_are_samples_to_validate() -> None:
@@ -471,13 +521,16 @@ def test_validate_accepts_every_sample(sample_validations: dict[str, Result], na
 
 def test_validate_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "ran.txt"
-    write(tmp_path / "side_effect.py", f"""
+    write(
+        tmp_path / "side_effect.py",
+        f"""
         from pathlib import Path
 
         def transform(data):
             Path({str(marker)!r}).write_text("ran")
             return {{}}
-    """)
+    """,
+    )
     write(tmp_path / "throws.js", "(data) => { throw new Error('called at run time only'); }\n")
     path = workflow(tmp_path, {"name": "quiet", "steps": ["side_effect.py", "throws.js"]})
     result = cli("validate", path, cwd=tmp_path)
@@ -500,17 +553,22 @@ def input_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     (folder / "input.json").write_text(json.dumps(INPUT, ensure_ascii=False), encoding="utf-8")
     (folder / "broken.json").write_text('{"datasetId": ', encoding="utf-8")
     text = json.dumps(INPUT)
-    return run_many({
-        "json-text": Invocation(["run", path, "--input", text], cwd=folder),
-        "at-file": Invocation(["run", path, "--input", "@input.json"], cwd=folder),
-        "stdin": Invocation(["run", path, "--input", "-"], cwd=folder, stdin=text),
-        "none": Invocation(["run", path], cwd=folder),
-        "invalid-json-text": Invocation(["run", path, "--input", "{'single': quotes}"], cwd=folder),
-        "invalid-json-file": Invocation(["run", path, "--input", "@broken.json"], cwd=folder),
-        "invalid-json-stdin": Invocation(["run", path, "--input", "-"], cwd=folder,
-                                         stdin="not json"),
-        "missing-file": Invocation(["run", path, "--input", "@nowhere.json"], cwd=folder),
-    })  # fmt: skip
+    return run_many(
+        {
+            "json-text": Invocation(["run", path, "--input", text], cwd=folder),
+            "at-file": Invocation(["run", path, "--input", "@input.json"], cwd=folder),
+            "stdin": Invocation(["run", path, "--input", "-"], cwd=folder, stdin=text),
+            "none": Invocation(["run", path], cwd=folder),
+            "invalid-json-text": Invocation(
+                ["run", path, "--input", "{'single': quotes}"], cwd=folder
+            ),
+            "invalid-json-file": Invocation(["run", path, "--input", "@broken.json"], cwd=folder),
+            "invalid-json-stdin": Invocation(
+                ["run", path, "--input", "-"], cwd=folder, stdin="not json"
+            ),
+            "missing-file": Invocation(["run", path, "--input", "@nowhere.json"], cwd=folder),
+        }
+    )
 
 
 @pytest.mark.parametrize("form", ["json-text", "at-file", "stdin"])
@@ -547,43 +605,104 @@ def test_bad_input_exits_2_with_definition_error(input_runs: dict[str, Result], 
 
 
 def test_set_values_are_typed_when_they_reach_a_template(echo_url: str, tmp_path: Path) -> None:
-    handler = request_handler(tmp_path, "post.py", {
-        "method": "POST",
-        "url": "<<config.url>>/echo",
-        "body": {
-            "n": "<<config.n>>", "flag": "<<config.flag>>", "name": "<<config.name>>",
-            "obj": "<<config.obj>>", "nested": "<<config.a.b>>", "text": "id-<<config.n>>",
-            "nothing": "<<config.nothing>>", "quoted": "<<config.quoted>>",
+    handler = request_handler(
+        tmp_path,
+        "post.py",
+        {
+            "method": "POST",
+            "url": "<<config.url>>/echo",
+            "body": {
+                "n": "<<config.n>>",
+                "flag": "<<config.flag>>",
+                "name": "<<config.name>>",
+                "obj": "<<config.obj>>",
+                "nested": "<<config.a.b>>",
+                "text": "id-<<config.n>>",
+                "nothing": "<<config.nothing>>",
+                "quoted": "<<config.quoted>>",
+            },
         },
-    })  # fmt: skip
-    path = workflow(tmp_path, {"name": "typed", "config": {"url": echo_url, "n": 1},
-                               "steps": [handler]})  # fmt: skip
-    result = cli("run", path, "--set", "n=5", "--set", "flag=true", "--set", "name=ds-42",
-                 "--set", 'obj={"k": [1, 2]}', "--set", "a.b=1.5", "--set", "nothing=null",
-                 "--set", 'quoted="7"', cwd=tmp_path)  # fmt: skip
+    )
+    path = workflow(
+        tmp_path, {"name": "typed", "config": {"url": echo_url, "n": 1}, "steps": [handler]}
+    )
+    result = cli(
+        "run",
+        path,
+        "--set",
+        "n=5",
+        "--set",
+        "flag=true",
+        "--set",
+        "name=ds-42",
+        "--set",
+        'obj={"k": [1, 2]}',
+        "--set",
+        "a.b=1.5",
+        "--set",
+        "nothing=null",
+        "--set",
+        'quoted="7"',
+        cwd=tmp_path,
+    )
     assert result.code == 0, result
     sent = assert_record(result)["result"]["json"]
-    assert sent == {"n": 5, "flag": True, "name": "ds-42", "obj": {"k": [1, 2]},
-                    "nested": 1.5, "text": "id-5", "nothing": None, "quoted": "7"}  # fmt: skip
+    assert sent == {
+        "n": 5,
+        "flag": True,
+        "name": "ds-42",
+        "obj": {"k": [1, 2]},
+        "nested": 1.5,
+        "text": "id-5",
+        "nothing": None,
+        "quoted": "7",
+    }
 
 
 def test_config_files_layer_in_order_and_expand_the_environment(
     echo_url: str, tmp_path: Path
 ) -> None:
-    handler = request_handler(tmp_path, "post.py", {
-        "method": "POST", "url": "<<config.url>>/echo",
-        "body": {key: f"<<config.{key}>>" for key in
-                 ("layer", "order", "keep", "nested", "greeting", "fromEnv", "fromFile", "list")},
-    })  # fmt: skip
-    path = workflow(tmp_path, {"name": "layers", "steps": [handler], "config": {
-        "url": "${ECHO_URL}",
-        "layer": "workflow", "order": "workflow", "keep": "from-workflow",
-        "nested": {"a": 1, "b": 1, "deep": {"x": 1, "y": 1}},
-        "greeting": "${LAM_TEST_GREETING:-hello}",
-        "fromEnv": "value=${LAM_TEST_VALUE}",
-        "list": [1, 2, 3],
-    }})  # fmt: skip
-    write(tmp_path / "one.yaml", """
+    handler = request_handler(
+        tmp_path,
+        "post.py",
+        {
+            "method": "POST",
+            "url": "<<config.url>>/echo",
+            "body": {
+                key: f"<<config.{key}>>"
+                for key in (
+                    "layer",
+                    "order",
+                    "keep",
+                    "nested",
+                    "greeting",
+                    "fromEnv",
+                    "fromFile",
+                    "list",
+                )
+            },
+        },
+    )
+    path = workflow(
+        tmp_path,
+        {
+            "name": "layers",
+            "steps": [handler],
+            "config": {
+                "url": "${ECHO_URL}",
+                "layer": "workflow",
+                "order": "workflow",
+                "keep": "from-workflow",
+                "nested": {"a": 1, "b": 1, "deep": {"x": 1, "y": 1}},
+                "greeting": "${LAM_TEST_GREETING:-hello}",
+                "fromEnv": "value=${LAM_TEST_VALUE}",
+                "list": [1, 2, 3],
+            },
+        },
+    )
+    write(
+        tmp_path / "one.yaml",
+        """
         layer: one
         order: one
         nested:
@@ -592,13 +711,23 @@ def test_config_files_layer_in_order_and_expand_the_environment(
           deep: {y: 2}
         fromFile: ${LAM_TEST_FILE_VAR:-file-default}
         list: [9]
-    """)
-    (tmp_path / "two.json").write_text(json.dumps(
-        {"order": "two", "nested": {"c": 3, "deep": {"z": 3}}}), encoding="utf-8")  # fmt: skip
-    result = cli("run", path, "--config", "one.yaml", "--config", "two.json",
-                 "--set", "layer=set", cwd=tmp_path,
-                 env={"ECHO_URL": echo_url, "LAM_TEST_VALUE": "from-env",
-                      "LAM_TEST_FILE_VAR": "file-env"})  # fmt: skip
+    """,
+    )
+    (tmp_path / "two.json").write_text(
+        json.dumps({"order": "two", "nested": {"c": 3, "deep": {"z": 3}}}), encoding="utf-8"
+    )
+    result = cli(
+        "run",
+        path,
+        "--config",
+        "one.yaml",
+        "--config",
+        "two.json",
+        "--set",
+        "layer=set",
+        cwd=tmp_path,
+        env={"ECHO_URL": echo_url, "LAM_TEST_VALUE": "from-env", "LAM_TEST_FILE_VAR": "file-env"},
+    )
     assert result.code == 0, result
     assert assert_record(result)["result"]["json"] == {
         "layer": "set",  # --set wins over every file
@@ -638,10 +767,12 @@ def test_output_file_holds_the_same_record(tmp_path: Path) -> None:
     write(tmp_path / "hello.py", HELLO_PY)
     good = workflow(tmp_path, {"name": "good", "steps": ["hello.py"]}, "good.yaml")
     invalid = write(tmp_path / "invalid.yaml", "steps: []\n")
-    results = run_many({
-        "good": Invocation(["run", good, "--output", "good.json"], cwd=tmp_path),
-        "invalid": Invocation(["run", invalid, "--output", "invalid.json"], cwd=tmp_path),
-    })  # fmt: skip
+    results = run_many(
+        {
+            "good": Invocation(["run", good, "--output", "good.json"], cwd=tmp_path),
+            "invalid": Invocation(["run", invalid, "--output", "invalid.json"], cwd=tmp_path),
+        }
+    )
     for name, code in (("good", 0), ("invalid", 2)):
         result = results[name]
         assert result.code == code, result
@@ -655,7 +786,9 @@ def test_output_file_holds_the_same_record(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def noisy_flow(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("noisy")
-    write(folder / "chatty.py", """
+    write(
+        folder / "chatty.py",
+        """
         import sys
 
         def transform(data):
@@ -663,40 +796,62 @@ def noisy_flow(tmp_path_factory: pytest.TempPathFactory) -> Path:
             print("PY-NOEOL-MARKER", end="")
             sys.stdout.write("PY-WRITE-MARKER\\n")
             return {"step": 1}
-    """)
-    write(folder / "chatty_async.py", """
+    """,
+    )
+    write(
+        folder / "chatty_async.py",
+        """
         async def transform(data):
             print("PY-ASYNC-MARKER", flush=True)
             return {"step": 2}
-    """)
-    write(folder / "chatty.js", """
+    """,
+    )
+    write(
+        folder / "chatty.js",
+        """
         (data) => {
           console.log("JS-LOG-MARKER");
           console.warn("JS-WARN-MARKER");
           console.error("JS-ERROR-MARKER");
           return { step: 3 };
         }
-    """)
-    return workflow(folder, {"name": "noisy", "steps": [
-        {"name": "py", "handler": "chatty.py"},
-        {"name": "py_async", "handler": "chatty_async.py"},
-        {"name": "js", "handler": "chatty.js"},
-    ]})  # fmt: skip
+    """,
+    )
+    return workflow(
+        folder,
+        {
+            "name": "noisy",
+            "steps": [
+                {"name": "py", "handler": "chatty.py"},
+                {"name": "py_async", "handler": "chatty_async.py"},
+                {"name": "js", "handler": "chatty.js"},
+            ],
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def noisy_runs(noisy_flow: Path) -> dict[str, Result]:
     cwd = noisy_flow.parent
-    return run_many({
-        "auto": Invocation(["run", noisy_flow], cwd=cwd),
-        "json": Invocation(["run", noisy_flow, "--log-format", "json"], cwd=cwd),
-        "console": Invocation(["run", noisy_flow, "--log-format", "console"], cwd=cwd),
-        "quiet": Invocation(["run", noisy_flow, "--log-format", "json", "-q"], cwd=cwd),
-    })  # fmt: skip
+    return run_many(
+        {
+            "auto": Invocation(["run", noisy_flow], cwd=cwd),
+            "json": Invocation(["run", noisy_flow, "--log-format", "json"], cwd=cwd),
+            "console": Invocation(["run", noisy_flow, "--log-format", "console"], cwd=cwd),
+            "quiet": Invocation(["run", noisy_flow, "--log-format", "json", "-q"], cwd=cwd),
+        }
+    )
 
 
-PRINT_MARKERS = ("PY-PRINT-MARKER", "PY-NOEOL-MARKER", "PY-WRITE-MARKER", "PY-ASYNC-MARKER",
-                 "JS-LOG-MARKER", "JS-WARN-MARKER", "JS-ERROR-MARKER")  # fmt: skip
+PRINT_MARKERS = (
+    "PY-PRINT-MARKER",
+    "PY-NOEOL-MARKER",
+    "PY-WRITE-MARKER",
+    "PY-ASYNC-MARKER",
+    "JS-LOG-MARKER",
+    "JS-WARN-MARKER",
+    "JS-ERROR-MARKER",
+)
 
 
 @pytest.mark.parametrize("fmt", ["auto", "json", "console"])
@@ -729,11 +884,13 @@ def test_log_format_json_holds_for_refusals_and_validate_too(tmp_path: Path) -> 
     write(tmp_path / "hello.py", HELLO_PY)
     good = workflow(tmp_path, {"name": "hello", "steps": ["hello.py"]}, "good.yaml")
     bad = write(tmp_path / "bad.yaml", "name: bad\nsteps:\n  - handler: missing.py\n")
-    results = run_many({
-        "run-invalid": Invocation(["run", bad, "--log-format", "json"], cwd=tmp_path),
-        "validate-ok": Invocation(["validate", good, "--log-format", "json"], cwd=tmp_path),
-        "validate-invalid": Invocation(["validate", bad, "--log-format", "json"], cwd=tmp_path),
-    })  # fmt: skip
+    results = run_many(
+        {
+            "run-invalid": Invocation(["run", bad, "--log-format", "json"], cwd=tmp_path),
+            "validate-ok": Invocation(["validate", good, "--log-format", "json"], cwd=tmp_path),
+            "validate-invalid": Invocation(["validate", bad, "--log-format", "json"], cwd=tmp_path),
+        }
+    )
     for name, result in results.items():
         assert result.code == (0 if name == "validate-ok" else 2), result
         events = json_lines(result.stderr)
@@ -774,17 +931,22 @@ def test_quiet_still_reports_a_failure(tmp_path: Path) -> None:
 
 def test_handler_printing_at_import_time_stays_off_stdout(tmp_path: Path) -> None:
     """stdout carries exactly one JSON document, even when a handler module prints on import."""
-    write(tmp_path / "loud_import.py", """
+    write(
+        tmp_path / "loud_import.py",
+        """
         print("IMPORT-TIME-MARKER")
 
         def transform(data):
             return {"ok": True}
-    """)
+    """,
+    )
     path = workflow(tmp_path, {"name": "loud", "steps": ["loud_import.py"]})
-    results = run_many({
-        "run": Invocation(["run", path], cwd=tmp_path),
-        "validate": Invocation(["validate", path], cwd=tmp_path),
-    })  # fmt: skip
+    results = run_many(
+        {
+            "run": Invocation(["run", path], cwd=tmp_path),
+            "validate": Invocation(["validate", path], cwd=tmp_path),
+        }
+    )
     for result in results.values():
         assert result.code == 0, result
         result.doc()  # the whole stdout is one JSON document
@@ -799,21 +961,36 @@ def test_handler_printing_at_import_time_stays_off_stdout(tmp_path: Path) -> Non
 def secret_runs(echo_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     """A request with a secret in Authorization and X-API-Key; the server echoes it in a 500."""
     folder = tmp_path_factory.mktemp("secret")
-    handler = request_handler(folder, "call.py", {
-        "method": "POST",
-        "url": "<<config.url>>/fail-echo",
-        "headers": {"Authorization": "Bearer <<config.apiKey>>", "X-API-Key": "<<config.apiKey>>"},
-        "body": {"note": "no secret in the body"},
-        "retry": {"maxAttempts": 2, "initialDelay": "50ms"},
-    })  # fmt: skip
-    path = workflow(folder, {"name": "secret", "config": {"url": echo_url, "apiKey": SECRET},
-                             "steps": [{"name": "call", "handler": handler}]})  # fmt: skip
+    handler = request_handler(
+        folder,
+        "call.py",
+        {
+            "method": "POST",
+            "url": "<<config.url>>/fail-echo",
+            "headers": {
+                "Authorization": "Bearer <<config.apiKey>>",
+                "X-API-Key": "<<config.apiKey>>",
+            },
+            "body": {"note": "no secret in the body"},
+            "retry": {"maxAttempts": 2, "initialDelay": "50ms"},
+        },
+    )
+    path = workflow(
+        folder,
+        {
+            "name": "secret",
+            "config": {"url": echo_url, "apiKey": SECRET},
+            "steps": [{"name": "call", "handler": handler}],
+        },
+    )
     other = "0ther-s3cr3t-from-set"
-    return run_many({
-        "json": Invocation(["run", path, "--log-format", "json", "-v"], cwd=folder),
-        "console": Invocation(["run", path, "--log-format", "console", "-v"], cwd=folder),
-        "set": Invocation(["run", path, "--set", f"apiKey={other}", "-v"], cwd=folder),
-    })  # fmt: skip
+    return run_many(
+        {
+            "json": Invocation(["run", path, "--log-format", "json", "-v"], cwd=folder),
+            "console": Invocation(["run", path, "--log-format", "console", "-v"], cwd=folder),
+            "set": Invocation(["run", path, "--set", f"apiKey={other}", "-v"], cwd=folder),
+        }
+    )
 
 
 @pytest.mark.parametrize("how", ["json", "console", "set"])
@@ -839,12 +1016,23 @@ def test_secret_echoed_in_its_json_escaped_spelling_is_masked(
 ) -> None:
     """A base64 token holds `/`; a server that escapes it as `\\/` in JSON still echoes it."""
     secret = "c2VjcmV0/dG9rZW4+dmFsdWU="
-    handler = request_handler(tmp_path, "call.py", {
-        "method": "GET", "url": "<<config.url>>/fail-echo-escaped",
-        "headers": {"Authorization": "Bearer <<config.apiToken>>"},
-    })  # fmt: skip
-    path = workflow(tmp_path, {"name": "escaped", "config": {"url": echo_url, "apiToken": secret},
-                               "steps": [{"name": "call", "handler": handler}]})  # fmt: skip
+    handler = request_handler(
+        tmp_path,
+        "call.py",
+        {
+            "method": "GET",
+            "url": "<<config.url>>/fail-echo-escaped",
+            "headers": {"Authorization": "Bearer <<config.apiToken>>"},
+        },
+    )
+    path = workflow(
+        tmp_path,
+        {
+            "name": "escaped",
+            "config": {"url": echo_url, "apiToken": secret},
+            "steps": [{"name": "call", "handler": handler}],
+        },
+    )
     result = cli("run", path, "-v", cwd=tmp_path)
     assert result.code == 1, result
     error = assert_record(result)["error"]
@@ -860,29 +1048,37 @@ def test_secret_echoed_in_its_json_escaped_spelling_is_masked(
 # case -> (handler file, handler source, expected exit, error type)
 MISTAKES: dict[str, tuple[str, str, int, str]] = {
     "python-handler-raises": (
-        "raises.py", "def transform(data):\n    return data['input']['missing']\n", 1,
+        "raises.py",
+        "def transform(data):\n    return data['input']['missing']\n",
+        1,
         "HandlerError",
     ),
     "js-handler-throws": (
-        "throws.js", "(data) => { throw new TypeError('bad input'); }\n", 1, "HandlerError",
+        "throws.js",
+        "(data) => { throw new TypeError('bad input'); }\n",
+        1,
+        "HandlerError",
     ),
     "bad-directive": (
         "directive.py",
         "def transform(data):\n    return {'lam.httpRequestz': {'method': 'GET', 'url': 'x'}}\n",
-        1, "DefinitionError",
+        1,
+        "DefinitionError",
     ),
     "condition-syntax-error": (
         "cond.py",
         "def transform(data):\n"
         "    return {'lam.httpRequest': {'method': 'GET', 'url': 'http://127.0.0.1:9/x',\n"
         "            'loopUntil': {'condition': '(ctx) => ctx.status ==='}}}\n",
-        1, "ConditionError",
+        1,
+        "ConditionError",
     ),
     "template-missing-key": (
         "template.py",
         "def transform(data):\n"
         "    return {'lam.httpRequest': {'method': 'GET', 'url': '<<config.nowhere>>/x'}}\n",
-        1, "TemplateError",
+        1,
+        "TemplateError",
     ),
     "unreachable-host": ("unreachable.py", "PORT", 1, "TransportError"),
 }
@@ -923,9 +1119,7 @@ def test_run_time_mistake_fails_cleanly(mistake_runs: dict[str, Result], case: s
     json_lines(result.stderr)  # stderr is not a terminal: nothing but JSON log lines
 
 
-@pytest.mark.parametrize(
-    "case", ["missing-config-file", "bad-set", "missing-workflow"]
-)
+@pytest.mark.parametrize("case", ["missing-config-file", "bad-set", "missing-workflow"])
 def test_invocation_mistake_exits_2_cleanly(mistake_runs: dict[str, Result], case: str) -> None:
     result = mistake_runs[case]
     assert_no_traceback(result)
@@ -941,8 +1135,7 @@ def test_output_to_an_unwritable_place_fails_cleanly(tmp_path: Path) -> None:
     write(tmp_path / "hello.py", HELLO_PY)
     write(tmp_path / "a-file", "a missing folder is created; one under a file cannot be")
     path = workflow(tmp_path, {"name": "hello", "steps": ["hello.py"]})
-    result = cli("run", path, "--output", tmp_path / "a-file" / "dir" / "out.json",
-                 cwd=tmp_path)  # fmt: skip
+    result = cli("run", path, "--output", tmp_path / "a-file" / "dir" / "out.json", cwd=tmp_path)
     assert_no_traceback(result)
     assert result.code != 0, result
     assert_record(result)

@@ -15,8 +15,14 @@ TRACEBACK = "Traceback (most recent call last)"
 
 
 def lamrunner(*args: str, cwd: str | None = None) -> tuple[int, dict, str]:
-    proc = subprocess.run([sys.executable, "-m", "lamrunner", *args], capture_output=True,
-                          text=True, timeout=60, cwd=cwd, env=dict(os.environ))  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "lamrunner", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=dict(os.environ),
+    )
     assert TRACEBACK not in proc.stderr
     return proc.returncode, json.loads(proc.stdout), proc.stderr  # exactly one JSON document
 
@@ -42,15 +48,18 @@ def test_bare_lamrunner_prints_usage_to_stderr():
     assert all(command in err for command in ("run", "validate", "resume", "runs"))
 
 
-@pytest.mark.parametrize(("args", "suggestion"), [
-    (["run", "FLOW", "--inptu", "{}"], "'--input'"),
-    (["run", "FLOW", "--inptu={}"], "'--input'"),
-    (["run", "FLOW", "--no-stroe"], "'--no-store'"),
-    (["validate", "FLOW", "--verbsoe"], "'--verbose'"),
-    (["runs", "--jsno"], "'--json'"),
-    (["rnu", "FLOW"], "'run'"),
-    (["run", "FLOW", "--log-format", "jsno"], "'json'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "suggestion"),
+    [
+        (["run", "FLOW", "--inptu", "{}"], "'--input'"),
+        (["run", "FLOW", "--inptu={}"], "'--input'"),
+        (["run", "FLOW", "--no-stroe"], "'--no-store'"),
+        (["validate", "FLOW", "--verbsoe"], "'--verbose'"),
+        (["runs", "--jsno"], "'--json'"),
+        (["rnu", "FLOW"], "'run'"),
+        (["run", "FLOW", "--log-format", "jsno"], "'json'"),
+    ],
+)
 def test_mistyped_options_and_commands_get_a_suggestion(flow, args, suggestion):
     message, _ = refused(*[flow if a == "FLOW" else a for a in args])
     assert f"(did you mean {suggestion}?)" in message

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lamrunner.config import build_config, deep_merge, expand_env, parse_set
+from lamrunner.definition.config import build_config, deep_merge, expand_env, parse_set
 from lamrunner.errors import DefinitionError
 
 ENV = {"HOST": "api.test", "KEY": "s3cret", "EMPTY": ""}
@@ -39,7 +39,8 @@ def test_expand_env_default_used_for_empty_variable():
 def test_expand_env_recurses_and_leaves_non_strings():
     value = {"a": ["${HOST}", 1, None], "b": {"c": "${KEY}", "d": True}}
     assert expand_env(value, ENV, "config") == {
-        "a": ["api.test", 1, None], "b": {"c": "s3cret", "d": True}
+        "a": ["api.test", 1, None],
+        "b": {"c": "s3cret", "d": True},
     }
 
 
@@ -60,7 +61,9 @@ def test_deep_merge_merges_mappings_and_override_wins():
     base = {"api": {"url": "u", "timeout": 5, "h": {"a": 1}}, "list": [1, 2], "keep": 1}
     override = {"api": {"timeout": 10, "h": {"b": 2}}, "list": [3]}
     assert deep_merge(base, override) == {
-        "api": {"url": "u", "timeout": 10, "h": {"a": 1, "b": 2}}, "list": [3], "keep": 1
+        "api": {"url": "u", "timeout": 10, "h": {"a": 1, "b": 2}},
+        "list": [3],
+        "keep": 1,
     }
 
 
@@ -113,7 +116,7 @@ def test_parse_set_only_raises_definition_error(text):
     assert path and all(path)
 
 
-@given(st.text(alphabet="ab.=[]{}\"0123456789,:tn-"))
+@given(st.text(alphabet='ab.=[]{}"0123456789,:tn-'))
 def test_parse_set_json_like_text_only_raises_definition_error(text):
     try:
         parse_set(text)

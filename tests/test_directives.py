@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lamrunner.errors import ConditionError, DefinitionError
-from lamrunner.directives import (
+from lamrunner.definition.directives import (
     ExitDirective,
     HttpDirective,
     PlainData,
@@ -22,8 +22,16 @@ def test_non_mapping_is_plain_data(value):
     assert parse_directive(value) == PlainData(value)
 
 
-@pytest.mark.parametrize("value", [{}, {"a": 1}, {"lam": 1, "lamb.exit": True, "exit": True},
-                                   {"nested": {"lam.exit": True}}, {1: "x"}])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"a": 1},
+        {"lam": 1, "lamb.exit": True, "exit": True},
+        {"nested": {"lam.exit": True}},
+        {1: "x"},
+    ],
+)
 def test_mapping_without_lam_keys_is_plain_data(value):
     assert parse_directive(value) == PlainData(value)
 
@@ -105,8 +113,12 @@ def test_response_typo_suggests_the_field():
 
 @pytest.mark.parametrize(
     ("key", "closest"),
-    [("lam.httpRequestz", "lam.httpRequest"), ("lam.httprequests", "lam.httpRequests"),
-     ("lam.exti", "lam.exit"), ("lam.respons", "lam.response")],
+    [
+        ("lam.httpRequestz", "lam.httpRequest"),
+        ("lam.httprequests", "lam.httpRequests"),
+        ("lam.exti", "lam.exit"),
+        ("lam.respons", "lam.response"),
+    ],
 )
 def test_unknown_directive_names_it_and_the_closest_known_key(key, closest):
     with pytest.raises(DefinitionError) as info:
@@ -130,17 +142,28 @@ def test_request_defaults():
     assert spec.timeout == 30.0
     assert spec.fail_on_http_error is True
     assert spec.retry is None and spec.loop is None
-    assert dict(spec.headers) == {} and dict(spec.query_params) == {} and dict(spec.path_params) == {}
+    assert (
+        dict(spec.headers) == {} and dict(spec.query_params) == {} and dict(spec.path_params) == {}
+    )
     assert spec.has_body is False
 
 
 def test_request_fields():
     spec = parse_request(
-        {"method": "post", "url": "http://api.test/{id}", "pathParams": {"id": 1},
-         "queryParams": {"a": 1}, "headers": {"X": "y"}, "body": {"b": 2}, "timeout": "5s",
-         "failOnHttpError": False, "retry": {"maxAttempts": 3},
-         "loopUntil": {"condition": "ctx.status === 200"}},
-        "lam.httpRequest", None,
+        {
+            "method": "post",
+            "url": "http://api.test/{id}",
+            "pathParams": {"id": 1},
+            "queryParams": {"a": 1},
+            "headers": {"X": "y"},
+            "body": {"b": 2},
+            "timeout": "5s",
+            "failOnHttpError": False,
+            "retry": {"maxAttempts": 3},
+            "loopUntil": {"condition": "ctx.status === 200"},
+        },
+        "lam.httpRequest",
+        None,
     )
     assert spec.method == "POST"
     assert spec.timeout == 5.0
@@ -182,8 +205,12 @@ def test_unknown_method_is_an_error(method):
 
 @pytest.mark.parametrize(
     ("typo", "suggestion"),
-    [("loopUnitl", "loopUntil"), ("header", "headers"), ("queryParam", "queryParams"),
-     ("failOnHTTPError", "failOnHttpError")],
+    [
+        ("loopUnitl", "loopUntil"),
+        ("header", "headers"),
+        ("queryParam", "queryParams"),
+        ("failOnHTTPError", "failOnHttpError"),
+    ],
 )
 def test_unknown_request_key_suggests_the_known_one(typo, suggestion):
     with pytest.raises(DefinitionError) as info:
@@ -194,9 +221,17 @@ def test_unknown_request_key_suggests_the_known_one(typo, suggestion):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("timeout", "soon"), ("timeout", -1), ("failOnHttpError", "no"), ("headers", "x"),
-     ("queryParams", [1]), ("pathParams", "id"), ("url", ""), ("retry", {}),
-     ("loopUntil", {"maxAttempts": 2})],
+    [
+        ("timeout", "soon"),
+        ("timeout", -1),
+        ("failOnHttpError", "no"),
+        ("headers", "x"),
+        ("queryParams", [1]),
+        ("pathParams", "id"),
+        ("url", ""),
+        ("retry", {}),
+        ("loopUntil", {"maxAttempts": 2}),
+    ],
 )
 def test_bad_request_field_names_it(field, value):
     with pytest.raises(DefinitionError) as info:
@@ -207,8 +242,10 @@ def test_bad_request_field_names_it(field, value):
 def test_check_condition_is_called_for_condition_and_fail_when():
     calls = []
     loop = {"condition": "ctx.status === 200", "failWhen": "ctx.status >= 500"}
-    parse_directive({"lam.httpRequest": dict(GET, loopUntil=loop)},
-                    lambda source, where: calls.append((source, where)))
+    parse_directive(
+        {"lam.httpRequest": dict(GET, loopUntil=loop)},
+        lambda source, where: calls.append((source, where)),
+    )
     assert calls == [
         ("ctx.status === 200", "lam.httpRequest.loopUntil.condition"),
         ("ctx.status >= 500", "lam.httpRequest.loopUntil.failWhen"),

@@ -47,16 +47,22 @@ import pytest
 import yaml
 
 import lamrunner
-from lamrunner.cli import build_parser
-from lamrunner.config import load_config_file
-from lamrunner.directives import parse_directive
-from lamrunner.jsengine import CONDITION_LIMITS, HANDLER_LIMITS, JsEngine, check_condition
+from lamrunner.cli.main import build_parser
+from lamrunner.definition.config import load_config_file
+from lamrunner.definition.directives import parse_directive
+from lamrunner.js.runtime import CONDITION_LIMITS, HANDLER_LIMITS, JsEngine, check_condition
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RECORD_KEYS = {"runId", "workflow", "status", "result", "error", "gwo"}
-DEFAULT_KIND = {"yaml": "workflow", "js": "js", "python": "python", "json": "json", "sh": "sh",
-                "text": None}  # fmt: skip
+DEFAULT_KIND = {
+    "yaml": "workflow",
+    "js": "js",
+    "python": "python",
+    "json": "json",
+    "sh": "sh",
+    "text": None,
+}
 KINDS = {
     "yaml": {"workflow", "workflow-part", "config-file"},
     "js": {"js", "handler", "request-fields", "condition"},
@@ -69,10 +75,14 @@ SAMPLE_GWO = {
     "input": {"datasetId": "ds-1"},
     "step_1": {
         "response": {"job_id": "job-1", "status": "completed", "progress": 100},
-        "http": {"status": 200, "headers": {"content-type": "application/json; charset=utf-8"},
-                 "attempts": 4, "durationMs": 2150},
+        "http": {
+            "status": 200,
+            "headers": {"content-type": "application/json; charset=utf-8"},
+            "attempts": 4,
+            "durationMs": 2150,
+        },
     },
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -173,10 +183,19 @@ def test_docs_never_link_outside_the_project() -> None:
 @pytest.fixture(scope="module")
 def jobapi_url() -> Iterator[str]:
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "samples" / "jobapi.py"), "--port", "0", "--quiet",
-         "--phase-seconds", "0.2"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "JOBAPI_API_KEY": "dev-key"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "samples" / "jobapi.py"),
+            "--port",
+            "0",
+            "--quiet",
+            "--phase-seconds",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JOBAPI_API_KEY": "dev-key"},
+    )
     assert server.stdout is not None
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.append(server.stdout.readline()), daemon=True)
@@ -220,8 +239,9 @@ def _check_directive(result: Any) -> None:
 async def _call_js(source: str, gwo: Any) -> Any:
     engine = JsEngine(workers=1)
     try:
-        text = await engine.call_handler(source, json.dumps(gwo), HANDLER_LIMITS,
-                                         lambda level, text: None)  # fmt: skip
+        text = await engine.call_handler(
+            source, json.dumps(gwo), HANDLER_LIMITS, lambda level, text: None
+        )
         return json.loads(text)
     finally:
         engine.close()
@@ -251,8 +271,12 @@ def _check_same_as(block: Block) -> None:
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"{b.id}-{b.kind}")
-def test_example(block: Block, folders: dict[Path, Path], request: pytest.FixtureRequest,
-                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_example(
+    block: Block,
+    folders: dict[Path, Path],
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     folder = folders[block.doc]
     _check_same_as(block)
     kind = block.kind
@@ -266,12 +290,15 @@ def test_example(block: Block, folders: dict[Path, Path], request: pytest.Fixtur
         result = asyncio.run(_call_js(block.code, block.opts.get("gwo", SAMPLE_GWO)))
         _check_result(block, result)
     elif kind == "request-fields":
-        source = ('(data) => ({"lam.httpRequest": {method: "GET", url: "http://127.0.0.1:9/x",\n'
-                  f"{block.code}\n}}}})")  # fmt: skip
+        source = (
+            '(data) => ({"lam.httpRequest": {method: "GET", url: "http://127.0.0.1:9/x",\n'
+            f"{block.code}\n}}}})"
+        )
         _check_directive(asyncio.run(_call_js(source, SAMPLE_GWO)))
     elif kind == "condition":
-        assert asyncio.run(_condition(block.code.strip(), block.opts["ctx"])) is block.opts[
-            "expect"], block.id  # fmt: skip
+        assert (
+            asyncio.run(_condition(block.code.strip(), block.opts["ctx"])) is block.opts["expect"]
+        ), block.id
     elif kind in ("python", "handler"):
         _check_result(block, _call_python(block, folder))
     elif kind == "script":
@@ -357,8 +384,9 @@ def _check_commands(block: Block) -> None:
         if block.kind == "synopsis" and not line.startswith("lamrunner") and commands:
             commands[-1] += " " + line  # a continuation line of the synopsis
         else:
-            commands.extend(part.strip() for part in (
-                [line] if block.kind == "synopsis" else line.split(" | ")))
+            commands.extend(
+                part.strip() for part in ([line] if block.kind == "synopsis" else line.split(" | "))
+            )
     assert commands, block.id
     for command in commands:
         words = shlex.split(command) if block.kind == "sh" else command.split()

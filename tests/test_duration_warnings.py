@@ -12,18 +12,32 @@ import pytest
 from conftest import Reply, WorkflowDir
 from test_templated_fields import lamrunner
 
-from lamrunner.directives import parse_directive
+from lamrunner.definition.directives import parse_directive
 from lamrunner.units import noting_durations, parse_duration
 
 GET = {"method": "GET", "url": "http://api.test/x"}
-DELAY_NOTE = ("step_1 lam.httpRequest.loopUntil.initialDelay: 2000 seconds (33m20s); "
-              "write '2000ms' if you meant milliseconds")  # fmt: skip
+DELAY_NOTE = (
+    "step_1 lam.httpRequest.loopUntil.initialDelay: 2000 seconds (33m20s); "
+    "write '2000ms' if you meant milliseconds"
+)
 
 
-@pytest.mark.parametrize(("value", "warned"), [
-    (2000, True), (1000, True), ("2000", True), (1500.5, True), (999, False), (30, False),
-    ("5000ms", False), ("5s", False), ("2h", False), ("1000s", False), (0, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "warned"),
+    [
+        (2000, True),
+        (1000, True),
+        ("2000", True),
+        (1500.5, True),
+        (999, False),
+        (30, False),
+        ("5000ms", False),
+        ("5s", False),
+        ("2h", False),
+        ("1000s", False),
+        (0, False),
+    ],
+)
 def test_only_a_bare_number_of_1000_seconds_or_more_is_suspicious(value, warned):
     with noting_durations() as notes:
         parse_duration(value, "retry.initialDelay")
@@ -49,36 +63,64 @@ def folder(tmp_path, name: str) -> WorkflowDir:
 async def test_run_warns_on_stderr_naming_step_and_field(api, tmp_path):
     api.script("GET", "/job", Reply(json={"done": True}))
     loud_dir, quiet_dir = folder(tmp_path, "loud"), folder(tmp_path, "quiet")
-    loud = loud_dir.request_step("loud", {"method": "GET", "url": f"{api.url}/job", "timeout": 5000,
-                                    "loopUntil": {"condition": "ctx.response.done",
-                                                  "initialDelay": 2000}})  # fmt: skip
-    quiet = quiet_dir.request_step("quiet", {"method": "GET", "url": f"{api.url}/job", "timeout": 30,
-                                      "loopUntil": {"condition": "ctx.response.done",
-                                                    "initialDelay": "5000ms", "maxDelay": "5s"}})
+    loud = loud_dir.request_step(
+        "loud",
+        {
+            "method": "GET",
+            "url": f"{api.url}/job",
+            "timeout": 5000,
+            "loopUntil": {"condition": "ctx.response.done", "initialDelay": 2000},
+        },
+    )
+    quiet = quiet_dir.request_step(
+        "quiet",
+        {
+            "method": "GET",
+            "url": f"{api.url}/job",
+            "timeout": 30,
+            "loopUntil": {
+                "condition": "ctx.response.done",
+                "initialDelay": "5000ms",
+                "maxDelay": "5s",
+            },
+        },
+    )
     (code, record, stderr), (quiet_code, _, quiet_stderr) = await asyncio.gather(
         lamrunner("run", loud_dir.workflow([loud]), "--no-store", cwd=tmp_path),
         lamrunner("run", quiet_dir.workflow([quiet]), "--no-store", cwd=tmp_path),
     )
     assert code == 0, record  # a warning, not a failure: the poll ran
     assert stderr.count(DELAY_NOTE) == 1, stderr
-    assert ("step_1 lam.httpRequest.timeout: 5000 seconds (1h23m); write '5000ms' if you meant "
-            "milliseconds") in stderr  # fmt: skip
+    assert (
+        "step_1 lam.httpRequest.timeout: 5000 seconds (1h23m); write '5000ms' if you meant "
+        "milliseconds"
+    ) in stderr
     assert quiet_code == 0
     assert "duration.suspicious" not in quiet_stderr and "seconds (" not in quiet_stderr
 
 
 async def test_validate_and_run_report_the_workflow_files_own_durations(tmp_path):
     loud_dir, ok_dir = folder(tmp_path, "loud"), folder(tmp_path, "ok")
-    loud = loud_dir.workflow([loud_dir.py_step("plain", "1")],
-                             limits={"handlerTimeout": 5000, "conditionTimeout": 30})
-    ok = ok_dir.workflow([ok_dir.py_step("plain", "1")],
-                         limits={"handlerTimeout": "5000ms", "conditionTimeout": "5s"})
-    (code, doc, stderr), (ok_code, ok_doc, ok_stderr), (run_code, _, run_stderr) = (
-        await asyncio.gather(lamrunner("validate", loud, cwd=tmp_path),
-                             lamrunner("validate", ok, cwd=tmp_path),
-                             lamrunner("run", loud, "--no-store", cwd=tmp_path)))  # fmt: skip
-    note = (f"{loud}: limits.handlerTimeout: 5000 seconds (1h23m); "
-            "write '5000ms' if you meant milliseconds")
+    loud = loud_dir.workflow(
+        [loud_dir.py_step("plain", "1")], limits={"handlerTimeout": 5000, "conditionTimeout": 30}
+    )
+    ok = ok_dir.workflow(
+        [ok_dir.py_step("plain", "1")],
+        limits={"handlerTimeout": "5000ms", "conditionTimeout": "5s"},
+    )
+    (
+        (code, doc, stderr),
+        (ok_code, ok_doc, ok_stderr),
+        (run_code, _, run_stderr),
+    ) = await asyncio.gather(
+        lamrunner("validate", loud, cwd=tmp_path),
+        lamrunner("validate", ok, cwd=tmp_path),
+        lamrunner("run", loud, "--no-store", cwd=tmp_path),
+    )
+    note = (
+        f"{loud}: limits.handlerTimeout: 5000 seconds (1h23m); "
+        "write '5000ms' if you meant milliseconds"
+    )
     assert (code, doc["valid"], doc["warnings"]) == (0, True, [note]), doc
     assert note in stderr
     assert (ok_code, ok_doc["warnings"]) == (0, []), ok_doc

@@ -26,8 +26,11 @@ from faultserver import DONE, FaultServer, closed_port_url
 REQUEST_TIMEOUT = 0.3  # per attempt
 RETRY = {"maxAttempts": 3, "initialDelay": "50ms", "maxDelay": "200ms"}  # waits 50 ms, 100 ms
 RETRY_TIME = 3 * REQUEST_TIMEOUT + 0.05 + 0.1  # the longest a retried transport failure may take
-LOOP = {"condition": "(ctx) => ctx.response.state === 'done'", "maxAttempts": 10,
-        "initialDelay": "50ms"}
+LOOP = {
+    "condition": "(ctx) => ctx.response.state === 'done'",
+    "maxAttempts": 10,
+    "initialDelay": "50ms",
+}
 LOOP_TIMEOUT = 1.5  # loopUntil.timeout, the deadline of a poll
 OK_DELAY = 0.5  # the healthy batch elements answer after this; longer than REQUEST_TIMEOUT
 SLACK = 1.0  # scheduling slack added to every time bound
@@ -56,16 +59,27 @@ class Fault:
         return self.path.split("?")[0]
 
 
-def transport(cause: str, *, retried: bool, ignored: str = EXHAUSTED, per_request: int = 1,
-              ignored_hits: int | None = None) -> dict[str, Any]:
+def transport(
+    cause: str,
+    *,
+    retried: bool,
+    ignored: str = EXHAUSTED,
+    per_request: int = 1,
+    ignored_hits: int | None = None,
+) -> dict[str, Any]:
     """Outcome and hit tables of a transport fault (no usable response)."""
     n = per_request
     return {
         "cause": cause,
         "retried": retried,
         "outcome": {"single": TE, "retry": TE, "poll": TE, "poll-ignore": ignored, "batch": TE},
-        "hits": {"single": n, "retry": 3 * n if retried else n, "poll": n,
-                 "poll-ignore": ignored_hits, "batch": n},
+        "hits": {
+            "single": n,
+            "retry": 3 * n if retried else n,
+            "poll": n,
+            "poll-ignore": ignored_hits,
+            "batch": n,
+        },
     }
 
 
@@ -73,10 +87,20 @@ def answered(status: str, *, first_hits: int, total_hits: int) -> dict[str, Any]
     """Outcome and hit tables of a fault that answers `status` a few times, then 200."""
     return {
         "cause": status,
-        "outcome": {"single": HSE, "retry": SUCCESS, "poll": SUCCESS, "poll-ignore": SUCCESS,
-                    "batch": HSE},
-        "hits": {"single": first_hits, "retry": total_hits, "poll": total_hits,
-                 "poll-ignore": total_hits, "batch": first_hits},
+        "outcome": {
+            "single": HSE,
+            "retry": SUCCESS,
+            "poll": SUCCESS,
+            "poll-ignore": SUCCESS,
+            "batch": HSE,
+        },
+        "hits": {
+            "single": first_hits,
+            "retry": total_hits,
+            "poll": total_hits,
+            "poll-ignore": total_hits,
+            "batch": first_hits,
+        },
     }
 
 
@@ -86,21 +110,36 @@ FAULTS = [
     # test_one_attempt_is_one_request_after_a_reset; the matrix only checks the outcome here.
     Fault("reset", "/reset", **transport(r"reset|disconnect", retried=True, ignored_hits=10)),
     # a reset after the headers, in the body: a reset all the same, so `retry` retries it
-    Fault("reset-body", "/reset-body",
-          **transport(r"reset", retried=True, ignored_hits=10)),
+    Fault("reset-body", "/reset-body", **transport(r"reset", retried=True, ignored_hits=10)),
     Fault("stall", "/stall", **transport("timeout", retried=True, ignored=DEADLINE)),
     Fault("drip", "/drip", **transport("timeout", retried=True, ignored=DEADLINE)),
     Fault("huge", "/huge", **transport("larger than", retried=False, ignored_hits=10)),
-    Fault("huge-chunked", "/huge-chunked",
-          **transport("larger than", retried=False, ignored_hits=10)),
+    Fault(
+        "huge-chunked", "/huge-chunked", **transport("larger than", retried=False, ignored_hits=10)
+    ),
     Fault("badjson", "/badjson", **transport("JSON", retried=False, ignored_hits=10)),
-    Fault("redirect-loop", "/redirect-loop",
-          **transport("redirect", retried=False, per_request=11, ignored_hits=110)),  # 1 + 10 followed
+    Fault(
+        "redirect-loop",
+        "/redirect-loop",
+        **transport("redirect", retried=False, per_request=11, ignored_hits=110),
+    ),  # 1 + 10 followed
     Fault("burst5xx", "/burst5xx?n=2", **answered("503", first_hits=1, total_hits=3)),
-    Fault("429s", "/429s?n=1", **answered("429", first_hits=1, total_hits=2), extra_time=1.0,
-          loop_timeout=2.5, retry_after=True),
-    Fault("429date", "/429date?n=1", **answered("429", first_hits=1, total_hits=2),
-          extra_time=2.0, loop_timeout=2.5, retry_after=True),
+    Fault(
+        "429s",
+        "/429s?n=1",
+        **answered("429", first_hits=1, total_hits=2),
+        extra_time=1.0,
+        loop_timeout=2.5,
+        retry_after=True,
+    ),
+    Fault(
+        "429date",
+        "/429date?n=1",
+        **answered("429", first_hits=1, total_hits=2),
+        extra_time=2.0,
+        loop_timeout=2.5,
+        retry_after=True,
+    ),
 ]
 CASES = [pytest.param(f, mode, id=f"{f.name}-{mode}") for f in FAULTS for mode in MODES]
 
@@ -120,8 +159,11 @@ def request_for(url: str, fault: Fault, mode: str) -> dict[str, Any]:
     if mode == "retry":
         request["retry"] = dict(RETRY)
     elif mode in ("poll", "poll-ignore"):
-        request["loopUntil"] = {**LOOP, "timeout": f"{fault.loop_timeout}s",
-                                "ignoreErrors": mode == "poll-ignore"}
+        request["loopUntil"] = {
+            **LOOP,
+            "timeout": f"{fault.loop_timeout}s",
+            "ignoreErrors": mode == "poll-ignore",
+        }
     return request
 
 
@@ -145,8 +187,11 @@ def workflow_for(wf: Any, server: FaultServer, fault: Fault, mode: str) -> Any:
     healthy = {"method": "GET", "url": server.url(f"/ok?delay={OK_DELAY}"), "timeout": "5s"}
     requests = [healthy, request_for(url, fault, mode), healthy]
     literal = json.dumps(requests)
-    wf.handler("batch.py", f"import json\n\ndef transform(data):\n"
-                           f"    return {{'lam.httpRequests': json.loads({literal!r})}}\n")
+    wf.handler(
+        "batch.py",
+        f"import json\n\ndef transform(data):\n"
+        f"    return {{'lam.httpRequests': json.loads({literal!r})}}\n",
+    )
     return wf.workflow([{"name": "call", "handler": "batch.py"}], limits=limits)
 
 
@@ -216,8 +261,9 @@ async def test_fault(faults, wf, fault: Fault, mode: str) -> None:
 # -- request counts, redirects, and the server itself ---------------------------------------
 
 
-@pytest.mark.parametrize(("mode", "attempts"), [("single", 1), ("retry", 3)],
-                         ids=["reset-single", "reset-retry"])
+@pytest.mark.parametrize(
+    ("mode", "attempts"), [("single", 1), ("retry", 3)], ids=["reset-single", "reset-retry"]
+)
 async def test_one_attempt_is_one_request_after_a_reset(faults, wf, mode, attempts):
     """README: `attempts` counts every HTTP request sent, and `retry.maxAttempts` is the total.
 

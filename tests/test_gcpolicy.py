@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from lamrunner import gcpolicy
+from lamrunner.cli import gcpolicy
 
 
 @pytest.fixture

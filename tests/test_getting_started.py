@@ -26,10 +26,23 @@ def test_the_wheel_says_mit_carries_the_license_and_builds_without_deprecations(
     setuptools deprecation banner (the old `license = {text = ...}` form printed them)."""
     out = tmp_path / "wheels"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--disable-pip-version-check",
-         "-w", str(out), str(ROOT)],
-        capture_output=True, text=True, timeout=120, env=_pip_env(tmp_path),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-v",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_pip_env(tmp_path),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     log = proc.stdout + proc.stderr
     assert "SetuptoolsDeprecationWarning" not in log, log
@@ -62,15 +75,31 @@ def test_the_suite_writes_nothing_into_home(tmp_path: Path) -> None:
     shell) and the folder must stay empty: no ~/.local/state/lamrunner/runs.sqlite3."""
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("XDG_STATE_HOME", "LAMRUNNER_STORE", "PYTEST_ADDOPTS")}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("XDG_STATE_HOME", "LAMRUNNER_STORE", "PYTEST_ADDOPTS")
+    }
     env["HOME"] = str(home)
     env["PIP_CACHE_DIR"] = str(tmp_path / "pip-cache")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_cli.py", "-k", "run_time_mistake"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_cli.py",
+            "-k",
+            "run_time_mistake",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout, proc.stdout[-3000:]
     assert _files_under(home) == [], _files_under(home)
@@ -81,8 +110,10 @@ def test_jobapi_without_its_dependency_says_what_to_do_in_one_line() -> None:
     -S keeps site-packages (and so aiohttp) off sys.path, as a bare system Python would."""
     proc = subprocess.run(
         [sys.executable, "-I", "-S", str(ROOT / "samples" / "jobapi.py"), "--port", "0"],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2, proc
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.stdout == ""

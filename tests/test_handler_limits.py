@@ -19,9 +19,13 @@ from conftest import run_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SLEEPY_SYNC = "import time\n\ndef transform(data):\n    time.sleep({s})\n    return {{'woke': True}}\n"
-SLEEPY_ASYNC = ("import asyncio\n\nasync def transform(data):\n    await asyncio.sleep({s})\n"
-                "    return {{'woke': True}}\n")  # fmt: skip
+SLEEPY_SYNC = (
+    "import time\n\ndef transform(data):\n    time.sleep({s})\n    return {{'woke': True}}\n"
+)
+SLEEPY_ASYNC = (
+    "import asyncio\n\nasync def transform(data):\n    await asyncio.sleep({s})\n"
+    "    return {{'woke': True}}\n"
+)
 
 
 async def timed_run(wf, source: str, limit: str) -> tuple[dict, float]:
@@ -72,8 +76,9 @@ async def test_a_handler_raising_timeout_error_itself_is_not_the_limit(wf):
 
 async def test_stuck_sync_handlers_do_not_starve_later_runs(wf):
     """More stuck handlers than worker threads time out together; a later run still runs now."""
-    stuck = wf.workflow([wf.handler("slow.py", SLEEPY_SYNC.format(s=3))],
-                        limits={"handlerTimeout": "200ms"})  # fmt: skip
+    stuck = wf.workflow(
+        [wf.handler("slow.py", SLEEPY_SYNC.format(s=3))], limits={"handlerTimeout": "200ms"}
+    )
     started = time.monotonic()
     records = await asyncio.gather(*(run_path(stuck) for _ in range(40)))
     assert all(r["error"]["type"] == "HandlerError" for r in records)
@@ -90,9 +95,12 @@ def test_the_cli_does_not_wait_for_a_stuck_sync_handler_at_exit(tmp_path: Path):
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "lamrunner", "run", "wf.yaml", "--no-store", "--log-format", "json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=20,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=20,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )  # fmt: skip
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 1, proc.stderr
     record = json.loads(proc.stdout)

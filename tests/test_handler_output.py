@@ -21,7 +21,7 @@ import pytest
 import structlog
 from conftest import run_path
 
-from lamrunner import logs
+from lamrunner.logs import chain as logs
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk-live-9f8e7d6c5b4a"
@@ -29,8 +29,12 @@ TRACEBACK = "Traceback (most recent call last)"
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
-    return {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-            "LAMRUNNER_STORE": str(tmp_path / "runs.sqlite3")}  # fmt: skip
+    return {
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LAMRUNNER_STORE": str(tmp_path / "runs.sqlite3"),
+    }
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -39,7 +43,11 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 def flow(folder: Path, handler: str, name: str = "loud") -> Path:
     (folder / "loud.py").write_text(textwrap.dedent(handler).lstrip())
-    doc = {"name": name, "config": {"apiKey": SECRET}, "steps": [{"name": "talk", "handler": "loud.py"}]}
+    doc = {
+        "name": name,
+        "config": {"apiKey": SECRET},
+        "steps": [{"name": "talk", "handler": "loud.py"}],
+    }
     path = folder / "wf.yaml"
     path.write_text(json.dumps(doc))
     return path
@@ -49,10 +57,23 @@ def cli_run(folder: Path, handler: str) -> tuple[dict[str, Any], list[dict[str, 
     """`lamrunner run --log-format json` with the secret in the input: record, events, stderr."""
     flow(folder, handler)
     proc = subprocess.run(
-        [sys.executable, "-m", "lamrunner", "run", "wf.yaml", "--log-format", "json",
-         "--input", json.dumps({"key": SECRET})],
-        cwd=folder, capture_output=True, text=True, timeout=30, env=env_for(folder),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lamrunner",
+            "run",
+            "wf.yaml",
+            "--log-format",
+            "json",
+            "--input",
+            json.dumps({"key": SECRET}),
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env_for(folder),
+    )
     assert TRACEBACK not in proc.stderr, proc.stderr
     assert SECRET not in proc.stderr, proc.stderr
     return json.loads(proc.stdout), json_lines(proc.stderr), proc.stderr
@@ -84,7 +105,9 @@ STDLIB_HANDLER = """
 @pytest.mark.parametrize("kind", ["def", "async def"])
 def test_stdlib_logging_and_stderr_go_through_the_chain(tmp_path: Path, kind: str) -> None:
     """Masked, JSON, with run_id/workflow/step — in the worker thread of a `def` handler too."""
-    record, events, _ = cli_run(tmp_path, STDLIB_HANDLER.replace("def transform", f"{kind} transform"))
+    record, events, _ = cli_run(
+        tmp_path, STDLIB_HANDLER.replace("def transform", f"{kind} transform")
+    )
     assert record["status"] == "SUCCESS", record
     warning = next(e for e in events if e["event"] == "key is ***")
     assert warning["level"] == "warning" and warning["logger"] == "mine"
@@ -99,12 +122,15 @@ def test_stdlib_logging_and_stderr_go_through_the_chain(tmp_path: Path, kind: st
 
 
 def test_handler_print_carries_the_run_context_from_the_cli(tmp_path: Path) -> None:
-    record, events, _ = cli_run(tmp_path, """
+    record, events, _ = cli_run(
+        tmp_path,
+        """
         def transform(data):
             print("printed", data["input"]["key"])
             print("no newline at the end", end="")
             return 1
-    """)
+    """,
+    )
     prints = [e for e in events if e["event"] == "handler.print"]
     assert [e["text"] for e in prints] == ["printed ***", "no newline at the end"]
     for event in prints:
@@ -131,7 +157,9 @@ EMBEDDER = """
 def test_embedded_handler_prints_go_to_the_log_not_the_programs_stdout(
     tmp_path: Path, kind: str
 ) -> None:
-    path = flow(tmp_path, f"""
+    path = flow(
+        tmp_path,
+        f"""
         import time, asyncio
 
         print("IMPORT-PRINT")
@@ -140,10 +168,17 @@ def test_embedded_handler_prints_go_to_the_log_not_the_programs_stdout(
             print("HANDLER-PRINT", data["input"]["key"])
             {"await asyncio.sleep(0.4)" if kind == "async def" else "time.sleep(0.4)"}
             return 1
-    """)
+    """,
+    )
     (tmp_path / "embed.py").write_text(textwrap.dedent(EMBEDDER.format()))
-    proc = subprocess.run([sys.executable, "embed.py", str(path), SECRET], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=30, env=env_for(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "embed.py", str(path), SECRET],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env_for(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "EMBEDDER-WHILE-HANDLER-RUNS", proc.stdout
@@ -170,7 +205,9 @@ def json_log():
 
 async def test_concurrent_runs_keep_their_own_run_id(wf, json_log):
     """Two runs in one process at once: each handler line carries its own run's id."""
-    wf.handler("tagged.py", """
+    wf.handler(
+        "tagged.py",
+        """
         import asyncio, logging, time
 
         def transform(data):
@@ -179,12 +216,17 @@ async def test_concurrent_runs_keep_their_own_run_id(wf, json_log):
                 logging.getLogger("mine").warning("log %s", data["input"]["tag"])
                 time.sleep(0.02)
             return data["input"]["tag"]
-    """)
+    """,
+    )
     path = wf.workflow(["tagged.py"])
     records = await asyncio.gather(*(run_path(path, {"tag": tag}) for tag in ("a", "b", "c")))
     run_of = {r["result"]: r["runId"] for r in records}
     events = json_lines(json_log.getvalue())
-    said = [e for e in events if e["event"].startswith(("print ", "log ")) or e["event"] == "handler.print"]
+    said = [
+        e
+        for e in events
+        if e["event"].startswith(("print ", "log ")) or e["event"] == "handler.print"
+    ]
     assert len(said) == 18, said
     for event in said:
         tag = (event.get("text") or event["event"]).split()[-1]
@@ -200,12 +242,15 @@ async def test_javascript_console_lines_carry_the_run_context(wf, json_log):
 
 
 def test_a_handler_cannot_reach_stdout_through_its_bytes_buffer(tmp_path: Path) -> None:
-    record, _, _ = cli_run(tmp_path, """
+    record, _, _ = cli_run(
+        tmp_path,
+        """
         import sys
 
         def transform(data):
             sys.stdout.buffer.write(b"RAW BYTES")
             return 1
-    """)
+    """,
+    )
     assert record["status"] == "FAILED"  # and stdout stayed one JSON document (parsed above)
     assert "write text, not bytes" in record["error"]["message"]

@@ -17,12 +17,12 @@ import pytest
 from aiohttp import web
 from conftest import Reply
 
-from lamrunner.clock import FakeClock
-from lamrunner.config import build_config
-from lamrunner.engine import Engine
-from lamrunner.runstate import RunState
-from lamrunner.store import RunStore
-from lamrunner.workflow import load_workflow
+from lamrunner.runner.clock import FakeClock
+from lamrunner.definition.config import build_config
+from lamrunner.runner.engine import Engine
+from lamrunner.runner.state import RunState
+from lamrunner.store.sqlite import RunStore
+from lamrunner.definition.workflow import load_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -40,8 +40,13 @@ def store(tmp_path) -> RunStore:
     return RunStore(tmp_path / "history.sqlite3")
 
 
-async def run_with(path: Path, store: RunStore, clock: FakeClock, input_data: Any = None,
-                   env: dict[str, str] | None = None) -> dict[str, Any]:
+async def run_with(
+    path: Path,
+    store: RunStore,
+    clock: FakeClock,
+    input_data: Any = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     workflow = load_workflow(path, env=env or {})
     config = build_config(workflow.config, (), (), env or {})
     state = RunState.start(workflow.name, {} if input_data is None else input_data)
@@ -57,16 +62,24 @@ def poll_step(wf, url: str, **loop: Any) -> Path:
 
 
 async def test_every_attempt_has_a_row_with_times_status_duration_and_delay(api, wf, store):
-    api.script("GET", "/job", *[Reply(json={"state": "pending"})] * 3, Reply(json={"state": "done"}))
+    api.script(
+        "GET", "/job", *[Reply(json={"state": "pending"})] * 3, Reply(json={"state": "done"})
+    )
     clock = FakeClock(start=1_700_000_000.25)
     record = await run_with(poll_step(wf, api.url + "/job"), store, clock)
 
     rows = store.attempts(record["runId"])
     assert record["status"] == "SUCCESS"
     assert [r["attempt"] for r in rows] == [1, 2, 3, 4]
-    assert {(r["step"], r["stepName"], r["element"]) for r in rows} == {("step_1", "wait_for_job", 0)}
-    assert [r["at"] for r in rows] == ["2023-11-14T22:13:20.250Z", "2023-11-14T22:13:21.250Z",
-                                       "2023-11-14T22:13:22.250Z", "2023-11-14T22:13:23.250Z"]
+    assert {(r["step"], r["stepName"], r["element"]) for r in rows} == {
+        ("step_1", "wait_for_job", 0)
+    }
+    assert [r["at"] for r in rows] == [
+        "2023-11-14T22:13:20.250Z",
+        "2023-11-14T22:13:21.250Z",
+        "2023-11-14T22:13:22.250Z",
+        "2023-11-14T22:13:23.250Z",
+    ]
     assert [r["status"] for r in rows] == [200, 200, 200, 200]
     assert [r["delayMs"] for r in rows] == [1000, 1000, 1000, None]
     assert [r["nextDue"] for r in rows][-1] is None
@@ -81,15 +94,24 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}/job"
 
 
-@pytest.mark.parametrize("how,loop,outcome,attempts", [
-    ("failWhen", {"failWhen": "ctx.response.state === 'failed'"}, "PollingFailed", 3),
-    ("exhaustion", {"maxAttempts": 3}, "PollingExhausted", 3),
-    ("deadline", {"timeout": "2500ms"}, "DeadlineExceeded", 3),
-])
-async def test_the_attempt_that_settles_a_failed_poll_is_recorded(api, wf, store, how, loop,
-                                                                  outcome, attempts):
-    api.script("GET", "/job", Reply(json={"state": "pending"}), Reply(json={"state": "pending"}),
-               Reply(json={"state": "failed" if how == "failWhen" else "pending"}))
+@pytest.mark.parametrize(
+    "how,loop,outcome,attempts",
+    [
+        ("failWhen", {"failWhen": "ctx.response.state === 'failed'"}, "PollingFailed", 3),
+        ("exhaustion", {"maxAttempts": 3}, "PollingExhausted", 3),
+        ("deadline", {"timeout": "2500ms"}, "DeadlineExceeded", 3),
+    ],
+)
+async def test_the_attempt_that_settles_a_failed_poll_is_recorded(
+    api, wf, store, how, loop, outcome, attempts
+):
+    api.script(
+        "GET",
+        "/job",
+        Reply(json={"state": "pending"}),
+        Reply(json={"state": "pending"}),
+        Reply(json={"state": "failed" if how == "failWhen" else "pending"}),
+    )
     record = await run_with(poll_step(wf, api.url + "/job", **loop), store, FakeClock())
 
     rows = store.attempts(record["runId"])
@@ -105,7 +127,8 @@ async def test_a_transport_failure_is_a_row_with_its_kind(wf, store):
     rows = store.attempts(record["runId"])
     assert record["error"]["type"] == "TransportError"
     assert [(r["attempt"], r["status"], r["outcome"]) for r in rows] == [
-        (1, "connection", "TransportError")]
+        (1, "connection", "TransportError")
+    ]
     assert rows[0]["error"] and rows[0]["delayMs"] is None
 
 
@@ -113,18 +136,23 @@ async def test_batch_rows_say_which_element(api, wf, store):
     api.script("GET", "/a", Reply(json={"state": "pending"}), Reply(json={"state": "done"}))
     api.script("GET", "/b", Reply(json={"state": "done"}))
     loop = {"condition": "ctx.response.state === 'done'", "initialDelay": "1s"}
-    handler = wf.handler("batch.py", f"""
+    handler = wf.handler(
+        "batch.py",
+        f"""
         def transform(data):
             return {{"lam.httpRequests": [
                 {{"method": "GET", "url": "{api.url}/a", "loopUntil": {loop!r}}},
                 {{"method": "GET", "url": "{api.url}/b", "loopUntil": {loop!r}}}]}}
-    """)
-    record = await run_with(wf.workflow([{"name": "both", "handler": handler}]), store,
-                            FakeClock())
+    """,
+    )
+    record = await run_with(wf.workflow([{"name": "both", "handler": handler}]), store, FakeClock())
 
     rows = store.attempts(record["runId"])
     assert sorted((r["element"], r["attempt"], r["outcome"]) for r in rows) == [
-        (0, 1, "wait"), (0, 2, "success"), (1, 1, "success")]
+        (0, 1, "wait"),
+        (0, 2, "success"),
+        (1, 1, "success"),
+    ]
     assert all(ISO_MS.match(r["at"]) for r in rows)
 
 
@@ -135,10 +163,19 @@ def test_the_settling_attempt_is_committed_at_once(tmp_path):
     store = RunStore(path)
     state = RunState.start("wf", {}, run_id="r1")
     store.begin(state, {"workflow": "w.yaml", "configFiles": [], "sets": []})
-    row = {"attempt": 1, "at": 1.0, "status": 200, "error": None, "durationMs": 3,
-           "delayMs": None, "nextDue": None, "requests": 1, "outcome": "PollingFailed",
-           "lastResponse": {"status": 200, "headers": {}, "body": "{}", "truncated": False},
-           "stepName": "wait"}
+    row = {
+        "attempt": 1,
+        "at": 1.0,
+        "status": 200,
+        "error": None,
+        "durationMs": 3,
+        "delayMs": None,
+        "nextDue": None,
+        "requests": 1,
+        "outcome": "PollingFailed",
+        "lastResponse": {"status": 200, "headers": {}, "body": "{}", "truncated": False},
+        "stepName": "wait",
+    }
     store.save_attempt(state, 0, row)
     with sqlite3.connect(path) as other:  # another process reading the file
         seen = other.execute("SELECT attempt, outcome FROM attempts").fetchall()
@@ -166,8 +203,13 @@ async def test_failed_job_keeps_its_error_field_and_its_whole_last_response(joba
     url, clock = jobapi_on
     env = {"JOBAPI_URL": url, "PROCESSOR_API_KEY": "dev-key-1234"}
     dataset = "ds-" + "x" * 180 + "-dev-key-1234"  # a long id, echoed twice; holds the secret
-    record = await run_with(SAMPLES / "job-lifecycle.yaml", store, clock,
-                            {"datasetId": dataset, "simulate": "failed"}, env)
+    record = await run_with(
+        SAMPLES / "job-lifecycle.yaml",
+        store,
+        clock,
+        {"datasetId": dataset, "simulate": "failed"},
+        env,
+    )
 
     error = record["error"]
     expected = f"transform of ds-{'x' * 180}-*** failed: out of memory"
@@ -204,13 +246,20 @@ async def test_http_status_error_quotes_the_reason_fields_first(api, wf):
     record = await Engine(workflow, build_config(workflow.config)).run({})
 
     assert record["error"]["type"] == "HttpStatusError"
-    assert 'answered 429: {"detail":"quota of project p-7 used up","id":"r-1"' in (
-        record["error"]["message"])
+    assert (
+        'answered 429: {"detail":"quota of project p-7 used up","id":"r-1"'
+        in (record["error"]["message"])
+    )
 
 
 async def test_each_row_says_what_went_wrong_in_that_attempt_only(api, wf, store):
-    api.script("GET", "/job", Reply(json={"state": None}), Reply(json={"state": {"x": 1}}),
-               Reply(json={"state": {"x": 2}}))
+    api.script(
+        "GET",
+        "/job",
+        Reply(json={"state": None}),
+        Reply(json={"state": {"x": 1}}),
+        Reply(json={"state": {"x": 2}}),
+    )
     cond = "(ctx) => ctx.response.state.x === 2"  # throws while state is null
     record = await run_with(poll_step(wf, api.url + "/job", condition=cond), store, FakeClock())
 
@@ -223,19 +272,44 @@ async def test_each_row_says_what_went_wrong_in_that_attempt_only(api, wf, store
 def test_a_store_written_before_the_history_columns_still_opens(tmp_path):
     path = tmp_path / "old.sqlite3"
     with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE attempts (run_id TEXT NOT NULL, step INTEGER NOT NULL,"
-                   " idx INTEGER NOT NULL, attempt INTEGER NOT NULL, status INTEGER, error TEXT,"
-                   " at REAL NOT NULL, next_due REAL, PRIMARY KEY (run_id, step, idx, attempt))")
+        db.execute(
+            "CREATE TABLE attempts (run_id TEXT NOT NULL, step INTEGER NOT NULL,"
+            " idx INTEGER NOT NULL, attempt INTEGER NOT NULL, status INTEGER, error TEXT,"
+            " at REAL NOT NULL, next_due REAL, PRIMARY KEY (run_id, step, idx, attempt))"
+        )
         db.execute("INSERT INTO attempts VALUES ('r0', 1, 0, 1, 202, NULL, 1.5, 2.5)")
     store = RunStore(path)
-    assert store.attempts("r0") == [{
-        "step": "step_2", "stepName": None, "element": 0, "attempt": 1,
-        "at": "1970-01-01T00:00:01.500Z", "status": 202, "error": None, "durationMs": None,
-        "delayMs": None, "nextDue": "1970-01-01T00:00:02.500Z", "outcome": None,
-        "lastResponse": None}]
+    assert store.attempts("r0") == [
+        {
+            "step": "step_2",
+            "stepName": None,
+            "element": 0,
+            "attempt": 1,
+            "at": "1970-01-01T00:00:01.500Z",
+            "status": 202,
+            "error": None,
+            "durationMs": None,
+            "delayMs": None,
+            "nextDue": "1970-01-01T00:00:02.500Z",
+            "outcome": None,
+            "lastResponse": None,
+        }
+    ]
     state = RunState.start("wf", {}, run_id="r0")
     state.next_step = 1
-    store.save_attempt(state, 0, {"attempt": 2, "at": 3.0, "status": "timeout", "error": "slow",
-                                  "durationMs": 5, "delayMs": None, "nextDue": None,
-                                  "outcome": "TransportError", "lastResponse": None})
+    store.save_attempt(
+        state,
+        0,
+        {
+            "attempt": 2,
+            "at": 3.0,
+            "status": "timeout",
+            "error": "slow",
+            "durationMs": 5,
+            "delayMs": None,
+            "nextDue": None,
+            "outcome": "TransportError",
+            "lastResponse": None,
+        },
+    )
     assert [(r["attempt"], r["status"]) for r in store.attempts("r0")] == [(1, 202), (2, "timeout")]

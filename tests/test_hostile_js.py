@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 from conftest import Reply, ScriptedAPI, WorkflowDir, run_path
 
-from lamrunner.config import build_config
-from lamrunner.engine import Engine
+from lamrunner.definition.config import build_config
+from lamrunner.runner.engine import Engine
 from lamrunner.errors import DefinitionError
-from lamrunner.jsengine import JsEngine
-from lamrunner.workflow import load_workflow
+from lamrunner.js.runtime import JsEngine
+from lamrunner.definition.workflow import load_workflow
 
 LIMITS = {
     "handlerTimeout": "500ms",
@@ -58,8 +58,13 @@ def poll_step(wf: WorkflowDir, url: str, condition: str, **loop: Any) -> str:
     return wf.request_step(f"poll_{next(_names)}", {"method": "GET", "url": url, "loopUntil": loop})
 
 
-async def run_steps(wf: WorkflowDir, steps: list[str], limits: dict[str, Any] | None = None,
-                    input_data: Any = None, **engine_options: Any) -> dict[str, Any]:
+async def run_steps(
+    wf: WorkflowDir,
+    steps: list[str],
+    limits: dict[str, Any] | None = None,
+    input_data: Any = None,
+    **engine_options: Any,
+) -> dict[str, Any]:
     path = wf.workflow(steps, limits=LIMITS if limits is None else limits)
     return await bounded(run_path(path, input_data, **engine_options))
 
@@ -68,8 +73,9 @@ async def run_js(wf: WorkflowDir, *sources: str, **kw: Any) -> dict[str, Any]:
     return await run_steps(wf, js_steps(wf, *sources), **kw)
 
 
-async def run_condition(api: ScriptedAPI, wf: WorkflowDir, condition: str,
-                        reply: Reply | None = None, **loop: Any) -> dict[str, Any]:
+async def run_condition(
+    api: ScriptedAPI, wf: WorkflowDir, condition: str, reply: Reply | None = None, **loop: Any
+) -> dict[str, Any]:
     api.script("GET", "/job", reply or Reply(json={"state": "done"}))
     return await run_steps(wf, [poll_step(wf, api.url + "/job", condition, **loop)])
 
@@ -114,8 +120,9 @@ async def test_runaway_loop_condition(api, wf):
 
 async def test_runaway_loop_in_fail_when(api, wf):
     api.script("GET", "/job", Reply(json={"state": "running"}))
-    step = poll_step(wf, api.url + "/job", "ctx.response.state === 'done'",
-                     failWhen="(ctx) => { for (;;) {} }")
+    step = poll_step(
+        wf, api.url + "/job", "ctx.response.state === 'done'", failWhen="(ctx) => { for (;;) {} }"
+    )
     record = await run_steps(wf, [step])
     failed(record, "ConditionError", "loopUntil.failWhen", "conditionTimeout")
 
@@ -165,8 +172,9 @@ BOMBS = {
 
 @pytest.mark.parametrize("bomb", list(BOMBS), ids=list(BOMBS))
 async def test_memory_bomb_handler(wf, bomb):
-    record = await run_js(wf, f"(data) => {{ {BOMBS[bomb]} }}",
-                          "(data) => 'the next step still runs'")
+    record = await run_js(
+        wf, f"(data) => {{ {BOMBS[bomb]} }}", "(data) => 'the next step still runs'"
+    )
     failed(record, "HandlerError", "handlerMemory", "memory limit")
     assert "step_2" not in record["gwo"]
 
@@ -319,8 +327,20 @@ async def test_async_condition_that_never_resolves(api, wf):
 
 # ---------------------------------------------------------------- sandbox surface
 
-HOST_NAMES = ["require", "std", "os", "fetch", "XMLHttpRequest", "setTimeout", "setInterval",
-              "process", "Deno", "scriptArgs", "print", "importScripts"]
+HOST_NAMES = [
+    "require",
+    "std",
+    "os",
+    "fetch",
+    "XMLHttpRequest",
+    "setTimeout",
+    "setInterval",
+    "process",
+    "Deno",
+    "scriptArgs",
+    "print",
+    "importScripts",
+]
 
 
 async def test_host_objects_are_undefined_in_handlers(wf):
@@ -336,9 +356,14 @@ async def test_host_objects_are_undefined_in_conditions(api, wf):
 
 @pytest.mark.parametrize(
     ("call", "needle"),
-    [("require('fs')", "require is not defined"), ("fetch('http://127.0.0.1/')", "fetch"),
-     ("setTimeout(() => 1, 0)", "setTimeout"), ("new XMLHttpRequest()", "XMLHttpRequest"),
-     ("std.loadFile('/etc/passwd')", "std"), ("os.exec(['id'])", "os")],
+    [
+        ("require('fs')", "require is not defined"),
+        ("fetch('http://127.0.0.1/')", "fetch"),
+        ("setTimeout(() => 1, 0)", "setTimeout"),
+        ("new XMLHttpRequest()", "XMLHttpRequest"),
+        ("std.loadFile('/etc/passwd')", "std"),
+        ("os.exec(['id'])", "os"),
+    ],
 )
 async def test_calling_host_functions_fails_cleanly(api, wf, call, needle):
     failed(await run_js(wf, f"() => {call}"), "HandlerError", "ReferenceError", needle)
@@ -370,13 +395,19 @@ async def test_eval_and_new_function_work_but_stay_confined(api, wf):
                 host: [typeof g.std, typeof g.os, typeof g.fetch]};
     }"""
     step_2 = "() => [typeof fromEval, typeof fromFunction]"
-    condition = ("(ctx) => new Function('c', 'return c.status === 200')(ctx)"
-                 " && eval('typeof fromEval + typeof std') === 'undefinedundefined'")
+    condition = (
+        "(ctx) => new Function('c', 'return c.status === 200')(ctx)"
+        " && eval('typeof fromEval + typeof std') === 'undefinedundefined'"
+    )
     steps = [*js_steps(wf, step_1, step_2), poll_step(wf, api.url + "/job", condition)]
     record = await run_steps(wf, steps)
     assert succeeded(record) == {"state": "done"}
     assert record["gwo"]["step_1"]["data"] == {
-        "sum": 5, "evaled": 42, "seen": [1, 2], "host": ["undefined"] * 3}
+        "sum": 5,
+        "evaled": 42,
+        "seen": [1, 2],
+        "host": ["undefined"] * 3,
+    }
     assert record["gwo"]["step_2"]["data"] == ["undefined", "undefined"]
 
 
@@ -408,16 +439,21 @@ PROBE = """(data) => ({
     parse: JSON.parse('{"a":1}'),
 })"""
 CLEAN = {"x": True, "map": [2, 4], "includes": False, "leak": "undefined", "parse": {"a": 1}}
-CLEAN_EXPRESSION = ("({}).x === undefined && typeof leak === 'undefined' "
-                    "&& [1, 2].map((n) => n * 2)[1] === 4 && ![1].includes(5) "
-                    "&& ctx.response.state === 'done' && JSON.parse('{\"a\":1}').a === 1")
+CLEAN_EXPRESSION = (
+    "({}).x === undefined && typeof leak === 'undefined' "
+    "&& [1, 2].map((n) => n * 2)[1] === 4 && ![1].includes(5) "
+    "&& ctx.response.state === 'done' && JSON.parse('{\"a\":1}').a === 1"
+)
 CLEAN_CONDITION = f"(ctx) => {CLEAN_EXPRESSION}"
 
 
 async def test_pollution_in_one_step_is_invisible_to_the_next_and_to_conditions(api, wf):
     api.script("GET", "/job", Reply(json={"state": "done"}))
-    steps = [*js_steps(wf, POLLUTE, PROBE), poll_step(wf, api.url + "/job", CLEAN_CONDITION),
-             *js_steps(wf, PROBE)]
+    steps = [
+        *js_steps(wf, POLLUTE, PROBE),
+        poll_step(wf, api.url + "/job", CLEAN_CONDITION),
+        *js_steps(wf, PROBE),
+    ]
     record = await run_steps(wf, steps)
     assert succeeded(record) == CLEAN
     assert record["gwo"]["step_2"]["data"] == CLEAN
@@ -429,12 +465,16 @@ async def test_condition_pollution_is_ignored(api, wf):
     are ignored, so nothing reaches other loops, later handlers, or their own next attempt."""
     api.script("GET", "/a", Reply(json={"state": "done"}))
     api.script("GET", "/b", Reply(json={"state": "done"}))
-    polluting = ("globalThis.n = (globalThis.n || 0) + 1; Object.prototype.x = 1; "
-                 "globalThis.leak = 1; Array.prototype.map = null; "
-                 "return globalThis.n === undefined && ctx.attempt >= 3")
-    steps = [poll_step(wf, api.url + "/a", polluting, maxAttempts=5),
-             poll_step(wf, api.url + "/b", "typeof n === 'undefined' && " + CLEAN_EXPRESSION),
-             *js_steps(wf, PROBE)]
+    polluting = (
+        "globalThis.n = (globalThis.n || 0) + 1; Object.prototype.x = 1; "
+        "globalThis.leak = 1; Array.prototype.map = null; "
+        "return globalThis.n === undefined && ctx.attempt >= 3"
+    )
+    steps = [
+        poll_step(wf, api.url + "/a", polluting, maxAttempts=5),
+        poll_step(wf, api.url + "/b", "typeof n === 'undefined' && " + CLEAN_EXPRESSION),
+        *js_steps(wf, PROBE),
+    ]
     record = await run_steps(wf, steps)
     assert succeeded(record) == CLEAN
     assert record["gwo"]["step_1"]["http"]["attempts"] == 3
@@ -442,8 +482,13 @@ async def test_condition_pollution_is_ignored(api, wf):
 
 
 async def test_condition_mutating_ctx_is_harmless(api, wf):
-    api.script("GET", "/job", Reply(json={"state": "running"}), Reply(json={"state": "running"}),
-               Reply(json={"state": "done", "rows": 3}))
+    api.script(
+        "GET",
+        "/job",
+        Reply(json={"state": "running"}),
+        Reply(json={"state": "running"}),
+        Reply(json={"state": "done", "rows": 3}),
+    )
     condition = """(ctx) => {
         const done = ctx.response.state === 'done' && ctx.attempt === 3;
         ctx.response.state = 'failed'; ctx.status = 500; ctx.attempt = 99; delete ctx.headers;
@@ -473,7 +518,10 @@ async def test_replaced_builtins_do_not_break_result_conversion(wf):
     }"""
     record = await run_js(wf, source, PROBE, input_data={"n": 1})
     assert record["gwo"]["step_1"]["data"] == {
-        "list": [1, 2, 3], "nested": {"ok": True, "deep": [{"a": "b"}]}, "input": {"n": 1}}
+        "list": [1, 2, 3],
+        "nested": {"ok": True, "deep": [{"a": "b"}]},
+        "input": {"n": 1},
+    }
     assert succeeded(record) == CLEAN
 
 
@@ -506,18 +554,26 @@ async def test_pollution_does_not_cross_concurrent_runs(api, tmp_path, sharing):
         d.root.mkdir()
     busy = "const end = Date.now() + 150; while (Date.now() < end) {}"
     pollute_and_wait = POLLUTE.replace("return 'polluted';", busy + " return 'polluted';")
-    polluting_condition = ("Object.prototype.x = 1; globalThis.leak = 1; "
-                           "Array.prototype.map = () => []; return ctx.attempt >= 6")
+    polluting_condition = (
+        "Object.prototype.x = 1; globalThis.leak = 1; "
+        "Array.prototype.map = () => []; return ctx.attempt >= 6"
+    )
     polluter = polluter_dir.workflow(
-        [*js_steps(polluter_dir, pollute_and_wait),
-         poll_step(polluter_dir, api.url + "/slow", polluting_condition, maxAttempts=6),
-         *js_steps(polluter_dir, pollute_and_wait)],
-        limits={**LIMITS, "handlerTimeout": "2s"})
+        [
+            *js_steps(polluter_dir, pollute_and_wait),
+            poll_step(polluter_dir, api.url + "/slow", polluting_condition, maxAttempts=6),
+            *js_steps(polluter_dir, pollute_and_wait),
+        ],
+        limits={**LIMITS, "handlerTimeout": "2s"},
+    )
     checker = checker_dir.workflow(
-        [*js_steps(checker_dir, *[PROBE] * 4),
-         poll_step(checker_dir, api.url + "/check", CLEAN_CONDITION),
-         *js_steps(checker_dir, *[PROBE] * 4)],
-        limits=LIMITS)
+        [
+            *js_steps(checker_dir, *[PROBE] * 4),
+            poll_step(checker_dir, api.url + "/check", CLEAN_CONDITION),
+            *js_steps(checker_dir, *[PROBE] * 4),
+        ],
+        limits=LIMITS,
+    )
     shared = None if sharing == "separate" else JsEngine(workers=1 if "1" in sharing else 4)
     try:
         options = {} if shared is None else {"js": shared}
@@ -540,8 +596,12 @@ async def test_the_process_is_fine_after_every_kind_of_abuse(api, wf):
     """After bombs, runaways and stack overflows in one engine, the same engine runs clean code."""
     shared = JsEngine(workers=2)
     try:
-        for source in [f"() => {{ {BOMBS['doubling-string']} }}", "() => { while (true) {} }",
-                       "function transform(d) { return transform(d) }", "() => { throw null }"]:
+        for source in [
+            f"() => {{ {BOMBS['doubling-string']} }}",
+            "() => { while (true) {} }",
+            "function transform(d) { return transform(d) }",
+            "() => { throw null }",
+        ]:
             record = await run_js(wf, source, js=shared)
             assert record["status"] == "FAILED"
         assert succeeded(await run_js(wf, PROBE, js=shared)) == CLEAN
@@ -575,11 +635,21 @@ LONG_LIMITS = {**LIMITS, "handlerTimeout": "1s", "conditionTimeout": "1s"}  # sp
 
 def script_healthy(api: ScriptedAPI, i: int) -> dict[str, Any]:
     """/healthy/i answers 'running' HEALTHY_ATTEMPTS - 1 times, then 'done'; its poll request."""
-    api.script("GET", f"/healthy/{i}", *[Reply(json={"state": "running"})] * (HEALTHY_ATTEMPTS - 1),
-               Reply(json={"state": "done"}))
-    return {"method": "GET", "url": f"{api.url}/healthy/{i}", "loopUntil": {
-        "condition": "(ctx) => ctx.response.state === 'done'",
-        "maxAttempts": HEALTHY_ATTEMPTS, "initialDelay": f"{round(DELAY * 1000)}ms"}}
+    api.script(
+        "GET",
+        f"/healthy/{i}",
+        *[Reply(json={"state": "running"})] * (HEALTHY_ATTEMPTS - 1),
+        Reply(json={"state": "done"}),
+    )
+    return {
+        "method": "GET",
+        "url": f"{api.url}/healthy/{i}",
+        "loopUntil": {
+            "condition": "(ctx) => ctx.response.state === 'done'",
+            "maxAttempts": HEALTHY_ATTEMPTS,
+            "initialDelay": f"{round(DELAY * 1000)}ms",
+        },
+    }
 
 
 def healthy_timing(api: ScriptedAPI, started: float) -> tuple[float, list[float]]:
@@ -629,10 +699,12 @@ FIGURES: dict[str, dict[str, float]] = {}  # label -> measured figures (shown wi
 
 
 def report(label: str, max_lag: float, first: float, gaps: list[float]) -> None:
-    FIGURES[label] = {"max_lag_ms": round(max_lag * 1000, 1),
-                      "first_poll_ms": round(first * 1000, 1),
-                      "min_gap_ms": round(min(gaps) * 1000, 1),
-                      "max_gap_ms": round(max(gaps) * 1000, 1)}
+    FIGURES[label] = {
+        "max_lag_ms": round(max_lag * 1000, 1),
+        "first_poll_ms": round(first * 1000, 1),
+        "min_gap_ms": round(min(gaps) * 1000, 1),
+        "max_gap_ms": round(max(gaps) * 1000, 1),
+    }
     print(f"\n[lag] {label}: {FIGURES[label]}")
 
 
@@ -642,16 +714,29 @@ def assert_schedule_kept(max_lag: float, first: float, gaps: list[float]) -> Non
     assert first < MAX_FIRST, f"a healthy loop's first request came {first * 1000:.1f} ms late"
     assert low <= min(gaps) and max(gaps) <= high, (
         f"healthy poll gaps {min(gaps) * 1000:.1f}..{max(gaps) * 1000:.1f} ms, "
-        f"want {low * 1000:.0f}..{high * 1000:.0f} ms")
+        f"want {low * 1000:.0f}..{high * 1000:.0f} ms"
+    )
 
 
 HOSTILE = {
-    "runaway handler": ("handler", "(data) => { while (true) {} }", "HandlerError",
-                        "handlerTimeout"),
-    "runaway condition": ("condition", "(ctx) => { while (true) {} }", "ConditionError",
-                          "conditionTimeout"),
-    "runaway regex condition": ("condition", "(ctx) => /(a+)+$/.test('a'.repeat(60) + 'b')",
-                                "ConditionError", "conditionTimeout"),
+    "runaway handler": (
+        "handler",
+        "(data) => { while (true) {} }",
+        "HandlerError",
+        "handlerTimeout",
+    ),
+    "runaway condition": (
+        "condition",
+        "(ctx) => { while (true) {} }",
+        "ConditionError",
+        "conditionTimeout",
+    ),
+    "runaway regex condition": (
+        "condition",
+        "(ctx) => /(a+)+$/.test('a'.repeat(60) + 'b')",
+        "ConditionError",
+        "conditionTimeout",
+    ),
 }
 
 
@@ -715,12 +800,18 @@ async def test_runaway_condition_does_not_delay_its_batch_siblings(api, wf):
     siblings keep their 50 ms schedule while the runaway burns its 1 s conditionTimeout on a
     worker (it overran the 10 ms inline budget once, then moved off the event loop)."""
     api.script("GET", "/hostile", Reply(json={"state": "running"}))
-    requests = [{"method": "GET", "url": api.url + "/hostile",
-                 "loopUntil": {"condition": "(ctx) => { while (true) {} }", "maxAttempts": 2}}]
+    requests = [
+        {
+            "method": "GET",
+            "url": api.url + "/hostile",
+            "loopUntil": {"condition": "(ctx) => { while (true) {} }", "maxAttempts": 2},
+        }
+    ]
     requests += [script_healthy(api, i) for i in range(HEALTHY_RUNS)]
     literal = json.dumps({"lam.httpRequests": requests})
-    step = wf.handler("batch.py", f"import json\n\ndef transform(data):\n"
-                                  f"    return json.loads({literal!r})\n")
+    step = wf.handler(
+        "batch.py", f"import json\n\ndef transform(data):\n    return json.loads({literal!r})\n"
+    )
     path = wf.workflow([step], limits={**LONG_LIMITS, "concurrency": HEALTHY_RUNS + 1})
     meter = LagMeter()
     meter.start()

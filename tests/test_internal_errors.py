@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from lamrunner.runstate import RunState
-from lamrunner.store import RunStore
+from lamrunner.runner.state import RunState
+from lamrunner.store.sqlite import RunStore
 
 TRACEBACK = "Traceback (most recent call last)"
 SECRET = "hunter2-secret-value"
@@ -34,11 +34,16 @@ def lamrunner_with_fault(target: str, *args: str, env: dict | None = None):
         "def boom(*a, **k):\n"
         f"    raise RuntimeError('injected fault near ' + {SECRET!r})\n"
         f"setattr(owner, {name!r}, boom)\n"
-        "from lamrunner.cli import main\n"
+        "from lamrunner.cli.main import main\n"
         "sys.exit(main())\n"
     )
-    return subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", wrapper, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def store_status(path: str, run_id: str) -> str:
@@ -68,15 +73,16 @@ def flow(wf):
 
 def test_a_bug_during_a_run_fails_the_run_with_an_internal_error(flow, tmp_path):
     store = str(tmp_path / "runs.sqlite3")
-    proc = lamrunner_with_fault("lamrunner.engine:Engine._run_step", "run", flow,
-                                "--store", store)  # fmt: skip
+    proc = lamrunner_with_fault(
+        "lamrunner.runner.engine:Engine._run_step", "run", flow, "--store", store
+    )
     record = assert_internal_error(proc, "run")
     assert record["runId"] and record["error"]["step"] == "only"
     assert store_status(store, record["runId"]) == "FAILED"  # not RUNNING, so not INTERRUPTED
 
 
 def test_the_traceback_is_in_the_verbose_log_only_and_masked(flow):
-    proc = lamrunner_with_fault("lamrunner.engine:Engine._run_step", "run", flow, "-v")
+    proc = lamrunner_with_fault("lamrunner.runner.engine:Engine._run_step", "run", flow, "-v")
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["error"]["type"] == "InternalError"
     assert TRACEBACK in proc.stderr and "injected fault near ***" in proc.stderr
@@ -84,14 +90,16 @@ def test_the_traceback_is_in_the_verbose_log_only_and_masked(flow):
 
 
 def test_a_bug_before_the_run_starts_still_gives_one_record(flow):
-    proc = lamrunner_with_fault("lamrunner.cli:parse_input", "run", flow)
+    proc = lamrunner_with_fault("lamrunner.cli.main:parse_input", "run", flow)
     record = assert_internal_error(proc, "run")
     assert record["runId"] is None
 
 
 def test_a_bug_in_validate(flow):
-    assert_internal_error(lamrunner_with_fault("lamrunner.workflow:load_workflow",
-                                               "validate", flow), "validate")  # fmt: skip
+    assert_internal_error(
+        lamrunner_with_fault("lamrunner.definition.workflow:load_workflow", "validate", flow),
+        "validate",
+    )
 
 
 def test_a_bug_during_resume_fails_the_run(flow, tmp_path):
@@ -103,8 +111,9 @@ def test_a_bug_during_resume_fails_the_run(flow, tmp_path):
     with sqlite3.connect(store_path) as db:  # its process is gone: the run is resumable
         db.execute("UPDATE runs SET pid = 999999999 WHERE run_id = 'r-crashed'")
 
-    proc = lamrunner_with_fault("lamrunner.engine:Engine._run_step", "resume", "r-crashed",
-                                "--store", store_path)  # fmt: skip
+    proc = lamrunner_with_fault(
+        "lamrunner.runner.engine:Engine._run_step", "resume", "r-crashed", "--store", store_path
+    )
 
     record = assert_internal_error(proc, "resume")
     assert record["runId"] == "r-crashed"

@@ -71,13 +71,22 @@ async def test_healthz_needs_no_key(client: TestClient) -> None:
     assert await resp.json() == {"ok": True}
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"},
-                                     {"X-API-Key": "nope"}, {"Authorization": "dev-key"}])
-@pytest.mark.parametrize("method,path", [("POST", "/api/jobs"), ("GET", "/api/jobs"),
-                                         ("GET", "/api/jobs/job_x"),
-                                         ("POST", "/api/jobs/job_x/cancel")])
-async def test_api_routes_need_the_key(client: TestClient, headers: dict, method: str,
-                                       path: str) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer nope"}, {"X-API-Key": "nope"}, {"Authorization": "dev-key"}],
+)
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("POST", "/api/jobs"),
+        ("GET", "/api/jobs"),
+        ("GET", "/api/jobs/job_x"),
+        ("POST", "/api/jobs/job_x/cancel"),
+    ],
+)
+async def test_api_routes_need_the_key(
+    client: TestClient, headers: dict, method: str, path: str
+) -> None:
     resp = await client.request(method, path, json=BODY, headers=headers)
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"] == "Bearer"
@@ -90,9 +99,17 @@ async def test_bearer_or_x_api_key_is_accepted(client: TestClient, headers: dict
     assert resp.status == 202
 
 
-@pytest.mark.parametrize("body", [{"operation": "transform"}, {"datasetId": ""},
-                                  {"datasetId": 42}, {"datasetId": "ds-1", "simulate": "exploded"},
-                                  ["ds-1"], "not json"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"operation": "transform"},
+        {"datasetId": ""},
+        {"datasetId": 42},
+        {"datasetId": "ds-1", "simulate": "exploded"},
+        ["ds-1"],
+        "not json",
+    ],
+)
 async def test_bad_submissions_are_400(client: TestClient, body: object) -> None:
     data = body if isinstance(body, str) else json.dumps(body)
     resp = await client.post("/api/jobs", data=data, headers=AUTH)
@@ -126,8 +143,9 @@ async def test_lifecycle_pending_processing_completed(client: TestClient, clock:
 
 
 @pytest.mark.parametrize("outcome", ["failed", "canceled", "expired"])
-async def test_simulated_terminal_states(client: TestClient, clock: FakeClock,
-                                          outcome: str) -> None:
+async def test_simulated_terminal_states(
+    client: TestClient, clock: FakeClock, outcome: str
+) -> None:
     status, job = await submit(client, {**BODY, "simulate": outcome})
     assert status == 202 and job["status"] == "pending"
     clock.advance(1.5)
@@ -143,8 +161,9 @@ async def test_simulated_terminal_states(client: TestClient, clock: FakeClock,
         assert "result" not in final and "error" not in final
 
 
-async def test_post_is_idempotent_for_the_same_request(client: TestClient,
-                                                       clock: FakeClock) -> None:
+async def test_post_is_idempotent_for_the_same_request(
+    client: TestClient, clock: FakeClock
+) -> None:
     """Laminar's example re-POSTs on every poll; each POST must report the one job's progress."""
     first = await client.post("/api/jobs", json=BODY, headers=AUTH)
     job = await first.json()
@@ -199,8 +218,11 @@ async def test_a_finished_job_cannot_be_canceled(client: TestClient, clock: Fake
 
 
 async def test_unknown_jobs_and_routes_are_json_404(client: TestClient) -> None:
-    for path, method in [("/api/jobs/job_nope", "GET"), ("/api/jobs/job_nope/cancel", "POST"),
-                         ("/api/nothing", "GET")]:
+    for path, method in [
+        ("/api/jobs/job_nope", "GET"),
+        ("/api/jobs/job_nope/cancel", "POST"),
+        ("/api/nothing", "GET"),
+    ]:
         resp = await client.request(method, path, headers=AUTH)
         assert resp.status == 404
         assert "error" in await resp.json()
@@ -213,8 +235,9 @@ async def test_list_jobs(client: TestClient) -> None:
     assert [job["job_id"] for job in (await resp.json())["jobs"]] == [a["job_id"], b["job_id"]]
 
 
-@pytest.mark.parametrize("query,headers", [("?rate_limit=1", {}),
-                                           ("", {"X-Simulate-Rate-Limit": "1"})])
+@pytest.mark.parametrize(
+    "query,headers", [("?rate_limit=1", {}), ("", {"X-Simulate-Rate-Limit": "1"})]
+)
 async def test_rate_limit_simulation(client: TestClient, query: str, headers: dict) -> None:
     _, job = await submit(client)
     path = f"/api/jobs/{job['job_id']}{query}"
@@ -227,16 +250,18 @@ async def test_rate_limit_simulation(client: TestClient, query: str, headers: di
             assert "rate limited" in (await resp.json())["error"]
     assert statuses == [200, 429, 200, 429]
     # Without the switch, and for POSTs, nothing is rate limited.
-    assert [(await client.get(f"/api/jobs/{job['job_id']}", headers=AUTH)).status
-            for _ in range(2)] == [200, 200]
+    assert [
+        (await client.get(f"/api/jobs/{job['job_id']}", headers=AUTH)).status for _ in range(2)
+    ] == [200, 200]
     assert (await client.post("/api/jobs?rate_limit=1", json=BODY, headers=AUTH)).status == 202
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_script_serves_and_exits_cleanly(sig: signal.Signals) -> None:
     """`python samples/jobapi.py --port 0` announces its URL, serves, and exits 0 on a signal."""
-    with subprocess.Popen([sys.executable, str(SCRIPT), "--port", "0", "--quiet"],
-                          stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--port", "0", "--quiet"], stdout=subprocess.PIPE, text=True
+    ) as proc:
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()

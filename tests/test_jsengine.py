@@ -1,4 +1,4 @@
-"""Tests for lamrunner.jsengine: what a workflow author sees when their JavaScript runs."""
+"""Tests for lamrunner.js.runtime: what a workflow author sees when their JavaScript runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lamrunner.errors import ScriptError
-from lamrunner.jsengine import (
+from lamrunner.js.runtime import (
     CONDITION_LIMITS,
     HANDLER_LIMITS,
     Condition,
@@ -287,8 +287,20 @@ async def test_replaced_console_or_json_does_not_break_log_capture(engine: JsEng
 
 
 async def test_sandbox_has_no_host_access(engine: JsEngine) -> None:
-    names = ["std", "os", "fetch", "require", "setTimeout", "setInterval", "process",
-             "XMLHttpRequest", "importScripts", "Deno", "scriptArgs", "print"]
+    names = [
+        "std",
+        "os",
+        "fetch",
+        "require",
+        "setTimeout",
+        "setInterval",
+        "process",
+        "XMLHttpRequest",
+        "importScripts",
+        "Deno",
+        "scriptArgs",
+        "print",
+    ]
     source = f"() => {json.dumps(names)}.map((n) => [n, typeof globalThis[n]])"
     assert dict(await run(engine, source)) == {n: "undefined" for n in names}
 
@@ -390,8 +402,16 @@ async def test_condition_forms(engine: JsEngine, source: str) -> None:
 
 @pytest.mark.parametrize(
     ("ctx", "expected"),
-    [({"v": 0}, False), ({"v": ""}, False), ({"v": None}, False), ({"v": []}, True),
-     ({"v": {}}, True), ({"v": "no"}, True), ({"v": 2**40}, True), ({}, False)],
+    [
+        ({"v": 0}, False),
+        ({"v": ""}, False),
+        ({"v": None}, False),
+        ({"v": []}, True),
+        ({"v": {}}, True),
+        ({"v": "no"}, True),
+        ({"v": 2**40}, True),
+        ({}, False),
+    ],
 )
 async def test_condition_truthiness(engine: JsEngine, ctx: Any, expected: bool) -> None:
     cond = await condition(engine, "ctx.v")
@@ -453,11 +473,17 @@ async def test_condition_runaway_times_out_and_condition_survives(engine: JsEngi
 async def test_conditions_keep_no_state_in_their_hardened_realm(engine: JsEngine) -> None:
     """Conditions share a deep-frozen realm: writes to globals and built-ins are ignored, so
     nothing carries over from one evaluation (or one loop) to the next."""
-    writer = await condition(engine, "globalThis.n = 1; Object.prototype.x = 2; "
-                                     "Array.prototype.map = null; JSON.parse = null; return true")
+    writer = await condition(
+        engine,
+        "globalThis.n = 1; Object.prototype.x = 2; "
+        "Array.prototype.map = null; JSON.parse = null; return true",
+    )
     assert [await writer.evaluate("{}") for _ in range(3)] == [True] * 3
-    reader = await condition(engine, "typeof globalThis.n === 'undefined' && ({}).x === undefined "
-                                     "&& typeof [].map === 'function' && ctx.ok")
+    reader = await condition(
+        engine,
+        "typeof globalThis.n === 'undefined' && ({}).x === undefined "
+        "&& typeof [].map === 'function' && ctx.ok",
+    )
     assert await reader.evaluate('{"ok": true}') is True
     counter = await condition(engine, "globalThis.n = (globalThis.n || 0) + 1; return n >= 3")
     with pytest.raises(ScriptError) as info:  # `n` was never created
@@ -524,9 +550,16 @@ async def test_no_context_outlives_its_call_or_condition(engine: JsEngine) -> No
     before = -1
     while before != (before := _live_js_objects()):  # engines closed by earlier tests settle
         await asyncio.sleep(0.05)
-    for source in ["() => 1", "() => { throw new Error('x') }", "(", "42", "() => { for(;;); }",
-                   "() => { const a = []; for (;;) a.push({}) }", "() => ({f() {}})",
-                   "async () => { await null; throw new Error('y') }"]:
+    for source in [
+        "() => 1",
+        "() => { throw new Error('x') }",
+        "(",
+        "42",
+        "() => { for(;;); }",
+        "() => { const a = []; for (;;) a.push({}) }",
+        "() => ({f() {}})",
+        "async () => { await null; throw new Error('y') }",
+    ]:
         with contextlib.suppress(ScriptError):
             await run(engine, source)
     for source in ["(", "42", "() => 1"]:
@@ -579,7 +612,9 @@ async def test_handlers_run_in_parallel_with_conditions(engine: JsEngine) -> Non
     slow = asyncio.create_task(
         engine.call_handler(
             "() => { const end = Date.now() + 200; while (Date.now() < end) {} return 1 }",
-            "null", JsLimits(2.0, HANDLER_LIMITS.memory), lambda *a: None,
+            "null",
+            JsLimits(2.0, HANDLER_LIMITS.memory),
+            lambda *a: None,
         )
     )
     await asyncio.sleep(0.02)

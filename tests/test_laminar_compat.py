@@ -12,10 +12,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lamrunner.clock import FakeClock
-from lamrunner.config import build_config
-from lamrunner.engine import Engine
-from lamrunner.workflow import load_workflow
+from lamrunner.runner.clock import FakeClock
+from lamrunner.definition.config import build_config
+from lamrunner.runner.engine import Engine
+from lamrunner.definition.workflow import load_workflow
 
 LAMINAR_EXAMPLE = """\
 (data) => {

@@ -10,8 +10,8 @@ import pytest
 import structlog
 from conftest import Reply, run_path
 
-from lamrunner import logs
-from lamrunner.clock import FakeClock
+from lamrunner.logs import chain as logs
+from lamrunner.runner.clock import FakeClock
 
 
 class FakeTerminal(io.StringIO):
@@ -27,14 +27,28 @@ def restore_logging():
 
 
 def poll_flow(api, wf, **extra):
-    api.script("GET", "/job", Reply(json={"state": "x"}), Reply(json={"state": "x"}),
-               Reply(json={"state": "done"}))
+    api.script(
+        "GET",
+        "/job",
+        Reply(json={"state": "x"}),
+        Reply(json={"state": "x"}),
+        Reply(json={"state": "done"}),
+    )
     delay = extra.pop("delay", "2s")
-    request = {"method": "GET", "url": api.url + "/job", **extra,
-               "loopUntil": {"condition": "ctx.response.state === 'done'",
-                             "initialDelay": delay, "maxAttempts": 3}}
-    return wf.workflow([{"name": "wait", "handler": wf.request_step("p", request)}],
-                       config={"apiKey": "key-abcdef-123"})
+    request = {
+        "method": "GET",
+        "url": api.url + "/job",
+        **extra,
+        "loopUntil": {
+            "condition": "ctx.response.state === 'done'",
+            "initialDelay": delay,
+            "maxAttempts": 3,
+        },
+    }
+    return wf.workflow(
+        [{"name": "wait", "handler": wf.request_step("p", request)}],
+        config={"apiKey": "key-abcdef-123"},
+    )
 
 
 async def test_terminal_shows_a_live_poll_line(api, wf, restore_logging):
@@ -66,8 +80,9 @@ async def test_a_fast_poll_logs_its_progress_at_most_every_five_seconds(api, wf,
     stream = io.StringIO()
     logs.configure("json", 0, stream)
     await run_path(poll_flow(api, wf, delay="50ms"))
-    attempts = [json.loads(line) for line in stream.getvalue().splitlines()
-                if '"poll.attempt"' in line]  # fmt: skip
+    attempts = [
+        json.loads(line) for line in stream.getvalue().splitlines() if '"poll.attempt"' in line
+    ]
     assert [e["attempt"] for e in attempts] == [1]
 
 
@@ -75,12 +90,18 @@ async def test_secrets_are_masked_in_every_log_line(api, wf, restore_logging):
     stream = io.StringIO()
     logs.configure("json", 1, stream)  # debug: every request with its URL
     api.script("GET", "/job", Reply(json={"echo": "key-abcdef-123", "state": "done"}))
-    request = {"method": "GET", "url": api.url + "/job?key=<<config.apiKey>>",
-               "headers": {"X-Api-Key": "<<config.apiKey>>"}}
-    wf.handler("echo.py", "def transform(data):\n    print('got', data['step_1']['response'])\n"
-                          "    return 1\n")
-    path = wf.workflow([wf.request_step("p", request), "echo.py"],
-                       config={"apiKey": "key-abcdef-123"})
+    request = {
+        "method": "GET",
+        "url": api.url + "/job?key=<<config.apiKey>>",
+        "headers": {"X-Api-Key": "<<config.apiKey>>"},
+    }
+    wf.handler(
+        "echo.py",
+        "def transform(data):\n    print('got', data['step_1']['response'])\n    return 1\n",
+    )
+    path = wf.workflow(
+        [wf.request_step("p", request), "echo.py"], config={"apiKey": "key-abcdef-123"}
+    )
     with logs.stdout_to_log():
         await run_path(path)
     text = stream.getvalue()
@@ -107,14 +128,16 @@ def test_writes_outside_a_handler_call_pass_through_untouched(restore_logging):
         proxy.write("writes\nand a tail")
     assert screen.getvalue() == "the program's own line\n"
     assert [json.loads(line)["text"] for line in log.getvalue().splitlines()] == [
-        "from the handler, in two writes", "and a tail"]
+        "from the handler, in two writes",
+        "and a tail",
+    ]
 
 
 def test_configure_again_replaces_its_stdlib_handler(restore_logging):
     """The CLI (or a test) may configure twice: stdlib records are logged once, to the latest."""
     import logging
 
-    from lamrunner.masking import SECRETS
+    from lamrunner.logs.masking import SECRETS
 
     SECRETS.add("key-abcdef-123")
     first, second = io.StringIO(), io.StringIO()

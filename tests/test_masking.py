@@ -6,8 +6,8 @@ from urllib.parse import quote
 
 import pytest
 
-from lamrunner import masking
-from lamrunner.masking import MASK, Secrets, mask_processor
+from lamrunner.logs import masking
+from lamrunner.logs.masking import MASK, Secrets, mask_processor
 
 
 @pytest.fixture
@@ -21,8 +21,18 @@ def test_nothing_registered_changes_nothing(secrets):
 
 
 @pytest.mark.parametrize(
-    "key", ["apiKey", "processorApiKey", "API_KEY", "token", "accessToken", "clientSecret",
-            "password", "dbPassword", "Authorization"],
+    "key",
+    [
+        "apiKey",
+        "processorApiKey",
+        "API_KEY",
+        "token",
+        "accessToken",
+        "clientSecret",
+        "password",
+        "dbPassword",
+        "Authorization",
+    ],
 )
 def test_config_values_under_secret_names_are_masked(secrets, key):
     secrets.add_config({key: "value-1234"})
@@ -30,8 +40,12 @@ def test_config_values_under_secret_names_are_masked(secrets, key):
 
 
 def test_config_secrets_at_any_depth(secrets):
-    secrets.add_config({"services": {"db": {"password": "hunter22"}},
-                        "clients": [{"token": "tok-aaaa"}, {"name": "public-x"}]})
+    secrets.add_config(
+        {
+            "services": {"db": {"password": "hunter22"}},
+            "clients": [{"token": "tok-aaaa"}, {"name": "public-x"}],
+        }
+    )
     assert secrets.mask("hunter22 tok-aaaa public-x") == f"{MASK} {MASK} public-x"
 
 
@@ -46,8 +60,15 @@ def test_list_of_values_under_a_secret_name(secrets):
 
 
 def test_other_config_values_are_not_masked(secrets):
-    secrets.add_config({"dataProcessorUrl": "http://127.0.0.1:8765", "name": "process-dataset",
-                        "timeout": 3000, "region": "eu-west-1", "author": "someone-x"})
+    secrets.add_config(
+        {
+            "dataProcessorUrl": "http://127.0.0.1:8765",
+            "name": "process-dataset",
+            "timeout": 3000,
+            "region": "eu-west-1",
+            "author": "someone-x",
+        }
+    )
     text = "http://127.0.0.1:8765 process-dataset 3000 eu-west-1 someone-x"
     assert secrets.mask(text) == text
 
@@ -57,8 +78,10 @@ def test_numeric_secret_is_masked(secrets):
     assert secrets.mask("code 98765432") == f"code {MASK}"
 
 
-@pytest.mark.parametrize("name", ["Authorization", "authorization", "Cookie", "X-API-Key",
-                                  "x-api-key", "Proxy-Authorization"])
+@pytest.mark.parametrize(
+    "name",
+    ["Authorization", "authorization", "Cookie", "X-API-Key", "x-api-key", "Proxy-Authorization"],
+)
 def test_credential_headers_are_masked(secrets, name):
     secrets.add_headers([(name, "cred-value-77")])
     assert secrets.mask("echo cred-value-77") == f"echo {MASK}"
@@ -121,7 +144,10 @@ def test_mask_data_recurses_into_dicts_lists_and_keys(secrets):
     secrets.add_config({"token": "tok-1234"})
     data = {"a": ["x tok-1234", {"tok-1234": 5}], "n": 1, "b": None, "t": ("tok-1234",)}
     assert secrets.mask_data(data) == {
-        "a": [f"x {MASK}", {MASK: 5}], "n": 1, "b": None, "t": [MASK]
+        "a": [f"x {MASK}", {MASK: 5}],
+        "n": 1,
+        "b": None,
+        "t": [MASK],
     }
 
 
@@ -129,8 +155,13 @@ def test_mask_processor_masks_an_event_dict(monkeypatch):
     registry = Secrets()
     registry.add_headers([("Authorization", "Bearer zz-top-secret")])
     monkeypatch.setattr(masking, "SECRETS", registry)
-    event = {"event": "sent Bearer zz-top-secret", "response": {"echo": "zz-top-secret"},
-             "attempt": 2}
+    event = {
+        "event": "sent Bearer zz-top-secret",
+        "response": {"echo": "zz-top-secret"},
+        "attempt": 2,
+    }
     assert mask_processor(None, "info", event) == {
-        "event": f"sent {MASK}", "response": {"echo": MASK}, "attempt": 2
+        "event": f"sent {MASK}",
+        "response": {"echo": MASK},
+        "attempt": 2,
     }

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from lamrunner.errors import DefinitionError
-from lamrunner.policies import (
+from lamrunner.definition.policies import (
     Backoff,
     base_delay,
     delay_before,
@@ -118,7 +118,8 @@ def test_retry_after_past_date_is_zero():
 
 
 @pytest.mark.parametrize(
-    "value", [None, "", "   ", "soon", "nan", "inf", "Wed, 99 Foo 2015", "Mon, 32 Oct 2015 07:28:00 GMT"]
+    "value",
+    [None, "", "   ", "soon", "nan", "inf", "Wed, 99 Foo 2015", "Mon, 32 Oct 2015 07:28:00 GMT"],
 )
 def test_retry_after_garbage_is_none(value):
     assert retry_after_seconds(value, NOW) is None
@@ -141,9 +142,18 @@ def test_loop_until_defaults():
 
 def test_loop_until_all_fields():
     policy = parse_loop_until(
-        {"condition": "c", "maxAttempts": 5, "strategy": "exponential", "initialDelay": "500ms",
-         "maxDelay": "1m", "multiplier": 3, "failWhen": "f", "timeout": "1m30s",
-         "jitter": "full", "ignoreErrors": True},
+        {
+            "condition": "c",
+            "maxAttempts": 5,
+            "strategy": "exponential",
+            "initialDelay": "500ms",
+            "maxDelay": "1m",
+            "multiplier": 3,
+            "failWhen": "f",
+            "timeout": "1m30s",
+            "jitter": "full",
+            "ignoreErrors": True,
+        },
         "loopUntil",
     )
     assert policy.max_attempts == 5
@@ -231,8 +241,14 @@ def test_bad_values_name_the_field(parse, field, value):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("timeout", "soon"), ("timeout", -5), ("ignoreErrors", "yes"), ("condition", ""),
-     ("condition", 5), ("failWhen", 5)],
+    [
+        ("timeout", "soon"),
+        ("timeout", -5),
+        ("ignoreErrors", "yes"),
+        ("condition", ""),
+        ("condition", 5),
+        ("failWhen", 5),
+    ],
 )
 def test_bad_loop_only_fields_name_the_field(field, value):
     data = {"condition": "c", field: value}
@@ -243,9 +259,13 @@ def test_bad_loop_only_fields_name_the_field(field, value):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("retryableStatusCodes", [700]), ("retryableStatusCodes", "500"),
-     ("retryableStatusCodes", [True]), ("retryableExceptions", ["dns"]),
-     ("retryableExceptions", "timeout")],
+    [
+        ("retryableStatusCodes", [700]),
+        ("retryableStatusCodes", "500"),
+        ("retryableStatusCodes", [True]),
+        ("retryableExceptions", ["dns"]),
+        ("retryableExceptions", "timeout"),
+    ],
 )
 def test_bad_retry_lists_name_the_field(field, value):
     with pytest.raises(DefinitionError) as info:

@@ -12,8 +12,8 @@ from lamrunner.errors import (
     PollingFailed,
     TransportError,
 )
-from lamrunner.policies import Backoff, PollPolicy, RetryPolicy
-from lamrunner.polling import (
+from lamrunner.definition.policies import Backoff, PollPolicy, RetryPolicy
+from lamrunner.decide.polling import (
     Fail,
     Observation,
     PollState,
@@ -48,7 +48,10 @@ def transport_error() -> TransportError:
 
 def test_condition_holding_succeeds():
     policy = poll_policy()
-    assert decide_poll(policy, state_after(policy, 1), Observation(200, condition=True), T0) == Succeed()
+    assert (
+        decide_poll(policy, state_after(policy, 1), Observation(200, condition=True), T0)
+        == Succeed()
+    )
 
 
 def test_condition_holding_on_the_last_attempt_succeeds():
@@ -82,8 +85,9 @@ def test_not_yet_waits_the_scheduled_delay():
 
 def test_exponential_waits_follow_the_schedule():
     policy = poll_policy(backoff=Backoff("exponential", 1, 5, 2), max_attempts=10)
-    delays = [decide_poll(policy, state_after(policy, n), Observation(202), T0).delay
-              for n in range(1, 7)]
+    delays = [
+        decide_poll(policy, state_after(policy, n), Observation(202), T0).delay for n in range(1, 7)
+    ]
     assert delays == [1, 2, 4, 5, 5, 5]
 
 
@@ -132,7 +136,9 @@ def test_deadline_that_next_attempt_would_pass_fails_immediately():
 
 def test_next_attempt_exactly_at_deadline_still_waits():
     policy = poll_policy(timeout=5.0)
-    assert decide_poll(policy, state_after(policy, 1), Observation(202), T0 + 3) == Wait(T0 + 5, 2.0)
+    assert decide_poll(policy, state_after(policy, 1), Observation(202), T0 + 3) == Wait(
+        T0 + 5, 2.0
+    )
 
 
 def test_no_wait_ever_ends_past_the_deadline():
@@ -158,7 +164,9 @@ def test_deadline_comes_from_policy_timeout():
 @pytest.mark.parametrize("status", [429, 503])
 def test_retry_after_on_429_or_503_lengthens_the_next_delay(status):
     policy = poll_policy()
-    decision = decide_poll(policy, state_after(policy, 1), Observation(status, retry_after=10.0), T0)
+    decision = decide_poll(
+        policy, state_after(policy, 1), Observation(status, retry_after=10.0), T0
+    )
     assert decision == Wait(until=T0 + 10, delay=10.0)
 
 
@@ -171,7 +179,9 @@ def test_retry_after_shorter_than_schedule_does_not_shorten():
 @pytest.mark.parametrize("status", [200, 202, 404])
 def test_retry_after_on_other_statuses_is_ignored(status):
     policy = poll_policy()
-    decision = decide_poll(policy, state_after(policy, 1), Observation(status, retry_after=10.0), T0)
+    decision = decide_poll(
+        policy, state_after(policy, 1), Observation(status, retry_after=10.0), T0
+    )
     assert decision.delay == 2.0
 
 
@@ -199,8 +209,15 @@ def test_transport_error_with_ignore_errors_waits_and_counts_as_attempt():
 
 def test_poll_state_round_trips_through_json():
     policy = poll_policy(timeout=60.0)
-    state = state_after(policy, 4, requests=6, next_due=T0 + 8, last_status=202,
-                        last_excerpt='{"a": "é"}', last_error="timed out")
+    state = state_after(
+        policy,
+        4,
+        requests=6,
+        next_due=T0 + 8,
+        last_status=202,
+        last_excerpt='{"a": "é"}',
+        last_error="timed out",
+    )
     restored = PollState.from_dict(json.loads(json.dumps(state.to_dict())))
     assert restored == state
 

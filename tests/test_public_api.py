@@ -81,8 +81,9 @@ def test_import_lamrunner_stays_light() -> None:
         heavy = ("aiohttp", "quickjs", "structlog")
         print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=30)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
 
@@ -91,15 +92,19 @@ def _simple_workflow(folder: Path) -> Path:
     (folder / "double.py").write_text(
         "def transform(data):\n    return {'doubled': data['input']['n'] * 2}\n", encoding="utf-8"
     )
-    (folder / "finish.py").write_text(textwrap.dedent("""
+    (folder / "finish.py").write_text(
+        textwrap.dedent("""
         async def transform(data):
             return {"lam.exit": True, "data": {"answer": data["step_1"]["data"]["doubled"] + 1}}
-    """), encoding="utf-8")  # fmt: skip
+    """),
+        encoding="utf-8",
+    )
     (folder / "never.py").write_text(
         "def transform(data):\n    raise AssertionError('after lam.exit')\n", encoding="utf-8"
     )
     path = folder / "simple.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         name: simple
         config:
           greeting: ${LAM_GREETING:-hi}
@@ -110,7 +115,9 @@ def _simple_workflow(folder: Path) -> Path:
             handler: finish.py
           - name: never
             handler: never.py
-    """), encoding="utf-8")  # fmt: skip
+    """),
+        encoding="utf-8",
+    )
     return path
 
 

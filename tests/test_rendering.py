@@ -7,12 +7,17 @@ from typing import Any
 
 import pytest
 
-from lamrunner.directives import parse_request
+from lamrunner.definition.directives import parse_request
 from lamrunner.errors import DefinitionError, TemplateError
-from lamrunner.rendering import render_request
+from lamrunner.runner.rendering import render_request
 
-CONFIG = {"base": "http://api.test", "token": "t0k3n", "jobId": "j 1", "page": 2,
-          "payload": {"x": [1, 2]}}
+CONFIG = {
+    "base": "http://api.test",
+    "token": "t0k3n",
+    "jobId": "j 1",
+    "page": 2,
+    "payload": {"x": [1, 2]},
+}
 
 
 def rendered(config: dict[str, Any] | None = None, **request: Any):
@@ -31,8 +36,10 @@ def test_plain_get():
     assert req.timeout == 30.0
 
 
-@pytest.mark.parametrize("url", ["http://api.test/jobs/{{id}}", "http://api.test/jobs/{id}",
-                                 "http://api.test/jobs/{{ id }}"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://api.test/jobs/{{id}}", "http://api.test/jobs/{id}", "http://api.test/jobs/{{ id }}"],
+)
 def test_path_params_both_spellings(url):
     assert rendered(url=url, pathParams={"id": 42}).url == "http://api.test/jobs/42"
 
@@ -90,8 +97,11 @@ def test_query_value_special_characters_are_encoded():
 
 
 def test_json_body_and_content_type():
-    req = rendered(method="POST", url="http://api.test/jobs",
-                   body={"id": "<<config.jobId>>", "data": "<<config.payload>>", "n": 1})
+    req = rendered(
+        method="POST",
+        url="http://api.test/jobs",
+        body={"id": "<<config.jobId>>", "data": "<<config.payload>>", "n": 1},
+    )
     assert json.loads(req.body) == {"id": "j 1", "data": {"x": [1, 2]}, "n": 1}
     assert header(req, "Content-Type") == "application/json"
 
@@ -102,24 +112,40 @@ def test_list_body_is_json():
 
 
 def test_explicit_content_type_is_not_replaced():
-    req = rendered(method="POST", url="http://api.test/jobs", body={"a": 1},
-                   headers={"Content-Type": "application/vnd.api+json"})
-    assert [v for k, v in req.headers if k.lower() == "content-type"] == ["application/vnd.api+json"]
+    req = rendered(
+        method="POST",
+        url="http://api.test/jobs",
+        body={"a": 1},
+        headers={"Content-Type": "application/vnd.api+json"},
+    )
+    assert [v for k, v in req.headers if k.lower() == "content-type"] == [
+        "application/vnd.api+json"
+    ]
     assert json.loads(req.body) == {"a": 1}
 
 
 @pytest.mark.parametrize("name", ["Content-Type", "content-type"])
 def test_form_body_when_content_type_says_so(name):
-    req = rendered(method="POST", url="http://api.test/token",
-                   headers={name: "application/x-www-form-urlencoded"},
-                   body={"grant_type": "client_credentials", "scope": ["a b", "c"],
-                         "secret": "<<config.token>>"})
+    req = rendered(
+        method="POST",
+        url="http://api.test/token",
+        headers={name: "application/x-www-form-urlencoded"},
+        body={
+            "grant_type": "client_credentials",
+            "scope": ["a b", "c"],
+            "secret": "<<config.token>>",
+        },
+    )
     assert req.body == b"grant_type=client_credentials&scope=a+b&scope=c&secret=t0k3n"
 
 
 def test_string_body_is_sent_as_is():
-    req = rendered(method="POST", url="http://api.test/raw", body="<xml a='1'/>",
-                   headers={"Content-Type": "application/xml"})
+    req = rendered(
+        method="POST",
+        url="http://api.test/raw",
+        body="<xml a='1'/>",
+        headers={"Content-Type": "application/xml"},
+    )
     assert req.body == b"<xml a='1'/>"
     assert header(req, "Content-Type") == "application/xml"
 
@@ -130,8 +156,10 @@ def test_string_body_with_template():
 
 
 def test_headers_are_rendered():
-    req = rendered(url="http://api.test/", headers={"Authorization": "Bearer <<config.token>>",
-                                                     "X-Page": "<<config.page>>"})
+    req = rendered(
+        url="http://api.test/",
+        headers={"Authorization": "Bearer <<config.token>>", "X-Page": "<<config.page>>"},
+    )
     assert header(req, "Authorization") == "Bearer t0k3n"
     assert header(req, "X-Page") == "2"
 
@@ -145,20 +173,27 @@ def test_missing_template_in_header_names_key_and_field():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("url", "<<config.nope>>/x"), ("queryParams", {"a": "<<config.nope>>"}),
-     ("pathParams", {"id": "<<config.nope>>"}), ("body", {"a": ["<<config.nope>>"]})],
+    [
+        ("url", "<<config.nope>>/x"),
+        ("queryParams", {"a": "<<config.nope>>"}),
+        ("pathParams", {"id": "<<config.nope>>"}),
+        ("body", {"a": ["<<config.nope>>"]}),
+    ],
 )
 def test_missing_template_anywhere_names_the_field(field, value):
-    request = {"url": "http://api.test/{id}" if field == "pathParams" else "http://api.test/",
-               field: value}
+    request = {
+        "url": "http://api.test/{id}" if field == "pathParams" else "http://api.test/",
+        field: value,
+    }
     with pytest.raises(TemplateError) as info:
         rendered(method="POST", **request)
     assert "nope" in str(info.value)
     assert f"lam.httpRequest.{field}" in str(info.value)
 
 
-@pytest.mark.parametrize("url", ["/jobs", "api.test/jobs", "ftp://api.test/x", "http://",
-                                 "<<config.page>>"])
+@pytest.mark.parametrize(
+    "url", ["/jobs", "api.test/jobs", "ftp://api.test/x", "http://", "<<config.page>>"]
+)
 def test_non_absolute_url_is_definition_error(url):
     with pytest.raises((DefinitionError, TemplateError)) as info:
         rendered(url=url)
@@ -178,4 +213,6 @@ def test_header_newline_injection_is_refused(value):
 
 def test_header_newline_from_config_is_refused():
     with pytest.raises(DefinitionError):
-        rendered({"v": "ok\r\nSet-Cookie: x"}, url="http://api.test/", headers={"X": "<<config.v>>"})
+        rendered(
+            {"v": "ok\r\nSet-Cookie: x"}, url="http://api.test/", headers={"X": "<<config.v>>"}
+        )

@@ -53,8 +53,12 @@ async def test_json_body_and_content_type(mocked, wf):
 
 async def test_form_body_when_content_type_says_so(mocked, wf):
     mocked.post(BASE + "/token", payload={})
-    request = {"method": "POST", "url": BASE + "/token", "body": {"grant": "x y", "scope": ["a", "b"]},
-               "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+    request = {
+        "method": "POST",
+        "url": BASE + "/token",
+        "body": {"grant": "x y", "scope": ["a", "b"]},
+        "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+    }
     await run_path(wf.workflow([wf.request_step("s", request)]))
     call = sent(mocked, "POST", BASE + "/token")[0]
     assert call.kwargs["data"] == b"grant=x+y&scope=a&scope=b"
@@ -62,8 +66,12 @@ async def test_form_body_when_content_type_says_so(mocked, wf):
 
 async def test_string_body_is_sent_as_is(mocked, wf):
     mocked.put(BASE + "/raw", payload={})
-    request = {"method": "PUT", "url": BASE + "/raw", "body": "<xml/>",
-               "headers": {"Content-Type": "application/xml"}}
+    request = {
+        "method": "PUT",
+        "url": BASE + "/raw",
+        "body": "<xml/>",
+        "headers": {"Content-Type": "application/xml"},
+    }
     await run_path(wf.workflow([wf.request_step("s", request)]))
     call = sent(mocked, "PUT", BASE + "/raw")[0]
     assert call.kwargs["data"] == b"<xml/>"
@@ -79,9 +87,13 @@ async def test_no_body_for_get(mocked, wf):
 async def test_rendered_headers_url_and_query(mocked, wf):
     url = BASE + "/v1/users/u%2F1/items?existing=1&page=2&tag=a&tag=b"
     mocked.get(url, payload=[])
-    request = {"method": "GET", "url": "<<config.base>>/v1/users/{user}/items?existing=1",
-               "pathParams": {"user": "u/1"}, "queryParams": {"page": 2, "tag": ["a", "b"]},
-               "headers": {"Authorization": "Bearer {{config.token}}", "X-Num": 5}}
+    request = {
+        "method": "GET",
+        "url": "<<config.base>>/v1/users/{user}/items?existing=1",
+        "pathParams": {"user": "u/1"},
+        "queryParams": {"page": 2, "tag": ["a", "b"]},
+        "headers": {"Authorization": "Bearer {{config.token}}", "X-Num": 5},
+    }
     path = wf.workflow([wf.request_step("s", request)], config={"base": BASE, "token": "abcdef"})
     record = await run_path(path)
     assert record["status"] == "SUCCESS", record["error"]
@@ -92,8 +104,9 @@ async def test_rendered_headers_url_and_query(mocked, wf):
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 async def test_every_method(mocked, wf, method):
     mocked.add(BASE + "/m", method=method, body="", content_type="text/plain")
-    record = await run_path(wf.workflow([wf.request_step("s", {"method": method,
-                                                              "url": BASE + "/m"})]))
+    record = await run_path(
+        wf.workflow([wf.request_step("s", {"method": method, "url": BASE + "/m"})])
+    )
     assert record["status"] == "SUCCESS"
     assert record["result"] is None
     assert sent(mocked, method, BASE + "/m")
@@ -102,9 +115,15 @@ async def test_every_method(mocked, wf, method):
 async def test_same_request_resent_on_each_poll(mocked, wf):
     mocked.post(BASE + "/jobs", payload={"status": "pending"})
     mocked.post(BASE + "/jobs", payload={"status": "completed"})
-    request = {"method": "POST", "url": BASE + "/jobs", "body": {"datasetId": "d"},
-               "loopUntil": {"condition": "(ctx) => ctx.response.status === 'completed'",
-                             "initialDelay": "1ms"}}
+    request = {
+        "method": "POST",
+        "url": BASE + "/jobs",
+        "body": {"datasetId": "d"},
+        "loopUntil": {
+            "condition": "(ctx) => ctx.response.status === 'completed'",
+            "initialDelay": "1ms",
+        },
+    }
     record = await run_path(wf.workflow([wf.request_step("s", request)]))
     calls = sent(mocked, "POST", BASE + "/jobs")
     assert record["gwo"]["step_1"]["http"]["attempts"] == 2

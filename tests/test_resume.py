@@ -7,10 +7,10 @@ import json
 import pytest
 from conftest import Reply
 
-from lamrunner.config import build_config
-from lamrunner.engine import Engine
-from lamrunner.runstate import RunState
-from lamrunner.workflow import load_workflow
+from lamrunner.definition.config import build_config
+from lamrunner.runner.engine import Engine
+from lamrunner.runner.state import RunState
+from lamrunner.definition.workflow import load_workflow
 
 
 class Crash(BaseException):
@@ -42,17 +42,21 @@ def engine_for(path, checkpoint=None):
 @pytest.fixture
 def two_step_flow(api, wf):
     api.script("POST", "/start", Reply(json={"id": "j1"}))
-    api.script("GET", "/jobs/j1", *[Reply(json={"state": "pending"})] * 4,
-               Reply(json={"state": "done"}))
+    api.script(
+        "GET", "/jobs/j1", *[Reply(json={"state": "pending"})] * 4, Reply(json={"state": "done"})
+    )
     start = wf.request_step("start", {"method": "POST", "url": api.url + "/start"})
-    wf.handler("wait.py", f"""
+    wf.handler(
+        "wait.py",
+        f"""
         def transform(data):
             return {{"lam.httpRequest": {{
                 "method": "GET", "url": "{api.url}/jobs/{{id}}",
                 "pathParams": {{"id": data["step_1"]["response"]["id"]}},
                 "loopUntil": {{"condition": "ctx.response.state === 'done'",
                                "initialDelay": "20ms", "maxAttempts": 10, "timeout": "30s"}}}}}}
-    """)
+    """,
+    )
     return wf.workflow([start, {"name": "wait", "handler": "wait.py"}])
 
 
@@ -89,8 +93,13 @@ async def test_checkpoints_at_step_boundaries_and_after_each_attempt(api, two_st
     recorder = Recorder()
     await engine_for(two_step_flow, recorder).run({})
     states = [json.loads(text) for text in recorder.saved]
-    attempts = [e["poll"]["attempt"] for s in states if s["pending"]
-                for e in s["pending"]["elements"] if e and "poll" in e]
+    attempts = [
+        e["poll"]["attempt"]
+        for s in states
+        if s["pending"]
+        for e in s["pending"]["elements"]
+        if e and "poll" in e
+    ]
     assert attempts == [1, 2, 3, 4]
     assert [s["next_step"] for s in states if not s["pending"]][-2:] == [2, 2]
     assert states[-1]["status"] == "SUCCESS"

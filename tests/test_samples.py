@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from lamrunner.config import build_config
-from lamrunner.engine import Engine
-from lamrunner.workflow import load_workflow
+from lamrunner.definition.config import build_config
+from lamrunner.runner.engine import Engine
+from lamrunner.definition.workflow import load_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -59,12 +59,17 @@ async def run_sample(workflow_name: str, input_name: str, url: str) -> dict[str,
 
 def test_every_sample_is_covered() -> None:
     assert sorted(p.name for p in SAMPLES.glob("*.yaml")) == [
-        "batch.yaml", "job-lifecycle.yaml", "process-dataset.yaml",
-    ]  # fmt: skip
+        "batch.yaml",
+        "job-lifecycle.yaml",
+        "process-dataset.yaml",
+    ]
     assert {p.name for p in INPUTS.glob("*.json")} == {
-        "batch.json", "job-fails.json", "job-ok.json", "job-rate-limited.json",
+        "batch.json",
+        "job-fails.json",
+        "job-ok.json",
+        "job-rate-limited.json",
         "process-dataset.json",
-    }  # fmt: skip
+    }
 
 
 async def test_process_dataset_polls_until_the_job_completes(jobapi_url: str) -> None:
@@ -143,13 +148,20 @@ async def test_batch_returns_one_result_per_dataset_in_input_order(jobapi_url: s
 
 
 def test_demo_runs_process_dataset_end_to_end(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("JOBAPI_URL", "PROCESSOR_API_KEY", "JOBAPI_API_KEY")}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("JOBAPI_URL", "PROCESSOR_API_KEY", "JOBAPI_API_KEY")
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.run(
         [sys.executable, str(SAMPLES / "demo.py")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert set(record) == {"runId", "workflow", "status", "result", "error", "gwo"}

@@ -17,14 +17,15 @@ import sys
 import pytest
 from conftest import Reply
 
-from lamrunner.store import INTERRUPTED
+from lamrunner.store.sqlite import INTERRUPTED
 
 LAMRUNNER = [sys.executable, "-m", "lamrunner"]
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(*LAMRUNNER, *args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *LAMRUNNER, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode, out.decode(), err.decode()
 
@@ -32,12 +33,22 @@ async def cli(*args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def slow_poll(api, wf):
     """The job is done on the 5th attempt, 300 ms apart: long enough to be stopped in between."""
-    api.script("GET", "/jobs/j1", *[Reply(json={"state": "pending"})] * 4,
-               Reply(json={"state": "done"}))  # fmt: skip
-    wait = wf.request_step("wait", {
-        "method": "GET", "url": api.url + "/jobs/j1",
-        "loopUntil": {"condition": "ctx.response.state === 'done'", "initialDelay": "300ms",
-                      "maxAttempts": 10, "timeout": "60s"}})  # fmt: skip
+    api.script(
+        "GET", "/jobs/j1", *[Reply(json={"state": "pending"})] * 4, Reply(json={"state": "done"})
+    )
+    wait = wf.request_step(
+        "wait",
+        {
+            "method": "GET",
+            "url": api.url + "/jobs/j1",
+            "loopUntil": {
+                "condition": "ctx.response.state === 'done'",
+                "initialDelay": "300ms",
+                "maxAttempts": 10,
+                "timeout": "60s",
+            },
+        },
+    )
     return str(wf.workflow([{"name": "wait", "handler": wait}]))
 
 
@@ -54,7 +65,8 @@ async def test_sigterm_stops_a_run_a_script_started_in_the_background(api, slow_
     command = shlex.join([*LAMRUNNER, "run", slow_poll, "--store", store])
     script = f"{command} &\necho $!\nwait $!\n"  # the way a deploy script backgrounds a job
     shell = await asyncio.create_subprocess_exec(
-        "bash", "-c", script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "bash", "-c", script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     pid = int(await asyncio.wait_for(shell.stdout.readline(), 10))
     await wait_until(lambda: len(api.requests_to("/jobs/j1")) >= 2)
 
@@ -84,8 +96,12 @@ async def test_sigint_ignored_by_the_parent_stays_ignored(api, slow_poll, tmp_pa
     """Ctrl-C in a script's terminal is for the foreground job, not for its `&` jobs."""
     command = shlex.join([*LAMRUNNER, "run", slow_poll, "--no-store"])
     shell = await asyncio.create_subprocess_exec(
-        "bash", "-c", f"{command} &\necho $!\nwait $!\n", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)  # fmt: skip
+        "bash",
+        "-c",
+        f"{command} &\necho $!\nwait $!\n",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     pid = int(await asyncio.wait_for(shell.stdout.readline(), 10))
     await wait_until(lambda: len(api.requests_to("/jobs/j1")) >= 2)
 

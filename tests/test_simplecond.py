@@ -11,50 +11,73 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from conftest import Reply, run_path
 
-from lamrunner import jsengine
+from lamrunner.js import runtime as jsengine
 from lamrunner.errors import ScriptError
-from lamrunner.simplecond import Unsupported, compile_condition
+from lamrunner.js.simplecond import Unsupported, compile_condition
 
-CTX = {"response": {"status": "completed", "items": [1, 2], "n": 0, "a": {"b": None}},
-       "status": 200, "headers": {"x-ready": "yes"}, "attempt": 3, "elapsedMs": 12}  # fmt: skip
+CTX = {
+    "response": {"status": "completed", "items": [1, 2], "n": 0, "a": {"b": None}},
+    "status": 200,
+    "headers": {"x-ready": "yes"},
+    "attempt": 3,
+    "elapsedMs": 12,
+}
 
 
-@pytest.mark.parametrize(("source", "expected"), [
-    ("(ctx) => ctx.response.status === 'completed'", True),
-    ("ctx => ctx.response.status !== \"completed\"", False),
-    ("ctx.status === 200 && ctx.headers['x-ready'] === 'yes'", True),
-    ("ctx.response.items.length === 2 || false", True),
-    ("['failed', 'canceled', 'expired'].includes(ctx.response.status)", False),
-    ("!ctx.response.n", True),
-    ("ctx.response.a.b === null", True),
-    ("ctx.response.missing === undefined", True),
-    ("ctx.response.items[1] === 2", True),
-    ("(ctx.attempt === 3)", True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("(ctx) => ctx.response.status === 'completed'", True),
+        ('ctx => ctx.response.status !== "completed"', False),
+        ("ctx.status === 200 && ctx.headers['x-ready'] === 'yes'", True),
+        ("ctx.response.items.length === 2 || false", True),
+        ("['failed', 'canceled', 'expired'].includes(ctx.response.status)", False),
+        ("!ctx.response.n", True),
+        ("ctx.response.a.b === null", True),
+        ("ctx.response.missing === undefined", True),
+        ("ctx.response.items[1] === 2", True),
+        ("(ctx.attempt === 3)", True),
+    ],
+)
 def test_common_conditions_compile_and_agree_with_js(source, expected):
     fast = compile_condition(source)
     assert fast is not None
     assert fast(CTX) is expected
-    assert jsengine._evaluate_here(source, json.dumps(CTX), jsengine.CONDITION_LIMITS, 1.0) \
-        is expected  # fmt: skip
+    assert (
+        jsengine._evaluate_here(source, json.dumps(CTX), jsengine.CONDITION_LIMITS, 1.0) is expected
+    )
 
 
-@pytest.mark.parametrize("source", [
-    "function (ctx) { return ctx.status === 200 }", "return ctx.status === 200",
-    "ctx.status == 200", "ctx.attempt > 2", "ctx.response.status.startsWith('c')",
-    "ctx.attempt + 1 === 4", "`${ctx.status}` === '200'", "ctx.status === -1", "x === 1",
-    "ctx.a === 1 === true", "ctx.response['a\\'b']", "ctx.items[1.5]",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "source",
+    [
+        "function (ctx) { return ctx.status === 200 }",
+        "return ctx.status === 200",
+        "ctx.status == 200",
+        "ctx.attempt > 2",
+        "ctx.response.status.startsWith('c')",
+        "ctx.attempt + 1 === 4",
+        "`${ctx.status}` === '200'",
+        "ctx.status === -1",
+        "x === 1",
+        "ctx.a === 1 === true",
+        "ctx.response['a\\'b']",
+        "ctx.items[1.5]",
+    ],
+)
 def test_everything_else_is_left_to_quickjs(source):
     assert compile_condition(source) is None
 
 
-@pytest.mark.parametrize("source", [
-    "ctx.response.a.b.c === 1",  # reading a property of null: JS throws
-    "ctx.response.status.length === 9",  # string length is UTF-16 in JS
-    "ctx.response.toString === undefined",  # inherited from Object.prototype
-    "ctx.response.items.map === undefined",  # an array method
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "source",
+    [
+        "ctx.response.a.b.c === 1",  # reading a property of null: JS throws
+        "ctx.response.status.length === 9",  # string length is UTF-16 in JS
+        "ctx.response.toString === undefined",  # inherited from Object.prototype
+        "ctx.response.items.map === undefined",  # an array method
+    ],
+)
 def test_cases_python_cannot_mirror_step_aside_at_run_time(source):
     fast = compile_condition(source)
     assert fast is not None
@@ -62,13 +85,29 @@ def test_cases_python_cannot_mirror_step_aside_at_run_time(source):
         fast(CTX)
 
 
-KEYS = ["response", "status", "headers", "attempt", "a", "b", "items", "length", "0",
-        "toString", "x y", "constructor"]  # fmt: skip
+KEYS = [
+    "response",
+    "status",
+    "headers",
+    "attempt",
+    "a",
+    "b",
+    "items",
+    "length",
+    "0",
+    "toString",
+    "x y",
+    "constructor",
+]
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([2**53 + 1, 1.5, 0.0])
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.sampled_from([2**53 + 1, 1.5, 0.0])
     | st.sampled_from(["", "done", "0", "a"]),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -80,16 +119,19 @@ def _step(key: str) -> str:
 
 
 PATHS = st.lists(st.sampled_from(KEYS), max_size=4).map(lambda ks: "ctx" + "".join(map(_step, ks)))
-LITERALS = st.sampled_from(["true", "false", "null", "undefined", "0", "1", "2", "1.5", "''",
-                            "'done'", "\"0\"", "'a'"])  # fmt: skip
+LITERALS = st.sampled_from(
+    ["true", "false", "null", "undefined", "0", "1", "2", "1.5", "''", "'done'", '"0"', "'a'"]
+)
 EXPRESSIONS = st.recursive(
     PATHS | LITERALS,
     lambda e: st.one_of(
         e.map(lambda x: f"!{x}"),
         st.tuples(e, st.sampled_from(["===", "!==", "&&", "||"]), e).map(
-            lambda t: f"({t[0]} {t[1]} {t[2]})"),
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
         st.tuples(st.lists(LITERALS, max_size=3), e).map(
-            lambda t: f"[{', '.join(t[0])}].includes({t[1]})"),
+            lambda t: f"[{', '.join(t[0])}].includes({t[1]})"
+        ),
     ),
     max_leaves=6,
 )
@@ -117,8 +159,11 @@ def test_python_and_quickjs_agree(expression, response, form):
 async def test_runner_uses_the_fast_path_and_falls_back(api, wf):
     """A poll whose condition reads a property of null still counts it as a throw (JS rules)."""
     api.script("GET", "/job", Reply(json={"state": None}), Reply(json={"state": {"done": True}}))
-    request = {"method": "GET", "url": api.url + "/job", "loopUntil": {
-        "condition": "ctx.response.state.done === true", "initialDelay": "10ms"}}
+    request = {
+        "method": "GET",
+        "url": api.url + "/job",
+        "loopUntil": {"condition": "ctx.response.state.done === true", "initialDelay": "10ms"},
+    }
     record = await run_path(wf.workflow([wf.request_step("p", request)]))
     assert record["status"] == "SUCCESS"
     assert record["gwo"]["step_1"]["http"]["attempts"] == 2
@@ -129,12 +174,18 @@ MANY_NOTS = "(ctx) => " + "!" * 3000 + "(ctx.status === 200)"
 LONG_CHAIN = " && ".join(["ctx.status === 200"] * 5000)
 
 
-@pytest.mark.parametrize("source", [
-    DEEP_PARENS, MANY_NOTS, "!" * 3001 + "ctx.status", LONG_CHAIN,
-    " || ".join(["ctx.status === 1"] * 5000),
-    "(ctx) => " + "!(" * 200 + "ctx.response.n" + ")" * 200,
-    "[1].includes(" * 100 + "ctx.status" + ")" * 100,
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "source",
+    [
+        DEEP_PARENS,
+        MANY_NOTS,
+        "!" * 3001 + "ctx.status",
+        LONG_CHAIN,
+        " || ".join(["ctx.status === 1"] * 5000),
+        "(ctx) => " + "!(" * 200 + "ctx.response.n" + ")" * 200,
+        "[1].includes(" * 100 + "ctx.status" + ")" * 100,
+    ],
+)
 def test_deep_conditions_never_crash_the_fast_path(source):
     """Python's stack is no limit QuickJS has: too deep to mirror means QuickJS answers."""
     fast = compile_condition(source)
@@ -155,8 +206,13 @@ def test_every_nesting_depth_compiles_or_steps_aside():
 
 async def _cli(*args: str) -> tuple[int, dict, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lamrunner", *args, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "lamrunner",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert "Traceback" not in err.decode()
     return proc.returncode, json.loads(out), err.decode()  # exactly one JSON document
@@ -165,8 +221,11 @@ async def _cli(*args: str) -> tuple[int, dict, str]:
 def _poll_steps(wf, url, conditions):
     steps = []
     for i, condition in enumerate(conditions):
-        request = {"method": "GET", "url": url, "loopUntil": {
-            "condition": condition, "maxAttempts": 3, "initialDelay": "10ms"}}
+        request = {
+            "method": "GET",
+            "url": url,
+            "loopUntil": {"condition": condition, "maxAttempts": 3, "initialDelay": "10ms"},
+        }
         steps.append({"name": f"poll{i}", "handler": wf.request_step(f"poll{i}", request)})
     return str(wf.workflow(steps))
 

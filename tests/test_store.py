@@ -13,16 +13,20 @@ import sys
 import pytest
 from conftest import Reply
 
-from lamrunner.runstate import RunState
-from lamrunner.store import INTERRUPTED, RunStore
+from lamrunner.runner.state import RunState
+from lamrunner.store.sqlite import INTERRUPTED, RunStore
 
 LAMRUNNER = [sys.executable, "-m", "lamrunner"]
 
 
 async def cli(*args: str, env: dict | None = None, timeout: float = 30) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        *LAMRUNNER, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})})
+        *LAMRUNNER,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode, out.decode(), err.decode()
 
@@ -36,21 +40,38 @@ def store_path(tmp_path):
 def poll_flow(api, wf):
     """Step 1 POSTs once; step 2 polls, the job is done on the 5th attempt, 400 ms apart."""
     api.script("POST", "/start", Reply(json={"id": "j1"}))
-    api.script("GET", "/jobs/j1", *[Reply(json={"state": "pending"})] * 4,
-               Reply(json={"state": "done"}))
+    api.script(
+        "GET", "/jobs/j1", *[Reply(json={"state": "pending"})] * 4, Reply(json={"state": "done"})
+    )
     start = wf.request_step("start", {"method": "POST", "url": api.url + "/start"})
-    wait = wf.request_step("wait", {
-        "method": "GET", "url": api.url + "/jobs/j1",
-        "loopUntil": {"condition": "ctx.response.state === 'done'", "initialDelay": "400ms",
-                      "maxAttempts": 10, "timeout": "60s"}})
-    return str(wf.workflow([{"name": "start", "handler": start},
-                            {"name": "wait", "handler": wait}]))
+    wait = wf.request_step(
+        "wait",
+        {
+            "method": "GET",
+            "url": api.url + "/jobs/j1",
+            "loopUntil": {
+                "condition": "ctx.response.state === 'done'",
+                "initialDelay": "400ms",
+                "maxAttempts": 10,
+                "timeout": "60s",
+            },
+        },
+    )
+    return str(
+        wf.workflow([{"name": "start", "handler": start}, {"name": "wait", "handler": wait}])
+    )
 
 
 async def start_run(flow: str, store_path: str):
     return await asyncio.create_subprocess_exec(
-        *LAMRUNNER, "run", flow, "--store", store_path, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        *LAMRUNNER,
+        "run",
+        flow,
+        "--store",
+        store_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def wait_for_attempt(store_path: str, attempt: int, timeout: float = 20) -> str:
@@ -60,8 +81,9 @@ async def wait_for_attempt(store_path: str, attempt: int, timeout: float = 20) -
     while loop.time() < end:
         try:
             with sqlite3.connect(store_path) as db:
-                row = db.execute("SELECT run_id FROM attempts WHERE attempt = ?",
-                                 (attempt,)).fetchone()
+                row = db.execute(
+                    "SELECT run_id FROM attempts WHERE attempt = ?", (attempt,)
+                ).fetchone()
             if row:
                 return row[0]
         except sqlite3.OperationalError:
@@ -70,8 +92,9 @@ async def wait_for_attempt(store_path: str, attempt: int, timeout: float = 20) -
     raise AssertionError(f"no attempt {attempt} checkpointed within {timeout}s")
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM],
-                         ids=["sigkill", "ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    "how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["sigkill", "ctrl-c", "sigterm"]
+)
 async def test_stopped_run_resumes_with_exact_counts(api, poll_flow, store_path, how):
     proc = await start_run(poll_flow, store_path)
     run_id = await wait_for_attempt(store_path, 2)
@@ -85,8 +108,11 @@ async def test_stopped_run_resumes_with_exact_counts(api, poll_flow, store_path,
         assert record["status"] == INTERRUPTED
         assert f"lamrunner resume {run_id}" in record["error"]["message"]
     code, listing, _ = await cli("runs", "--json", "--store", store_path)
-    assert code == 0 and json.loads(listing)[0] == {**json.loads(listing)[0],
-                                                    "runId": run_id, "status": INTERRUPTED}
+    assert code == 0 and json.loads(listing)[0] == {
+        **json.loads(listing)[0],
+        "runId": run_id,
+        "status": INTERRUPTED,
+    }
     assert len(api.requests_to("/jobs/j1")) == 2
 
     code, out, err = await cli("resume", run_id, "--store", store_path)
@@ -133,8 +159,12 @@ async def test_runs_lists_newest_first_with_status(wf, store_path):
 
 async def test_no_store_writes_nothing(wf, tmp_path):
     path = tmp_path / "elsewhere.sqlite3"
-    code, out, _ = await cli("run", str(wf.workflow([wf.py_step("ok", "1")])), "--no-store",
-                             env={"LAMRUNNER_STORE": str(path)})
+    code, out, _ = await cli(
+        "run",
+        str(wf.workflow([wf.py_step("ok", "1")])),
+        "--no-store",
+        env={"LAMRUNNER_STORE": str(path)},
+    )
     assert code == 0 and json.loads(out)["status"] == "SUCCESS"
     assert not path.exists()
 

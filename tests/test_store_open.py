@@ -12,7 +12,7 @@ from pathlib import Path
 
 OPEN = """
 import sys, time
-from lamrunner.store import RunStore
+from lamrunner.store.sqlite import RunStore
 start = float(sys.argv[2])
 while time.time() < start:
     pass
@@ -26,8 +26,12 @@ def test_processes_opening_a_new_store_together_all_succeed(tmp_path: Path) -> N
     for round_ in range(3):
         path = tmp_path / f"round{round_}" / "runs.sqlite3"
         start = str(time.time() + 1.0)
-        procs = [subprocess.Popen([sys.executable, "-c", OPEN, str(path), start],
-                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]  # fmt: skip
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN, str(path), start], stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(6)
+        ]
         errors = [p.communicate(timeout=60)[1] for p in procs]
         assert [p.returncode for p in procs] == [0] * 6, errors
         assert path.exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lamrunner.errors import TemplateError
-from lamrunner.templates import render
+from lamrunner.definition.templates import render
 
 CONFIG = {
     "baseUrl": "http://api.test",
@@ -38,8 +38,15 @@ def test_template_spellings(template, value):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("port", 8080), ("ratio", 0.5), ("enabled", True), ("off", False), ("nothing", None),
-     ("api", CONFIG["api"]), ("tags", ["a", "b"])],
+    [
+        ("port", 8080),
+        ("ratio", 0.5),
+        ("enabled", True),
+        ("off", False),
+        ("nothing", None),
+        ("api", CONFIG["api"]),
+        ("tags", ["a", "b"]),
+    ],
 )
 def test_whole_string_template_keeps_the_value_type(key, value):
     result = render(f"<<config.{key}>>", CONFIG, "body")

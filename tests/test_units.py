@@ -40,8 +40,28 @@ def test_parse_duration_returns_float_for_int():
 
 @pytest.mark.parametrize(
     "value",
-    [-1, -0.5, "-1s", "-5", float("nan"), float("inf"), "nan", "inf", True, False, None,
-     "abc", "", "   ", "1x", "s", "1s2", "ms500", [1], {"s": 1}],
+    [
+        -1,
+        -0.5,
+        "-1s",
+        "-5",
+        float("nan"),
+        float("inf"),
+        "nan",
+        "inf",
+        True,
+        False,
+        None,
+        "abc",
+        "",
+        "   ",
+        "1x",
+        "s",
+        "1s2",
+        "ms500",
+        [1],
+        {"s": 1},
+    ],
 )
 def test_parse_duration_rejects_bad_values_naming_the_field(value):
     with pytest.raises(DefinitionError) as info:
@@ -150,8 +170,13 @@ def test_format_duration_round_trips_through_parse_duration(text):
 
 @pytest.mark.parametrize(
     ("size", "text"),
-    [(300, "300 B"), (0, "0 B"), (512_000, "512 KB"), (50_000_000, "50 MB"),
-     (1_500_000_000, "1.5 GB")],
+    [
+        (300, "300 B"),
+        (0, "0 B"),
+        (512_000, "512 KB"),
+        (50_000_000, "50 MB"),
+        (1_500_000_000, "1.5 GB"),
+    ],
 )
 def test_format_size(size, text):
     assert format_size(size) == text

@@ -5,15 +5,21 @@ from __future__ import annotations
 import pytest
 
 from lamrunner.errors import DefinitionError
-from lamrunner.validation import check_keys, closest, did_you_mean
+from lamrunner.definition.validation import check_keys, closest, did_you_mean
 
 KEYS = ("maxAttempts", "initialDelay", "maxDelay", "condition", "failWhen")
 
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("maxAttempt", "maxAttempts"), ("intialDelay", "initialDelay"), ("MAXATTEMPTS", "maxAttempts"),
-     ("failwhen", "failWhen"), ("conditon", "condition"), ("maxAttempts", "maxAttempts")],
+    [
+        ("maxAttempt", "maxAttempts"),
+        ("intialDelay", "initialDelay"),
+        ("MAXATTEMPTS", "maxAttempts"),
+        ("failwhen", "failWhen"),
+        ("conditon", "condition"),
+        ("maxAttempts", "maxAttempts"),
+    ],
 )
 def test_closest_finds_the_likely_typo(name, expected):
     assert closest(name, KEYS) == expected

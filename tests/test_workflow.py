@@ -8,7 +8,7 @@ import pytest
 from conftest import run_path
 
 from lamrunner.errors import DefinitionError
-from lamrunner.workflow import Limits, load_workflow
+from lamrunner.definition.workflow import Limits, load_workflow
 
 
 def write(tmp_path, doc) -> str:
@@ -50,12 +50,24 @@ def test_defaults_and_limits(tmp_path, wf):
     workflow = load_workflow(wf.workflow(["a.py"]), env={})
     assert workflow.limits == Limits()
     assert workflow.steps[0].name == "step_1" and workflow.steps[0].key == "step_1"
-    path = wf.workflow(["a.py"], limits={"handlerTimeout": "2s", "handlerMemory": "10MB",
-                                         "conditionTimeout": 0.5, "concurrency": 3,
-                                         "maxResponseBytes": 1024})
+    path = wf.workflow(
+        ["a.py"],
+        limits={
+            "handlerTimeout": "2s",
+            "handlerMemory": "10MB",
+            "conditionTimeout": 0.5,
+            "concurrency": 3,
+            "maxResponseBytes": 1024,
+        },
+    )
     limits = load_workflow(path, env={}).limits
-    assert (limits.handler_timeout, limits.handler_memory, limits.condition_timeout,
-            limits.concurrency, limits.max_response_bytes) == (2.0, 10_000_000, 0.5, 3, 1024)
+    assert (
+        limits.handler_timeout,
+        limits.handler_memory,
+        limits.condition_timeout,
+        limits.concurrency,
+        limits.max_response_bytes,
+    ) == (2.0, 10_000_000, 0.5, 3, 1024)
 
 
 def test_config_env_expansion(tmp_path, wf):
@@ -65,19 +77,37 @@ def test_config_env_expansion(tmp_path, wf):
     assert workflow.config == {"url": "http://x/v1", "key": "k1"}
 
 
-@pytest.mark.parametrize(("doc", "expected"), [
-    ({"steps": [{"handler": "a.py"}]}, "missing required key 'name'"),
-    ({"name": "x"}, "missing required key 'steps'"),
-    ({"name": "x", "steps": []}, "steps must be a non-empty list"),
-    ({"name": "x", "step": []}, "did you mean 'steps'"),
-    ({"name": "x", "steps": [{"handler": "a.py", "nmae": "s"}]}, "steps[0]: unknown key 'nmae' (did you mean 'name'?)"),
-    ({"name": "x", "steps": [{"handler": "nope.py"}]}, "steps[0].handler: handler file"),
-    ({"name": "x", "steps": [{"handler": "a.py"}], "limits": {"handlerTimeout": "5 secs"}}, "limits.handlerTimeout: '5 secs' is not a duration"),
-    ({"name": "x", "steps": [{"handler": "a.py"}], "limits": {"concurency": 2}}, "did you mean 'concurrency'"),
-    ({"name": "x", "steps": [{"handler": "a.py"}, {"handler": "a.py", "name": "step_1"}]}, "already called 'step_1'"),
-    ({"name": "x", "steps": [{"handler": "a.txt"}]}, "is not a handler"),
-    ({"name": "x", "config": {"k": "${MISSING}"}, "steps": [{"handler": "a.py"}]}, "MISSING is not set"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"steps": [{"handler": "a.py"}]}, "missing required key 'name'"),
+        ({"name": "x"}, "missing required key 'steps'"),
+        ({"name": "x", "steps": []}, "steps must be a non-empty list"),
+        ({"name": "x", "step": []}, "did you mean 'steps'"),
+        (
+            {"name": "x", "steps": [{"handler": "a.py", "nmae": "s"}]},
+            "steps[0]: unknown key 'nmae' (did you mean 'name'?)",
+        ),
+        ({"name": "x", "steps": [{"handler": "nope.py"}]}, "steps[0].handler: handler file"),
+        (
+            {"name": "x", "steps": [{"handler": "a.py"}], "limits": {"handlerTimeout": "5 secs"}},
+            "limits.handlerTimeout: '5 secs' is not a duration",
+        ),
+        (
+            {"name": "x", "steps": [{"handler": "a.py"}], "limits": {"concurency": 2}},
+            "did you mean 'concurrency'",
+        ),
+        (
+            {"name": "x", "steps": [{"handler": "a.py"}, {"handler": "a.py", "name": "step_1"}]},
+            "already called 'step_1'",
+        ),
+        ({"name": "x", "steps": [{"handler": "a.txt"}]}, "is not a handler"),
+        (
+            {"name": "x", "config": {"k": "${MISSING}"}, "steps": [{"handler": "a.py"}]},
+            "MISSING is not set",
+        ),
+    ],
+)
 def test_mistakes_name_the_file_and_field(tmp_path, doc, expected):
     (tmp_path / "a.py").write_text("def transform(data):\n    return 1\n")
     message = error_of(tmp_path, doc)

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from lamrunner.errors import DefinitionError
-from lamrunner.yamlfile import load_yaml, parse_yaml
+from lamrunner.definition.yamlfile import load_yaml, parse_yaml
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,12 @@ from ..common import Bench, log, median
 
 NAME = "conditions"
 CONDITION = "(ctx) => ctx.response.status === 'completed'"
-SIZES = [("200 B", 200, 3000), ("100 KB", 100_000, 300), ("1 MB", 1_000_000, 40),
-         ("10 MB", 10_000_000, 7)]  # fmt: skip
+SIZES = [
+    ("200 B", 200, 3000),
+    ("100 KB", 100_000, 300),
+    ("1 MB", 1_000_000, 40),
+    ("10 MB", 10_000_000, 7),
+]
 SMOKE_SIZES = [("200 B", 200, 100), ("100 KB", 100_000, 10), ("1 MB", 1_000_000, 3)]
 BIG_MEMORY = 1_000_000_000
 
@@ -34,8 +38,13 @@ def job_body(size: int) -> str:
     job: dict[str, Any] = {"id": "job-1", "status": "completed", "progress": 100, "results": []}
     length = len(json.dumps(job)) + len(', "note": ""')
     for i in range(size):
-        item = {"id": i, "name": f"item-{i:06d}", "score": round(i / 7, 3), "valid": True,
-                "tags": ["a", "b"]}  # fmt: skip
+        item = {
+            "id": i,
+            "name": f"item-{i:06d}",
+            "score": round(i / 7, 3),
+            "valid": True,
+            "tags": ["a", "b"],
+        }
         extra = len(json.dumps(item)) + (2 if i else 0)
         if length + extra > size:
             break
@@ -60,9 +69,9 @@ async def _timed(condition: Any, ctx: str, reps: int) -> list[float]:
 
 def _polled(body: str, reps: int) -> list[float]:
     """What a poll attempt does for this condition: parse the body once (Response.value) and,
-    the condition being in the fast-path subset, evaluate it in Python (lamrunner.calls)."""
-    from lamrunner.simplecond import compile_condition
-    from lamrunner.transport import Response
+    the condition being in the fast-path subset, evaluate it in Python (lamrunner.runner.calls)."""
+    from lamrunner.js.simplecond import compile_condition
+    from lamrunner.http.transport import Response
 
     fast = compile_condition(CONDITION)
     assert fast is not None
@@ -70,8 +79,9 @@ def _polled(body: str, reps: int) -> list[float]:
     for _ in range(reps):
         started = time.perf_counter()
         response = Response(200, {}, body, True, 0.0)
-        fast({"response": response.value, "status": 200, "headers": {}, "attempt": 1,
-              "elapsedMs": 0})  # fmt: skip
+        fast(
+            {"response": response.value, "status": 200, "headers": {}, "attempt": 1, "elapsedMs": 0}
+        )
         times.append(time.perf_counter() - started)
     return times
 
@@ -87,8 +97,8 @@ def _loads(body: str, reps: int) -> list[float]:
 
 async def _measure(smoke: bool) -> tuple[list[Row], dict[str, Any]]:
     from lamrunner.errors import ScriptError
-    from lamrunner.jsengine import JsEngine, JsLimits
-    from lamrunner.workflow import Limits
+    from lamrunner.js.runtime import JsEngine, JsLimits
+    from lamrunner.definition.workflow import Limits
 
     defaults = JsLimits(Limits().condition_timeout, Limits().condition_memory)
     js = JsEngine()
@@ -101,8 +111,10 @@ async def _measure(smoke: bool) -> tuple[list[Row], dict[str, Any]]:
             try:
                 held = await condition.evaluate(ctx)  # warm-up, and the check
             except ScriptError as exc:
-                note = (f"{label}: with the default conditionMemory ({defaults.memory:,} B) the "
-                        f"evaluation fails ({exc.message}); measured with {BIG_MEMORY:,} B")  # fmt: skip
+                note = (
+                    f"{label}: with the default conditionMemory ({defaults.memory:,} B) the "
+                    f"evaluation fails ({exc.message}); measured with {BIG_MEMORY:,} B"
+                )
                 used = await js.open_condition(CONDITION, JsLimits(defaults.timeout, BIG_MEMORY))
                 held = await used.evaluate(ctx)
             if held is not True:
@@ -115,14 +127,39 @@ async def _measure(smoke: bool) -> tuple[list[Row], dict[str, Any]]:
                 base = median(_loads(body, reps)) * 1e6
             finally:
                 gc.enable()
-            raw[label] = {"bytes": len(body), "reps": reps, "us": ours, "polled_us": polled,
-                          "json_loads_us": base, "note": note}  # fmt: skip
-            log(f"{NAME}: {label} ({len(body):,} B): as polled {polled:.0f} µs, QuickJS "
-                f"{ours:.0f} µs, json.loads {base:.0f} µs")
-            rows.append(Row(NAME, "condition as polled", f"µs per evaluation, {label}", polled,
-                            base, "<= 1.50x" if label == "1 MB" else ""))  # fmt: skip
-            rows.append(Row(NAME, "condition in QuickJS", f"µs per evaluation, {label}", ours,
-                            base, "", note))  # fmt: skip
+            raw[label] = {
+                "bytes": len(body),
+                "reps": reps,
+                "us": ours,
+                "polled_us": polled,
+                "json_loads_us": base,
+                "note": note,
+            }
+            log(
+                f"{NAME}: {label} ({len(body):,} B): as polled {polled:.0f} µs, QuickJS "
+                f"{ours:.0f} µs, json.loads {base:.0f} µs"
+            )
+            rows.append(
+                Row(
+                    NAME,
+                    "condition as polled",
+                    f"µs per evaluation, {label}",
+                    polled,
+                    base,
+                    "<= 1.50x" if label == "1 MB" else "",
+                )
+            )
+            rows.append(
+                Row(
+                    NAME,
+                    "condition in QuickJS",
+                    f"µs per evaluation, {label}",
+                    ours,
+                    base,
+                    "",
+                    note,
+                )
+            )
     finally:
         js.close()
     return rows, raw

@@ -39,14 +39,15 @@ HANDLER = """def transform(data):
 WORKFLOW = "name: bench-scale\nsteps:\n  - name: poll\n    handler: poll.py\n"
 
 
-async def lamrunner_(url: str, loops: int, interval: float, attempts: int,
-                     stagger: float) -> dict[str, Any]:  # fmt: skip
-    from lamrunner.clock import SystemClock
-    from lamrunner.config import build_config
-    from lamrunner.engine import Engine
-    from lamrunner.jsengine import JsEngine
-    from lamrunner.transport import AiohttpTransport
-    from lamrunner.workflow import load_workflow
+async def lamrunner_(
+    url: str, loops: int, interval: float, attempts: int, stagger: float
+) -> dict[str, Any]:
+    from lamrunner.runner.clock import SystemClock
+    from lamrunner.definition.config import build_config
+    from lamrunner.runner.engine import Engine
+    from lamrunner.js.runtime import JsEngine
+    from lamrunner.http.transport import AiohttpTransport
+    from lamrunner.definition.workflow import load_workflow
 
     class LatenessClock(SystemClock):
         def __init__(self) -> None:
@@ -69,8 +70,9 @@ async def lamrunner_(url: str, loops: int, interval: float, attempts: int,
     loop = asyncio.get_running_loop()
     try:
         async with AiohttpTransport() as transport:
-            engine = Engine(workflow, config, transport=transport, js=js, clock=clock,
-                            manage_gc=True)
+            engine = Engine(
+                workflow, config, transport=transport, js=js, clock=clock, manage_gc=True
+            )
 
             async def one(i: int) -> dict[str, Any]:
                 await asyncio.sleep(i * stagger / loops)
@@ -82,12 +84,17 @@ async def lamrunner_(url: str, loops: int, interval: float, attempts: int,
     finally:
         js.close()
     done = [r for r in records if r["status"] == "SUCCESS"]
-    return {"lateness": clock.lateness, "failed": loops - len(done), "seconds": seconds,
-            "requests": sum(r["gwo"]["step_1"]["http"]["attempts"] for r in done)}  # fmt: skip
+    return {
+        "lateness": clock.lateness,
+        "failed": loops - len(done),
+        "seconds": seconds,
+        "requests": sum(r["gwo"]["step_1"]["http"]["attempts"] for r in done),
+    }
 
 
-async def bare(url: str, loops: int, interval: float, attempts: int,
-               stagger: float) -> dict[str, Any]:  # fmt: skip
+async def bare(
+    url: str, loops: int, interval: float, attempts: int, stagger: float
+) -> dict[str, Any]:
     import aiohttp
 
     loop = asyncio.get_running_loop()
@@ -111,8 +118,9 @@ async def bare(url: str, loops: int, interval: float, attempts: int,
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
         started = loop.time()
-        outcomes = await asyncio.gather(*(one(i, session) for i in range(loops)),
-                                        return_exceptions=True)  # fmt: skip
+        outcomes = await asyncio.gather(
+            *(one(i, session) for i in range(loops)), return_exceptions=True
+        )
         seconds = loop.time() - started
     failed = sum(outcome is not True for outcome in outcomes)
     return {"lateness": lateness, "failed": failed, "seconds": seconds, "requests": count}
@@ -139,10 +147,17 @@ def child_main() -> None:
     pauses = _watch_gc()
     result = asyncio.run(contender(url, int(loops), float(interval), int(attempts), float(stagger)))
     late = sorted(result.pop("lateness"))
-    result["lateness_ms"] = {"p50": percentile(late, 0.5) * 1000, "p99": percentile(late, 0.99) * 1000,
-                             "max": late[-1] * 1000 if late else None, "n": len(late)}  # fmt: skip
-    result["gc_full_ms"] = {"count": len(pauses), "max": max(pauses, default=0) * 1000,
-                            "total": sum(pauses) * 1000}  # fmt: skip
+    result["lateness_ms"] = {
+        "p50": percentile(late, 0.5) * 1000,
+        "p99": percentile(late, 0.99) * 1000,
+        "max": late[-1] * 1000 if late else None,
+        "n": len(late),
+    }
+    result["gc_full_ms"] = {
+        "count": len(pauses),
+        "max": max(pauses, default=0) * 1000,
+        "total": sum(pauses) * 1000,
+    }
     print(json.dumps(result))
 
 
@@ -151,24 +166,44 @@ def run(bench: Bench) -> list[Row]:
     timeout = stagger + interval * (attempts - 1) + 120
     results: dict[str, dict[str, Any]] = {}
     for name in ("bare", "lamrunner"):
-        log(f"{NAME}: {name}, {loops} loops × {attempts} attempts every {interval} s "
-            f"(about {stagger + interval * (attempts - 1)} s)")  # fmt: skip
+        log(
+            f"{NAME}: {name}, {loops} loops × {attempts} attempts every {interval} s "
+            f"(about {stagger + interval * (attempts - 1)} s)"
+        )
         before = bench.server.stats()
-        cmd = [PYTHON, "-m", "bench.scenarios.scale", name, bench.server.url + "/poll",
-               str(loops), str(interval), str(attempts), str(stagger)]  # fmt: skip
+        cmd = [
+            PYTHON,
+            "-m",
+            "bench.scenarios.scale",
+            name,
+            bench.server.url + "/poll",
+            str(loops),
+            str(interval),
+            str(attempts),
+            str(stagger),
+        ]
         child = run_child(cmd, timeout=timeout, stderr=bench.tmp / f"scale-{name}.stderr")
         after = bench.server.stats()
         result = child.result()
         result.update(rss_mb=child.rss_mb, cpu=child.cpu, served=after[0] - before[0])
         result["rate"] = result["served"] / result["seconds"]
         if result["served"] != result["requests"]:
-            raise RuntimeError(f"{name}: the server saw {result['served']} requests, "
-                               f"the client counted {result['requests']}")  # fmt: skip
+            raise RuntimeError(
+                f"{name}: the server saw {result['served']} requests, "
+                f"the client counted {result['requests']}"
+            )
         results[name] = result
-        log(f"{NAME}: {name}: p99 {result['lateness_ms']['p99']:.1f} ms, "
-            f"{child.rss_mb:.0f} MB, {result['failed']} failed")  # fmt: skip
-    bench.raw[NAME] = {"loops": loops, "interval": interval, "attempts": attempts,
-                       "stagger": stagger, "results": results}  # fmt: skip
+        log(
+            f"{NAME}: {name}: p99 {result['lateness_ms']['p99']:.1f} ms, "
+            f"{child.rss_mb:.0f} MB, {result['failed']} failed"
+        )
+    bench.raw[NAME] = {
+        "loops": loops,
+        "interval": interval,
+        "attempts": attempts,
+        "stagger": stagger,
+        "results": results,
+    }
     ours, base = results["lamrunner"], results["bare"]
     who = f"lamrunner Engine ({loops})"
 

@@ -17,7 +17,7 @@ HANDLER = "def transform(data):\n    return {'hello': data['input']}\n"
 WORKFLOW = "name: bench-startup\nsteps:\n  - name: hello\n    handler: hello.py\n"
 COUNT = """import json, sys
 before = set(sys.modules)
-from lamrunner.cli import main
+from lamrunner.cli.main import main
 try:
     main(["--version"])
 except SystemExit:
@@ -55,9 +55,15 @@ def _commands(bench: Bench) -> dict[str, list[str]]:
         "python -c pass": [PYTHON, "-c", "pass"],
         "lamrunner --version": [*lamrunner, "--version"],
         "python -m lamrunner --version": [PYTHON, "-m", "lamrunner", "--version"],
-        "lamrunner run (1 Python step)": [*lamrunner, "run", str(folder / "workflow.yaml"),
-                                          "--no-store", "--input", '{"n": 1}'],
-    }  # fmt: skip
+        "lamrunner run (1 Python step)": [
+            *lamrunner,
+            "run",
+            str(folder / "workflow.yaml"),
+            "--no-store",
+            "--input",
+            '{"n": 1}',
+        ],
+    }
 
 
 def run(bench: Bench) -> list[Row]:
@@ -77,18 +83,39 @@ def run(bench: Bench) -> list[Row]:
     tops = {name.split(".")[0] for name in loaded}
     third_party = sorted(tops - sys.stdlib_module_names)
     heavy = sorted(tops & HEAVY_STDLIB)
-    bench.raw[NAME] = {"reps": reps, "ms": times, "commands": commands,
-                       "version_imports": loaded, "bare_python_modules": bare}  # fmt: skip
+    bench.raw[NAME] = {
+        "reps": reps,
+        "ms": times,
+        "commands": commands,
+        "version_imports": loaded,
+        "bare_python_modules": bare,
+    }
     log(f"{NAME}: " + ", ".join(f"{name} {value:.0f} ms" for name, value in ms.items()))
     base = ms["python -c pass"]
     return [
         Row(NAME, "python -c pass", "ms (median)", base),
         Row(NAME, "lamrunner --version", "ms (median)", ms["lamrunner --version"], base, "<= 250"),
-        Row(NAME, "python -m lamrunner", "ms (median), --version",
-            ms["python -m lamrunner --version"], base),
-        Row(NAME, "lamrunner run", "ms (median), 1 Python step",
-            ms["lamrunner run (1 Python step)"], base),
-        Row(NAME, "lamrunner --version", "modules in sys.modules", counted["total"], bare,
+        Row(
+            NAME,
+            "python -m lamrunner",
+            "ms (median), --version",
+            ms["python -m lamrunner --version"],
+            base,
+        ),
+        Row(
+            NAME,
+            "lamrunner run",
+            "ms (median), 1 Python step",
+            ms["lamrunner run (1 Python step)"],
+            base,
+        ),
+        Row(
+            NAME,
+            "lamrunner --version",
+            "modules in sys.modules",
+            counted["total"],
+            bare,
             note=f"--version imports {len(loaded)} modules beyond bare Python's {bare}; "
-                 f"third-party: {', '.join(third_party)}; among them {', '.join(heavy)}"),
-    ]  # fmt: skip
+            f"third-party: {', '.join(third_party)}; among them {', '.join(heavy)}",
+        ),
+    ]

@@ -51,8 +51,16 @@ def _workflow(bench: Bench, loops: int) -> Path:
 
 def _python(name: str, bench: Bench, loops: int, attempts: int, timeout: float) -> dict[str, Any]:
     extra = [str(_workflow(bench, loops))] if name in ("api", "run") else []
-    cmd = [PYTHON, "-m", "bench.scenarios.clients", name, bench.server.url + "/poll",
-           str(loops), str(attempts), *extra]  # fmt: skip
+    cmd = [
+        PYTHON,
+        "-m",
+        "bench.scenarios.clients",
+        name,
+        bench.server.url + "/poll",
+        str(loops),
+        str(attempts),
+        *extra,
+    ]
     child = run_child(cmd, timeout=timeout, stderr=bench.tmp / f"throughput-{name}.stderr")
     result = child.result()
     return {**result, "rss_mb": child.rss_mb, "cpu": child.cpu, "wall": child.wall}
@@ -60,8 +68,17 @@ def _python(name: str, bench: Bench, loops: int, attempts: int, timeout: float) 
 
 def _cli(bench: Bench, loops: int, attempts: int, timeout: float, run: int) -> dict[str, Any]:
     payload = json.dumps({"loops": loops, "attempts": attempts})
-    cmd = [PYTHON, "-m", "lamrunner", "run", str(_workflow(bench, loops)), "--input", payload,
-           "--store", str(bench.tmp / f"runs-{run}.sqlite3")]  # fmt: skip
+    cmd = [
+        PYTHON,
+        "-m",
+        "lamrunner",
+        "run",
+        str(_workflow(bench, loops)),
+        "--input",
+        payload,
+        "--store",
+        str(bench.tmp / f"runs-{run}.sqlite3"),
+    ]
     child = run_child(cmd, timeout=timeout, stderr=bench.tmp / "throughput-cli.stderr")
     if child.returncode != 0:
         child.result()  # raises, quoting the end of the run's log
@@ -70,9 +87,15 @@ def _cli(bench: Bench, loops: int, attempts: int, timeout: float, run: int) -> d
         raise RuntimeError(f"the lamrunner CLI run failed: {record['error']}")
     http = record["gwo"]["step_1"]["http"]
     polling = max(h["durationMs"] for h in http) / 1000
-    return {"requests": sum(h["attempts"] for h in http), "seconds": child.wall,
-            "polling_seconds": polling, "rss_mb": child.rss_mb, "cpu": child.cpu,
-            "wall": child.wall, "loop": "uvloop" if _has_uvloop() else "asyncio"}  # fmt: skip
+    return {
+        "requests": sum(h["attempts"] for h in http),
+        "seconds": child.wall,
+        "polling_seconds": polling,
+        "rss_mb": child.rss_mb,
+        "cpu": child.cpu,
+        "wall": child.wall,
+        "loop": "uvloop" if _has_uvloop() else "asyncio",
+    }
 
 
 def _has_uvloop() -> bool:
@@ -125,17 +148,26 @@ def run(bench: Bench) -> list[Row]:
             after = bench.server.stats()
             served = after[0] - before[0]
             if served != expected or result["requests"] != expected:
-                raise RuntimeError(f"{name}: {result['requests']} requests counted by the client, "
-                                   f"{served} by the server; expected {expected}")  # fmt: skip
+                raise RuntimeError(
+                    f"{name}: {result['requests']} requests counted by the client, "
+                    f"{served} by the server; expected {expected}"
+                )
             result["server_cpu"] = after[1] - before[1]
             result["rate"] = expected / result["seconds"]
             if "polling_seconds" in result:
                 result["polling_rate"] = expected / result["polling_seconds"]
             done.append(result)
-            log(f"{NAME}: {name} round {run_number + 1}: {result['rate']:.0f} requests/s, "
-                f"{result['rss_mb']:.0f} MB")  # fmt: skip
-    bench.raw[NAME] = {"loops": loops, "attempts": attempts, "rounds": rounds, "results": results,
-                       "skipped": skipped}  # fmt: skip
+            log(
+                f"{NAME}: {name} round {run_number + 1}: {result['rate']:.0f} requests/s, "
+                f"{result['rss_mb']:.0f} MB"
+            )
+    bench.raw[NAME] = {
+        "loops": loops,
+        "attempts": attempts,
+        "rounds": rounds,
+        "results": results,
+        "skipped": skipped,
+    }
     return _rows(results, skipped)
 
 
@@ -162,8 +194,13 @@ def _rows(results: dict[str, list[dict[str, Any]]], skipped: dict[str, str]) -> 
     row(API, "polling req/s", med(API, "polling_rate"), bare, ">= 0.90x")
     row(API, "whole-call req/s", api, bare)
     if RUN in results:
-        row(shown[RUN], f"polling req/s vs bare ({loop})", med(RUN, "polling_rate"), same_loop,
-            ">= 0.90x")  # fmt: skip
+        row(
+            shown[RUN],
+            f"polling req/s vs bare ({loop})",
+            med(RUN, "polling_rate"),
+            same_loop,
+            ">= 0.90x",
+        )
         row(shown[RUN], f"whole-call req/s vs bare ({loop})", med(RUN), same_loop)
     row(shown[CLI], f"polling req/s vs bare ({loop})", median(polling), same_loop)
     row(shown[CLI], f"command req/s vs bare ({loop})", med(CLI), same_loop)

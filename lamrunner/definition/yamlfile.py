@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import DefinitionError
+from lamrunner.errors import DefinitionError
 
 
 class _Loader(yaml.SafeLoader):
@@ -37,7 +37,9 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool) and key is not None:
             raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value, not a list or mapping",
+                None,
+                None,
+                "a mapping key must be a plain value, not a list or mapping",
                 key_node.start_mark,
             )
         if key in seen:
@@ -66,8 +68,9 @@ def parse_yaml(text: str, source: str) -> Any:
     except RecursionError:
         raise DefinitionError(f"{source}: nested too deeply") from None
     except (ValueError, TypeError, KeyError, IndexError) as exc:  # a tag PyYAML cannot build
-        raise DefinitionError(f"{source}: a value cannot be read ({type(exc).__name__}: "
-                              f"{exc}); check explicit !!tags") from None  # fmt: skip
+        raise DefinitionError(
+            f"{source}: a value cannot be read ({type(exc).__name__}: {exc}); check explicit !!tags"
+        ) from None
     check_json(data, source)
     return data
 

@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .config import lookup
-from .errors import TemplateError
+from lamrunner.definition.config import lookup
+from lamrunner.errors import TemplateError
 
 _TEMPLATE = re.compile(
     r"<<\s*([A-Za-z_]\w*)\.([\w-]+(?:\.[\w-]+)*)\s*>>"

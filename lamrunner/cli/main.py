@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import __version__
+from lamrunner import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -30,12 +30,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a workflow and print its run record")
     run.add_argument("workflow", help="the workflow YAML file")
-    run.add_argument("--input", metavar="JSON|@FILE|-",
-                     help="workflow input: JSON text, @file.json, or - for stdin")  # fmt: skip
-    run.add_argument("--config", action="append", default=[], metavar="FILE",
-                     help="a YAML/JSON config layer, deep-merged over the workflow's config:")  # fmt: skip
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="set one config value (dotted key; JSON values are typed)")  # fmt: skip
+    run.add_argument(
+        "--input",
+        metavar="JSON|@FILE|-",
+        help="workflow input: JSON text, @file.json, or - for stdin",
+    )
+    run.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML/JSON config layer, deep-merged over the workflow's config:",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set one config value (dotted key; JSON values are typed)",
+    )
     run.add_argument("--output", metavar="FILE", help="also write the run record to FILE")
     _store_options(run, allow_off=True)
     _log_options(run)
@@ -61,17 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _store_options(parser: argparse.ArgumentParser, allow_off: bool = False) -> None:
-    parser.add_argument("--store", metavar="PATH",
-                        help="the run store (default $LAMRUNNER_STORE, else "
-                             "~/.local/state/lamrunner/runs.sqlite3)")  # fmt: skip
+    parser.add_argument(
+        "--store",
+        metavar="PATH",
+        help="the run store (default $LAMRUNNER_STORE, else ~/.local/state/lamrunner/runs.sqlite3)",
+    )
     if allow_off:
-        parser.add_argument("--no-store", action="store_true",
-                            help="do not checkpoint this run (it cannot be resumed)")  # fmt: skip
+        parser.add_argument(
+            "--no-store",
+            action="store_true",
+            help="do not checkpoint this run (it cannot be resumed)",
+        )
 
 
 def _log_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
-                        help="logs on stderr: readable in a terminal, JSON lines otherwise")  # fmt: skip
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "console", "json"),
+        default="auto",
+        help="logs on stderr: readable in a terminal, JSON lines otherwise",
+    )
     loudness = parser.add_mutually_exclusive_group()  # -q -v together: which one was meant?
     loudness.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     loudness.add_argument("-v", "--verbose", action="store_true", help="debug logs (every request)")
@@ -84,7 +106,7 @@ class _Parser(argparse.ArgumentParser):
     commands: Any = None  # the sub-command action, to find the options of the one given
 
     def error(self, message: str) -> NoReturn:
-        from .errors import DefinitionError
+        from lamrunner.errors import DefinitionError
 
         raise DefinitionError(f"{self.prog}: {message} (see {self.prog} --help)")
 
@@ -98,7 +120,7 @@ class _Parser(argparse.ArgumentParser):
         return parsed
 
     def unknown(self, extras: list[str]) -> NoReturn:
-        from .validation import did_you_mean
+        from lamrunner.definition.validation import did_you_mean
 
         option = next((e.split("=", 1)[0] for e in extras if e.startswith("-")), None)
         if option is None:
@@ -107,13 +129,16 @@ class _Parser(argparse.ArgumentParser):
         self.error(f"unknown option {option!r}{did_you_mean(option, known)}")
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
-        from .validation import did_you_mean
+        from lamrunner.definition.validation import did_you_mean
 
         if action.choices is not None and value not in action.choices:
             choices = [str(c) for c in action.choices]
-            raise argparse.ArgumentError(action, f"invalid choice {value!r}"
-                                         f"{did_you_mean(str(value), choices)}; "
-                                         f"choose from {', '.join(choices)}")  # fmt: skip
+            raise argparse.ArgumentError(
+                action,
+                f"invalid choice {value!r}"
+                f"{did_you_mean(str(value), choices)}; "
+                f"choose from {', '.join(choices)}",
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,29 +150,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C outside a run's event loop (which handles its own)
-        return _last_word(EXIT_INTERRUPTED, "Interrupted", "stopped by a signal; nothing ran "
-                          "to completion", None)  # fmt: skip
+        return _last_word(
+            EXIT_INTERRUPTED, "Interrupted", "stopped by a signal; nothing ran to completion", None
+        )
     except Exception as exc:
         import traceback
 
-        from .errors import InternalError
+        from lamrunner.errors import InternalError
 
         command = next((a for a in argv if a in ("run", "validate", "resume", "runs")), "run")
-        return _last_word(EXIT_FAILED, "InternalError", InternalError.of(exc, command).message,
-                          traceback.format_exc())  # fmt: skip
+        return _last_word(
+            EXIT_FAILED,
+            "InternalError",
+            InternalError.of(exc, command).message,
+            traceback.format_exc(),
+        )
 
 
 def _last_word(code: int, kind: str, message: str, trace: str | None) -> int:
     """The record when everything else failed: runId null, the error, logged; once only."""
-    from .runstate import failed_record
+    from lamrunner.runner.state import failed_record
 
     log = _log()
     log.error("internal.error" if trace else "run.interrupted", error=message)
     if trace:
         log.debug("internal.traceback", exception=trace)  # -v only; masked by the log chain
     if not _EMITTED:
-        _emit(failed_record(None, {"type": kind, "message": message, "step": None}),
-              sys.stdout, None)  # fmt: skip
+        _emit(
+            failed_record(None, {"type": kind, "message": message, "step": None}), sys.stdout, None
+        )
     return code
 
 
@@ -155,21 +186,23 @@ _EMITTED = False  # main's one record went out: a failure after it must not prin
 
 
 def _main(argv: list[str]) -> int:
-    from .errors import DefinitionError
+    from lamrunner.errors import DefinitionError
 
     parser = build_parser()
     try:
         if not argv:  # bare `lamrunner`: the usage for people, the one record for scripts
             parser.print_help(sys.stderr)
-            raise DefinitionError("lamrunner: no command given; choose one of run, validate, "
-                                  "resume, runs (see lamrunner --help)")  # fmt: skip
+            raise DefinitionError(
+                "lamrunner: no command given; choose one of run, validate, "
+                "resume, runs (see lamrunner --help)"
+            )
         args = parser.parse_args(argv)  # --version and --help exit here, cheaply
     except DefinitionError as exc:
-        from .logs import configure
+        from lamrunner.logs.chain import configure
 
         configure("auto", 0)
         return _refuse(exc, None)
-    from .logs import configure, stdout_to_log
+    from lamrunner.logs.chain import configure, stdout_to_log
 
     configure(args.log_format, -1 if args.quiet else (1 if args.verbose else 0))
     command = {"run": _run, "validate": _validate, "resume": _resume, "runs": _runs}
@@ -181,7 +214,7 @@ def _main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace, stdout: TextIO) -> int:
-    from . import launch
+    from lamrunner.cli import launch
 
     _check_output(args.output)
     input_data = parse_input(args.input)
@@ -192,7 +225,7 @@ def _run(args: argparse.Namespace, stdout: TextIO) -> int:
 
 
 def _resume(args: argparse.Namespace, stdout: TextIO) -> int:
-    from . import launch
+    from lamrunner.cli import launch
 
     _check_output(args.output)
     return _finish(launch.resume(args.run_id, _store(args)), stdout, args.output)
@@ -204,7 +237,7 @@ def _finish(record: dict[str, Any], stdout: TextIO, output: str | None) -> int:
 
 
 def _runs(args: argparse.Namespace, stdout: TextIO) -> int:
-    from .errors import DefinitionError
+    from lamrunner.errors import DefinitionError
 
     store = _store(args)
     if args.show:
@@ -221,22 +254,26 @@ def _runs(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.json:
         _emit(summaries, stdout, None)  # type: ignore[arg-type]
         return EXIT_OK
-    stdout.write(f"{'RUN ID':<24} {'WORKFLOW':<24} {'STATUS':<12} {'STARTED (UTC)':<21} STEPS DONE\n")
+    stdout.write(
+        f"{'RUN ID':<24} {'WORKFLOW':<24} {'STATUS':<12} {'STARTED (UTC)':<21} STEPS DONE\n"
+    )
     for s in summaries:
-        stdout.write(f"{s['runId']:<24} {s['workflow'][:24]:<24} {s['status']:<12} "
-                     f"{s['createdAt']:<21} {s['stepsDone']}\n")  # fmt: skip
+        stdout.write(
+            f"{s['runId']:<24} {s['workflow'][:24]:<24} {s['status']:<12} "
+            f"{s['createdAt']:<21} {s['stepsDone']}\n"
+        )
     return EXIT_OK
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from .store import RunStore, default_path
+    from lamrunner.store.sqlite import RunStore, default_path
 
     return RunStore(args.store or default_path())
 
 
 def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
-    from .errors import DefinitionError
-    from .workflow import load_workflow
+    from lamrunner.errors import DefinitionError
+    from lamrunner.definition.workflow import load_workflow
 
     try:
         workflow = load_workflow(args.workflow)
@@ -251,15 +288,23 @@ def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
     _log().info("workflow.valid", workflow=workflow.name, steps=len(steps))
     for note in workflow.warnings:  # what can be seen without running: the file's durations
         _log().warning("duration.suspicious", note=note)
-    _emit({"valid": True, "workflow": workflow.name, "steps": steps,
-           "warnings": list(workflow.warnings)}, stdout, None)  # fmt: skip
+    _emit(
+        {
+            "valid": True,
+            "workflow": workflow.name,
+            "steps": steps,
+            "warnings": list(workflow.warnings),
+        },
+        stdout,
+        None,
+    )
     return EXIT_OK
 
 
 def parse_input(raw: str | None) -> Any:
     """--input: JSON text, @file.json, or - (stdin). No input is an empty object."""
-    from .errors import DefinitionError
-    from .yamlfile import parse_json
+    from lamrunner.errors import DefinitionError
+    from lamrunner.definition.yamlfile import parse_json
 
     if raw is None:
         return {}
@@ -280,7 +325,7 @@ def parse_input(raw: str | None) -> Any:
 def _check_output(output: str | None) -> None:
     """Make --output's folder now, as --store does, so a run never ends with nowhere to write;
     refuse one that cannot be made before running anything."""
-    from .errors import DefinitionError
+    from lamrunner.errors import DefinitionError
 
     if not output:
         return
@@ -292,7 +337,7 @@ def _check_output(output: str | None) -> None:
 
 
 def _refuse(exc: Any, stdout: TextIO | None, output: str | None = None) -> int:
-    from .runstate import failed_record
+    from lamrunner.runner.state import failed_record
 
     _log().error("run.refused", error=exc.message)
     _emit(failed_record(None, _error(exc)), stdout or sys.stdout, output)
@@ -300,7 +345,7 @@ def _refuse(exc: Any, stdout: TextIO | None, output: str | None = None) -> int:
 
 
 def _error(exc: Any) -> dict[str, Any]:
-    from .masking import SECRETS
+    from lamrunner.logs.masking import SECRETS
 
     return SECRETS.mask_data(exc.to_dict())  # type: ignore[no-any-return]
 
@@ -326,6 +371,6 @@ def _emit(document: dict[str, Any], stdout: TextIO, output: str | None) -> int:
 
 
 def _log() -> Any:
-    from .logs import get_logger
+    from lamrunner.logs.chain import get_logger
 
     return get_logger()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DefinitionError, HandlerError, ScriptError
+from lamrunner.errors import DefinitionError, HandlerError, ScriptError
 
 _NOT_USER_CODE = tuple(
     {str(Path(__file__).parent), sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]}
@@ -63,7 +63,7 @@ def load_handler(spec: str, base_dir: Path, where: str) -> Handler:
 
 
 def _load_js(path: Path, spec: str, where: str) -> Handler:
-    from . import jsengine
+    from lamrunner.js import runtime as jsengine
 
     source = _read(path, where)
     try:
@@ -87,7 +87,9 @@ def _load_python_file(path: Path, func_name: str, spec: str, where: str) -> Hand
         try:
             loader_spec.loader.exec_module(module)
         except Exception as exc:  # noqa: BLE001 - any error in user code at import time
-            raise DefinitionError(f"{where}: {path} failed to import: {_where_raised(exc)}") from None
+            raise DefinitionError(
+                f"{where}: {path} failed to import: {_where_raised(exc)}"
+            ) from None
         sys.modules[module_name] = module
     return _python_handler(module, func_name, spec, str(path), where)
 
@@ -103,7 +105,9 @@ def _load_python_module(
     except ModuleNotFoundError as exc:
         raise DefinitionError(f"{where}: cannot import module {module_path!r} ({exc})") from None
     except Exception as exc:  # noqa: BLE001
-        raise DefinitionError(f"{where}: {module_path} failed to import: {_where_raised(exc)}") from None
+        raise DefinitionError(
+            f"{where}: {module_path} failed to import: {_where_raised(exc)}"
+        ) from None
     return _python_handler(module, func_name, spec, spec, where)
 
 
@@ -171,7 +175,7 @@ async def _call_python(handler: Handler, data: Any, timeout: float | None) -> An
 
 
 async def _invoke(handler: Handler, data: Any) -> Any:
-    from .logs import handler_output
+    from lamrunner.logs.chain import handler_output
 
     assert handler.func is not None
     if not handler.is_async:
@@ -182,8 +186,10 @@ async def _invoke(handler: Handler, data: Any) -> Any:
 
 def _timed_out(handler: Handler, timeout: float | None) -> str:
     name = getattr(handler.func, "__name__", "the handler")
-    message = (f"{handler.location}: {name}() ran longer than its {timeout:g}s time limit "
-               "(limits.handlerTimeout, wall-clock time for a Python handler)")  # fmt: skip
+    message = (
+        f"{handler.location}: {name}() ran longer than its {timeout:g}s time limit "
+        "(limits.handlerTimeout, wall-clock time for a Python handler)"
+    )
     if handler.is_async:
         return message + "; it was cancelled"
     return message + "; it runs on in a background thread and its result is discarded"
@@ -254,8 +260,13 @@ class _HandlerThreads:
 
 
 class _Job:
-    def __init__(self, func: Callable[[Any], Any], data: Any, ctx: contextvars.Context,
-                 loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
+    def __init__(
+        self,
+        func: Callable[[Any], Any],
+        data: Any,
+        ctx: contextvars.Context,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.func, self.data, self.ctx, self.loop = func, data, ctx, loop
         self.future: asyncio.Future[Any] = loop.create_future()
         self.state = "queued"  # running, done; abandoned (running, nobody waits); dropped
@@ -273,7 +284,7 @@ class _Job:
             pass
 
     def _call(self) -> Any:
-        from .logs import handler_output
+        from lamrunner.logs.chain import handler_output
 
         with handler_output():
             return self.func(self.data)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import DefinitionError
+from lamrunner.errors import DefinitionError
 
 
 def closest(name: str, known: Iterable[str]) -> str | None:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .clock import Clock
-from .directives import RequestSpec
-from .errors import (
+from lamrunner.runner.clock import Clock
+from lamrunner.definition.directives import RequestSpec
+from lamrunner.errors import (
     ConditionError,
     HttpStatusError,
     LamrunnerError,
@@ -24,9 +24,9 @@ from .errors import (
     ScriptError,
     TransportError,
 )
-from .history import attempt_row, failure_excerpt
-from .policies import PollPolicy, RetryPolicy, retry_after_seconds
-from .polling import (
+from lamrunner.runner.history import attempt_row, failure_excerpt
+from lamrunner.definition.policies import PollPolicy, RetryPolicy, retry_after_seconds
+from lamrunner.decide.polling import (
     Decision,
     Fail,
     Observation,
@@ -36,10 +36,10 @@ from .polling import (
     decide_retry,
     deadline_error,
 )
-from .rendering import RenderedRequest
-from .simplecond import Unsupported, compile_condition
-from .transport import Response, Transport, excerpt
-from .units import format_duration
+from lamrunner.runner.rendering import RenderedRequest
+from lamrunner.js.simplecond import Unsupported, compile_condition
+from lamrunner.http.transport import Response, Transport, excerpt
+from lamrunner.units import format_duration
 
 
 class Condition(Protocol):
@@ -128,7 +128,9 @@ class Caller:
         last_info = float("-inf")
         debug = self.log.is_enabled_for(logging.DEBUG)
         condition = await self._open(policy.condition, "condition", spec)
-        fail_when = await self._open(policy.fail_when, "failWhen", spec) if policy.fail_when else None
+        fail_when = (
+            await self._open(policy.fail_when, "failWhen", spec) if policy.fail_when else None
+        )
         last: Response | None = None  # the last response received, for a failure's history row
         try:
             while True:
@@ -148,8 +150,11 @@ class Caller:
                     policy, state, response, error, (condition, fail_when), spec, last
                 )
                 if on_history is not None:
-                    on_history(attempt_row(state, now, self.clock.now(), response, problem,
-                                           error, decision, last))  # fmt: skip
+                    on_history(
+                        attempt_row(
+                            state, now, self.clock.now(), response, problem, error, decision, last
+                        )
+                    )
                 if isinstance(decision, Succeed):
                     assert response is not None
                     return _result(response, state.requests, self.clock.now() - state.started_at)
@@ -162,10 +167,13 @@ class Caller:
                 if loud or debug:
                     last_info = now if loud else last_info
                     (self.log.info if loud else self.log.debug)(
-                        "poll.attempt", where=spec.where, attempt=state.attempt,
-                        of=policy.max_attempts, status=state.last_status,
+                        "poll.attempt",
+                        where=spec.where,
+                        attempt=state.attempt,
+                        of=policy.max_attempts,
+                        status=state.last_status,
                         next_in=format_duration(decision.delay),
-                    )  # fmt: skip
+                    )
                 if on_attempt is not None:
                     on_attempt(state)
         finally:
@@ -240,11 +248,15 @@ class Caller:
         name = check.name
         if check.fast is not None:
             try:
-                return check.fast({
-                    "response": response.value, "status": response.status,
-                    "headers": response.headers, "attempt": state.attempt,
-                    "elapsedMs": _elapsed_ms(state, now),
-                })  # fmt: skip
+                return check.fast(
+                    {
+                        "response": response.value,
+                        "status": response.status,
+                        "headers": response.headers,
+                        "attempt": state.attempt,
+                        "elapsedMs": _elapsed_ms(state, now),
+                    }
+                )
             except Unsupported:
                 pass
         try:
@@ -288,16 +300,24 @@ class Caller:
             status = response.status if response is not None else None
             hint = response.headers.get("retry-after") if response is not None else None
             delay = decide_retry(
-                retry, tries, status, error, retry_after_seconds(hint, self.clock.now()),
+                retry,
+                tries,
+                status,
+                error,
+                retry_after_seconds(hint, self.clock.now()),
                 self.rand(),
-            )  # fmt: skip
+            )
             if delay is None or (deadline is not None and self.clock.now() + delay > deadline):
                 return response, error, tries
             self.log.info(
-                "retry.wait", where=request.where, attempt=tries, of=retry.max_attempts,
-                status=status, error=error.message if error else None,
+                "retry.wait",
+                where=request.where,
+                attempt=tries,
+                of=retry.max_attempts,
+                status=status,
+                error=error.message if error else None,
                 next_in=format_duration(delay),
-            )  # fmt: skip
+            )
             await self.clock.sleep(delay)
 
     async def _send_once(
@@ -308,12 +328,22 @@ class Caller:
             if validate:
                 response.value  # noqa: B018 - invalid JSON is a transport failure of this attempt
         except TransportError as exc:
-            self.log.debug("http.error", where=request.where, method=request.method,
-                           url=request.url, error=exc.message)  # fmt: skip
+            self.log.debug(
+                "http.error",
+                where=request.where,
+                method=request.method,
+                url=request.url,
+                error=exc.message,
+            )
             return None, exc
-        self.log.debug("http.response", where=request.where, method=request.method,
-                       url=request.url, status=response.status,
-                       ms=round(response.elapsed * 1000))  # fmt: skip
+        self.log.debug(
+            "http.response",
+            where=request.where,
+            method=request.method,
+            url=request.url,
+            status=response.status,
+            ms=round(response.elapsed * 1000),
+        )
         return response, None
 
 
@@ -334,13 +364,18 @@ def _ctx_json(response: Response, state: PollState, now: float) -> str:
     """The condition's `ctx` as JSON text, reusing the body text instead of re-encoding it."""
     elapsed_ms = _elapsed_ms(state, now)
     return (
-        '{"response":' + response.json_text
-        + ',"status":' + str(response.status)
-        + ',"headers":' + json.dumps(response.headers)
-        + ',"attempt":' + str(state.attempt)
-        + ',"elapsedMs":' + str(elapsed_ms)
+        '{"response":'
+        + response.json_text
+        + ',"status":'
+        + str(response.status)
+        + ',"headers":'
+        + json.dumps(response.headers)
+        + ',"attempt":'
+        + str(state.attempt)
+        + ',"elapsedMs":'
+        + str(elapsed_ms)
         + "}"
-    )  # fmt: skip
+    )
 
 
 _QUIET_SECONDS = 5.0

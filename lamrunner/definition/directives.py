@@ -17,11 +17,17 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DefinitionError
-from .policies import PollPolicy, RetryPolicy, parse_loop_until, parse_retry
-from .templates import has_template, render
-from .units import noting_durations, parse_duration
-from .validation import check_keys, did_you_mean, expect_bool, expect_mapping, expect_str
+from lamrunner.errors import DefinitionError
+from lamrunner.definition.policies import PollPolicy, RetryPolicy, parse_loop_until, parse_retry
+from lamrunner.definition.templates import has_template, render
+from lamrunner.units import noting_durations, parse_duration
+from lamrunner.definition.validation import (
+    check_keys,
+    did_you_mean,
+    expect_bool,
+    expect_mapping,
+    expect_str,
+)
 
 HTTP_REQUEST = "lam.httpRequest"
 HTTP_REQUESTS = "lam.httpRequests"
@@ -30,9 +36,17 @@ RESPONSE = "lam.response"
 KNOWN_KEYS = (HTTP_REQUEST, HTTP_REQUESTS, EXIT, RESPONSE)
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 REQUEST_KEYS = (
-    "method", "url", "pathParams", "queryParams", "headers", "body",
-    "timeout", "failOnHttpError", "retry", "loopUntil",
-)  # fmt: skip
+    "method",
+    "url",
+    "pathParams",
+    "queryParams",
+    "headers",
+    "body",
+    "timeout",
+    "failOnHttpError",
+    "retry",
+    "loopUntil",
+)
 SETTINGS_KEYS = ("method", "timeout", "failOnHttpError", "retry", "loopUntil")
 DEFAULT_TIMEOUT = 30.0
 _NO_BODY = object()
@@ -86,7 +100,8 @@ ConditionCheck = Callable[[str, str], None]
 
 
 def parse_directive(
-    value: Any, check_condition: ConditionCheck | None = None,
+    value: Any,
+    check_condition: ConditionCheck | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> Directive:
     """Classify a handler's return value. `check_condition(source, where)` compiles JS.
@@ -119,7 +134,9 @@ def parse_directive(
 
 
 def _parse_http(
-    key: str, items: Any, check_condition: ConditionCheck | None,
+    key: str,
+    items: Any,
+    check_condition: ConditionCheck | None,
     config: Mapping[str, Any] | None,
 ) -> HttpDirective:
     """Every request object of the step, and the duration warnings their parsing noted."""
@@ -144,7 +161,9 @@ def _once_per_field(notes: list[str]) -> tuple[str, ...]:
 
 
 def parse_request(
-    data: Any, where: str, check_condition: ConditionCheck | None,
+    data: Any,
+    where: str,
+    check_condition: ConditionCheck | None,
     config: Mapping[str, Any] | None = None,
 ) -> RequestSpec:
     """Validate one request object, its settings rendered with `config` first when given."""
@@ -152,8 +171,9 @@ def parse_request(
     check_keys(data, REQUEST_KEYS, where, required=("method", "url"))
     if config is None:
         return _build_request(data, where, check_condition)
-    rendered = {k: render(v, config, f"{where}.{k}") if k in SETTINGS_KEYS else v
-                for k, v in data.items()}  # fmt: skip
+    rendered = {
+        k: render(v, config, f"{where}.{k}") if k in SETTINGS_KEYS else v for k, v in data.items()
+    }
     try:
         return _build_request(rendered, where, check_condition)
     except DefinitionError as exc:
@@ -169,7 +189,9 @@ def _build_request(
             f"{where}.method: {data['method']!r} is not one of {', '.join(METHODS)}"
             f"{did_you_mean(method, METHODS)}"
         )
-    loop = parse_loop_until(data["loopUntil"], f"{where}.loopUntil") if "loopUntil" in data else None
+    loop = (
+        parse_loop_until(data["loopUntil"], f"{where}.loopUntil") if "loopUntil" in data else None
+    )
     if loop is not None and check_condition is not None:
         check_condition(loop.condition, f"{where}.loopUntil.condition")
         if loop.fail_when is not None:
@@ -232,8 +254,12 @@ def _parse_exit(value: Mapping[str, Any]) -> Directive:
 
 def _parse_response(value: Any) -> Mapping[str, Any]:
     value = expect_mapping(value, RESPONSE)
-    check_keys(value, ("statusCode", "message", "data", "error"), RESPONSE,
-               required=("statusCode", "message"))  # fmt: skip
+    check_keys(
+        value,
+        ("statusCode", "message", "data", "error"),
+        RESPONSE,
+        required=("statusCode", "message"),
+    )
     code = value["statusCode"]
     if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
         raise DefinitionError(f"{RESPONSE}.statusCode: expected an HTTP status code, got {code!r}")

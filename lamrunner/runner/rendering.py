@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from .directives import RequestSpec
-from .errors import DefinitionError, TemplateError
-from .templates import render, to_text
-from .validation import did_you_mean
+from lamrunner.definition.directives import RequestSpec
+from lamrunner.errors import DefinitionError, TemplateError
+from lamrunner.definition.templates import render, to_text
+from lamrunner.definition.validation import did_you_mean
 
 _PATH_PARAM = re.compile(r"\{\{\s*([A-Za-z_][\w-]*)\s*\}\}|\{([A-Za-z_][\w-]*)\}")
 FORM = "application/x-www-form-urlencoded"
@@ -127,7 +127,6 @@ def _encode_body(body: Any, headers: list[tuple[str, str]]) -> tuple[bytes | Non
         return body.encode("utf-8"), "text/plain; charset=utf-8"
     if FORM in content_type.lower() and isinstance(body, Mapping):
         return urlencode(
-            [(k, to_text(x)) for k, v in body.items()
-             for x in (v if isinstance(v, list) else [v])]  # fmt: skip
+            [(k, to_text(x)) for k, v in body.items() for x in (v if isinstance(v, list) else [v])]
         ).encode("ascii"), FORM
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), "application/json"

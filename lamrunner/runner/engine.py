@@ -17,25 +17,26 @@ from typing import Any, Protocol
 
 import structlog
 
-from . import gcpolicy
-from .calls import Caller
-from .clock import Clock, SystemClock
-from .directives import (
+from lamrunner.cli import gcpolicy
+from lamrunner.runner.calls import Caller
+from lamrunner.runner.clock import Clock, SystemClock
+from lamrunner.definition.directives import (
     ExitDirective,
     HttpDirective,
     PlainData,
     ResponseDirective,
     parse_directive,
 )
-from .errors import ConditionError, LamrunnerError, ScriptError
-from .handlers import call_handler
-from .logs import PollProgress, get_logger, live_line
-from .masking import SECRETS
-from .polling import PollState
-from .rendering import RenderedRequest, render_request
-from .runstate import FAILED, SUCCESS, RunState
-from .transport import AiohttpTransport, Transport
-from .workflow import Step, Workflow
+from lamrunner.errors import ConditionError, LamrunnerError, ScriptError
+from lamrunner.definition.handlers import call_handler
+from lamrunner.logs.chain import PollProgress, get_logger, live_line
+from lamrunner.logs.masking import SECRETS
+from lamrunner.decide.polling import PollState
+from lamrunner.runner.rendering import RenderedRequest, render_request
+from lamrunner.runner.state import FAILED, SUCCESS, RunState
+from lamrunner.http.transport import AiohttpTransport, Transport
+from lamrunner.definition.workflow import Step, Workflow
+
 
 class Checkpointer(Protocol):
     """Where progress goes (the run store, a cloud function's state, a test's list)."""
@@ -77,14 +78,17 @@ class Engine:
 
     async def resume(self, state: RunState) -> dict[str, Any]:
         """Continue a (saved) run from its next step or its in-flight poll."""
-        with structlog.contextvars.bound_contextvars(run_id=state.run_id,
-                                                     workflow=self.workflow.name):  # fmt: skip
+        with structlog.contextvars.bound_contextvars(
+            run_id=state.run_id, workflow=self.workflow.name
+        ):
             return await self._resume(state)  # every line of the run, handlers' too, has them
 
     async def _resume(self, state: RunState) -> dict[str, Any]:
         log = get_logger(run_id=state.run_id, workflow=self.workflow.name)
-        log.info("run.start" if state.next_step == 0 and not state.pending else "run.resume",
-                 steps=len(self.workflow.steps))  # fmt: skip
+        log.info(
+            "run.start" if state.next_step == 0 and not state.pending else "run.resume",
+            steps=len(self.workflow.steps),
+        )
         _warn(log, self.workflow.warnings)
         async with AsyncExitStack() as stack:
             if self._manage_gc:
@@ -108,7 +112,7 @@ class Engine:
                 allow_link_local=self.workflow.network.allow_link_local,
             )
             await stack.enter_async_context(transport)  # type: ignore[arg-type]
-        from .jsengine import JsEngine, JsLimits
+        from lamrunner.js.runtime import JsEngine, JsLimits
 
         js = self._js
         if js is None:
@@ -165,7 +169,7 @@ class Engine:
         limits = self.workflow.limits
         js_limits = None
         if step.handler.language == "javascript":
-            from .jsengine import JsLimits
+            from lamrunner.js.runtime import JsLimits
 
             js_limits = JsLimits(limits.handler_timeout, limits.handler_memory)
 
@@ -173,7 +177,11 @@ class Engine:
             log.log(_LEVELS.get(level, 20), "handler.console", step=step.name, text=text)
 
         return await call_handler(
-            step.handler, json.dumps(state.gwo), js=js, js_limits=js_limits, console=console,
+            step.handler,
+            json.dumps(state.gwo),
+            js=js,
+            js_limits=js_limits,
+            console=console,
             timeout=limits.handler_timeout,
         )
 
@@ -195,10 +203,12 @@ class Engine:
             self._save(state)
         gate = asyncio.Semaphore(self.workflow.limits.concurrency)
         outcomes = await asyncio.gather(
-            *(self._element(i, step, state, directive, request, caller, progress, gate)
-              for i, request in enumerate(rendered)),
+            *(
+                self._element(i, step, state, directive, request, caller, progress, gate)
+                for i, request in enumerate(rendered)
+            ),
             return_exceptions=True,
-        )  # fmt: skip
+        )
         for outcome in outcomes:
             if isinstance(outcome, BaseException) and not isinstance(outcome, LamrunnerError):
                 raise outcome
@@ -230,13 +240,21 @@ class Engine:
                 self._save_element(state, i, elements[i])
                 if progress is not None and spec.loop is not None:
                     due = max(0.0, poll_state.next_due - self.clock.now())
-                    progress.update(key, step.name, poll_state.attempt, spec.loop.max_attempts,
-                                    poll_state.last_status,
-                                    asyncio.get_running_loop().time() + due)  # fmt: skip
+                    progress.update(
+                        key,
+                        step.name,
+                        poll_state.attempt,
+                        spec.loop.max_attempts,
+                        poll_state.last_status,
+                        asyncio.get_running_loop().time() + due,
+                    )
 
             try:
                 result = await caller.perform(
-                    request, spec, PollState.from_dict(poll) if poll else None, on_attempt,
+                    request,
+                    spec,
+                    PollState.from_dict(poll) if poll else None,
+                    on_attempt,
                     self._history_hook(state, step, i),
                 )
             finally:
@@ -254,8 +272,9 @@ class Engine:
         """Record the step's entry, or fail with the first error while keeping the rest."""
         errors = [o for o in outcomes if isinstance(o, LamrunnerError)]
         if not errors:
-            self._complete(state, step, outcomes if directive.batch else outcomes[0],
-                           batch=directive.batch)  # fmt: skip
+            self._complete(
+                state, step, outcomes if directive.batch else outcomes[0], batch=directive.batch
+            )
             return
         state.pending = None
         first = errors[0]
@@ -265,9 +284,7 @@ class Engine:
             first.args = (first.message,)
         raise first
 
-    def _complete(
-        self, state: RunState, step: Step, entry: Any, *, batch: bool = False
-    ) -> None:
+    def _complete(self, state: RunState, step: Step, entry: Any, *, batch: bool = False) -> None:
         state.gwo[step.key] = _batch_entry(entry) if batch else entry
         state.pending = None
         state.next_step = step.index
@@ -308,7 +325,7 @@ def _warn(log: Any, notes: tuple[str, ...], prefix: str = "") -> None:
 
 
 def _check_condition(source: str, where: str) -> None:
-    from .jsengine import check_condition
+    from lamrunner.js.runtime import check_condition
 
     try:
         check_condition(source)
@@ -333,7 +350,9 @@ def _batch_entry(outcomes: list[Any]) -> dict[str, Any]:
 
 def _error_http(error: BaseException) -> dict[str, Any]:
     assert isinstance(error, LamrunnerError)
-    info: dict[str, Any] = {"error": {"type": error.type_name, "message": SECRETS.mask(error.message)}}
+    info: dict[str, Any] = {
+        "error": {"type": error.type_name, "message": SECRETS.mask(error.message)}
+    }
     for name in ("status", "attempts"):
         if hasattr(error, name):
             info[name] = getattr(error, name)

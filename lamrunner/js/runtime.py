@@ -85,7 +85,8 @@ def _fill(js: str, values: dict[str, int]) -> str:
 # Frames of functions named $lam_* are ours; error locations skip them. Text handed back is
 # always made by stringify: the binding cannot read the rope strings concatenation makes.
 _PENDING, _BAD_RESULT = 0, 1  # the handler prelude's answers that are not JSON text
-_HANDLER_PRELUDE = _fill("""(() => {
+_HANDLER_PRELUDE = _fill(
+    """(() => {
   "use strict";
   const stringify = JSON.stringify, parse = JSON.parse, keys = Object.keys, geval = eval,
     isArray = Array.isArray, create = Object.create, setProto = Object.setPrototypeOf,
@@ -200,8 +201,15 @@ _HANDLER_PRELUDE = _fill("""(() => {
     return op === "pick" ? $lam_pick(a) : op === "call" ? $lam_call(a, b)
       : op === "settle" ? $lam_settle() : op === "report" ? stringify(report) : $lam_logs();
   };
-})()""", {"MAX_LOGS": _MAX_LOGS, "MAX_LOG_CHARS": _MAX_LOG_CHARS, "MAX_DEPTH": _MAX_DEPTH,
-      "PENDING": _PENDING, "BAD_RESULT": _BAD_RESULT})
+})()""",
+    {
+        "MAX_LOGS": _MAX_LOGS,
+        "MAX_LOG_CHARS": _MAX_LOG_CHARS,
+        "MAX_DEPTH": _MAX_DEPTH,
+        "PENDING": _PENDING,
+        "BAD_RESULT": _BAD_RESULT,
+    },
+)
 
 # W(ctx) is the compiled condition; a function-valued result is itself called with ctx.
 _CONDITION_PRELUDE = """(() => {
@@ -651,7 +659,9 @@ class Condition:
     async def evaluate(self, ctx_json: str) -> bool:
         """The condition's truthiness for this ctx (JSON text)."""
         if self._closed or self._engine._closed:
-            raise RuntimeError("the condition is closed" if self._closed else "the JsEngine is closed")
+            raise RuntimeError(
+                "the condition is closed" if self._closed else "the JsEngine is closed"
+            )
         if not self._slow and len(ctx_json) <= INLINE_MAX_CHARS:
             budget = min(INLINE_BUDGET, self._limits.timeout)
             try:  # this thread's own realm: no traceback detaching needed

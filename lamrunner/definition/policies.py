@@ -12,9 +12,15 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from .units import parse_duration
-from .errors import DefinitionError
-from .validation import check_keys, expect_bool, expect_int, expect_number, expect_str
+from lamrunner.units import parse_duration
+from lamrunner.errors import DefinitionError
+from lamrunner.definition.validation import (
+    check_keys,
+    expect_bool,
+    expect_int,
+    expect_number,
+    expect_str,
+)
 
 STRATEGIES = ("fixed", "exponential")
 JITTERS = ("none", "full", "equal")

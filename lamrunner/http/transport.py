@@ -14,10 +14,10 @@ import re
 import time
 from typing import Any, Protocol
 
-from .errors import TransportError
-from .netpolicy import BlockedAddress, is_blocked, refusal
-from .rendering import RenderedRequest
-from .units import format_duration, format_size
+from lamrunner.errors import TransportError
+from lamrunner.http.netpolicy import BlockedAddress, is_blocked, refusal
+from lamrunner.runner.rendering import RenderedRequest
+from lamrunner.units import format_duration, format_size
 
 DEFAULT_MAX_RESPONSE_BYTES = 50 * 1000 * 1000
 _UNPARSED = object()
@@ -33,8 +33,9 @@ class Response:
 
     __slots__ = ("status", "headers", "text", "is_json", "elapsed", "_value")
 
-    def __init__(self, status: int, headers: dict[str, str], text: str, is_json: bool,
-                 elapsed: float) -> None:  # fmt: skip
+    def __init__(
+        self, status: int, headers: dict[str, str], text: str, is_json: bool, elapsed: float
+    ) -> None:
         self.status, self.headers, self.text = status, headers, text
         self.is_json, self.elapsed = is_json, elapsed
         self._value: Any = _UNPARSED
@@ -199,9 +200,7 @@ def _response(resp: Any, raw: bytes, elapsed: float) -> Response:
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
     content_type = headers.get("content-type", "").lower()
     text = raw.decode(resp.charset or "utf-8", errors="replace")
-    is_json = "json" in content_type or (
-        not content_type and text.lstrip()[:1] in ("{", "[")
-    )
+    is_json = "json" in content_type or (not content_type and text.lstrip()[:1] in ("{", "["))
     return Response(resp.status, headers, text, is_json, elapsed)
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import LamrunnerError, TransportError
-from .masking import MASK, SECRET_NAME, SECRETS
-from .polling import Decision, PollState, Succeed, Wait
-from .transport import Response, excerpt
+from lamrunner.errors import LamrunnerError, TransportError
+from lamrunner.logs.masking import MASK, SECRET_NAME, SECRETS
+from lamrunner.decide.polling import Decision, PollState, Succeed, Wait
+from lamrunner.http.transport import Response, excerpt
 
 REASON_KEYS = ("error", "message", "status", "detail", "reason")
 EXCERPT_CHARS = 200  # the excerpt of an error message
@@ -64,8 +64,12 @@ def last_response(response: Response) -> dict[str, Any]:
     text = SECRETS.mask(response.text[: 2 * LAST_RESPONSE_CHARS])
     truncated = len(text) > LAST_RESPONSE_CHARS or len(response.text) > 2 * LAST_RESPONSE_CHARS
     headers = {k: MASK if SECRET_NAME.search(k) else v for k, v in response.headers.items()}
-    return {"status": response.status, "headers": headers, "body": text[:LAST_RESPONSE_CHARS],
-            "truncated": truncated}  # fmt: skip
+    return {
+        "status": response.status,
+        "headers": headers,
+        "body": text[:LAST_RESPONSE_CHARS],
+        "truncated": truncated,
+    }
 
 
 def failure_excerpt(response: Response, limit: int = EXCERPT_CHARS) -> str:

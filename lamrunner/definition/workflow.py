@@ -13,20 +13,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import expand_env
-from .errors import DefinitionError
-from .handlers import Handler, load_handler
-from .units import noting_durations, parse_duration, parse_size
-from .validation import check_keys, expect_bool, expect_int, expect_mapping, expect_str
-from .yamlfile import load_yaml
+from lamrunner.definition.config import expand_env
+from lamrunner.errors import DefinitionError
+from lamrunner.definition.handlers import Handler, load_handler
+from lamrunner.units import noting_durations, parse_duration, parse_size
+from lamrunner.definition.validation import (
+    check_keys,
+    expect_bool,
+    expect_int,
+    expect_mapping,
+    expect_str,
+)
+from lamrunner.definition.yamlfile import load_yaml
 
 WORKFLOW_KEYS = ("name", "description", "config", "steps", "limits", "network")
 NETWORK_KEYS = ("allowLinkLocal",)
 STEP_KEYS = ("name", "handler", "description")
 LIMIT_KEYS = (
-    "handlerTimeout", "handlerMemory", "conditionTimeout", "conditionMemory",
-    "concurrency", "maxResponseBytes",
-)  # fmt: skip
+    "handlerTimeout",
+    "handlerMemory",
+    "conditionTimeout",
+    "conditionMemory",
+    "concurrency",
+    "maxResponseBytes",
+)
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,9 @@ def load_workflow(path: str | Path, env: Mapping[str, str] | None = None) -> Wor
         raise DefinitionError(f"{where}: a workflow file must be a mapping with name and steps")
     check_keys(data, WORKFLOW_KEYS, where, required=("name", "steps"))
     name = expect_str(data["name"], f"{where}: name")
-    config = expand_env(expect_mapping(data.get("config") or {}, f"{where}: config"), env,
-                        f"{where}: config")  # fmt: skip
+    config = expand_env(
+        expect_mapping(data.get("config") or {}, f"{where}: config"), env, f"{where}: config"
+    )
     with noting_durations() as notes:
         limits = _limits(data.get("limits") or {}, f"{where}: limits")
     return Workflow(
@@ -124,8 +135,9 @@ def _limits(raw: Any, where: str) -> Limits:
         handler_memory=_size(raw, "handlerMemory", base.handler_memory, where),
         condition_timeout=_positive(raw, "conditionTimeout", base.condition_timeout, where),
         condition_memory=_size(raw, "conditionMemory", base.condition_memory, where),
-        concurrency=expect_int(raw.get("concurrency", base.concurrency), f"{where}.concurrency",
-                               minimum=1),  # fmt: skip
+        concurrency=expect_int(
+            raw.get("concurrency", base.concurrency), f"{where}.concurrency", minimum=1
+        ),
         max_response_bytes=_size(raw, "maxResponseBytes", base.max_response_bytes, where),
     )
 

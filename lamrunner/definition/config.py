@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import DefinitionError
-from .yamlfile import load_json_file, load_yaml, parse_json
+from lamrunner.errors import DefinitionError
+from lamrunner.definition.yamlfile import load_json_file, load_yaml, parse_json
 
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _KEY = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
@@ -70,7 +70,11 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 def load_config_file(path: str | Path, env: Mapping[str, str]) -> dict[str, Any]:
     """One `--config FILE` layer (YAML, or JSON for *.json), environment-expanded."""
     path = Path(path)
-    data = load_json_file(path) if path.suffix.lower() == ".json" else load_yaml(path, what="config file")
+    data = (
+        load_json_file(path)
+        if path.suffix.lower() == ".json"
+        else load_yaml(path, what="config file")
+    )
     if data is None:
         return {}
     if not isinstance(data, Mapping):

@@ -18,7 +18,8 @@ from urllib.parse import quote
 MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words and numbers everywhere
 SECRET_NAME = re.compile(
-    r"key|token|secret|passw|pwd|credential|auth(?!ors?\b)|cookie|session|signature|private", re.IGNORECASE
+    r"key|token|secret|passw|pwd|credential|auth(?!ors?\b)|cookie|session|signature|private",
+    re.IGNORECASE,
 )
 _SCHEME = re.compile(r"^(bearer|basic|token|digest|apikey)\s+", re.IGNORECASE)
 
@@ -33,13 +34,16 @@ class Secrets:
 
     def add(self, value: Any) -> None:
         if not isinstance(value, str):
-            value = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else ""
+            value = (
+                str(value) if isinstance(value, int | float) and not isinstance(value, bool) else ""
+            )
         candidates = {value.strip()}
         bare = _SCHEME.sub("", value.strip())
         candidates.add(bare)
         candidates |= {quote(c, safe="") for c in list(candidates)}
-        candidates |= {_json_escaped(c, ascii_only) for c in list(candidates)
-                       for ascii_only in (True, False)}
+        candidates |= {
+            _json_escaped(c, ascii_only) for c in list(candidates) for ascii_only in (True, False)
+        }
         candidates |= {c.replace("/", "\\/") for c in list(candidates)}  # PHP-style JSON
         new = {c for c in candidates if len(c) >= MIN_SECRET_LENGTH} - self._values
         if new:

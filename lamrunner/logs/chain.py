@@ -20,8 +20,8 @@ from typing import Any, TextIO
 
 import structlog
 
-from .masking import mask_processor
-from .units import format_duration
+from lamrunner.logs.masking import mask_processor
+from lamrunner.units import format_duration
 
 LOGGER_NAME = "lamrunner"
 _LIVE: LiveLine | None = None
@@ -33,8 +33,13 @@ def get_logger(**bound: Any) -> Any:
     return structlog.get_logger(LOGGER_NAME).bind(**bound)
 
 
-def configure(fmt: str = "auto", verbosity: int = 0, stream: TextIO | None = None, *,
-              capture_logging: bool = True) -> None:  # fmt: skip
+def configure(
+    fmt: str = "auto",
+    verbosity: int = 0,
+    stream: TextIO | None = None,
+    *,
+    capture_logging: bool = True,
+) -> None:
     """Set up the chain. fmt: auto|console|json; verbosity: -1 quiet, 0 normal, 1 debug.
 
     `capture_logging` (the host's choice: the CLI makes it) also sends the standard library's
@@ -47,14 +52,23 @@ def configure(fmt: str = "auto", verbosity: int = 0, stream: TextIO | None = Non
     console = fmt == "console" or (fmt == "auto" and tty)
     _LIVE = LiveLine(stream) if console and tty and verbosity >= 0 else None
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    shared: list[Any] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+    ]
     if console:
-        tail = [structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False), _tidy_for_console,
-                mask_processor,
-                structlog.dev.ConsoleRenderer(colors=tty, pad_event_to=14, sort_keys=False)]
+        tail = [
+            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            _tidy_for_console,
+            mask_processor,
+            structlog.dev.ConsoleRenderer(colors=tty, pad_event_to=14, sort_keys=False),
+        ]
     else:
-        tail = [structlog.processors.TimeStamper(fmt="iso", utc=True), mask_processor,
-                structlog.processors.JSONRenderer()]
+        tail = [
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            mask_processor,
+            structlog.processors.JSONRenderer(),
+        ]
     structlog.configure(
         processors=shared + tail,
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -140,8 +154,9 @@ class PollProgress:
         self._live = live
         self._polls: dict[str, tuple[str, int, int, int | None, float]] = {}
 
-    def update(self, key: str, step: str, attempt: int, of: int, status: int | None,
-               due_monotonic: float) -> None:  # fmt: skip
+    def update(
+        self, key: str, step: str, attempt: int, of: int, status: int | None, due_monotonic: float
+    ) -> None:
         self._polls[key] = (step, attempt, of, status, due_monotonic)
         self.redraw()
 
@@ -180,10 +195,16 @@ class _StdlibToChain(logging.Handler):
     def __init__(self, stream: TextIO, shared: list[Any], tail: list[Any]) -> None:
         super().__init__()
         self._out = _StreamLogger(stream, _LIVE)
-        self.setFormatter(structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _exception_in_one_line],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
-        ))  # fmt: skip
+        self.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=[
+                    *shared,
+                    structlog.stdlib.add_logger_name,
+                    _exception_in_one_line,
+                ],
+                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+            )
+        )
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import aio
-from .config import build_config
-from .engine import Engine
-from .errors import DefinitionError, InternalError
-from .logs import get_logger
-from .runstate import FAILED, SUCCESS, RunState
-from .store import RunStore
-from .workflow import Workflow, load_workflow
+from lamrunner.runner import loop as aio
+from lamrunner.definition.config import build_config
+from lamrunner.runner.engine import Engine
+from lamrunner.errors import DefinitionError, InternalError
+from lamrunner.logs.chain import get_logger
+from lamrunner.runner.state import FAILED, SUCCESS, RunState
+from lamrunner.store.sqlite import RunStore
+from lamrunner.definition.workflow import Workflow, load_workflow
 
 INTERRUPTED = "INTERRUPTED"
 
@@ -44,13 +44,21 @@ class Invocation:
         return cls(str(path), files, tuple(sets), _digest(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"workflow": self.workflow, "configFiles": list(self.config_files),
-                "sets": list(self.sets), "digest": self.digest}  # fmt: skip
+        return {
+            "workflow": self.workflow,
+            "configFiles": list(self.config_files),
+            "sets": list(self.sets),
+            "digest": self.digest,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Invocation:
-        return cls(data["workflow"], tuple(data["configFiles"]), tuple(data["sets"]),
-                   data.get("digest", ""))  # fmt: skip
+        return cls(
+            data["workflow"],
+            tuple(data["configFiles"]),
+            tuple(data["sets"]),
+            data.get("digest", ""),
+        )
 
     def load(self) -> tuple[Workflow, dict[str, Any]]:
         workflow = load_workflow(self.workflow)
@@ -61,8 +69,9 @@ def start(invocation: Invocation, input_data: Any, store: RunStore | None) -> di
     """Run a workflow from its first step; returns the run record."""
     workflow, config = invocation.load()
     state = RunState.start(workflow.name, input_data)
-    return _drive(Engine(workflow, config, checkpoint=store, manage_gc=True), state, invocation,
-                  store, "run")  # fmt: skip
+    return _drive(
+        Engine(workflow, config, checkpoint=store, manage_gc=True), state, invocation, store, "run"
+    )
 
 
 def resume(run_id: str, store: RunStore) -> dict[str, Any]:
@@ -76,12 +85,18 @@ def resume(run_id: str, store: RunStore) -> dict[str, Any]:
     invocation = Invocation.from_dict(saved)
     if invocation.digest and invocation.digest != _digest(Path(invocation.workflow)):
         get_logger(run_id=run_id).warning(
-            "run.workflow_changed", workflow=invocation.workflow,
+            "run.workflow_changed",
+            workflow=invocation.workflow,
             note="the workflow file changed since the run started; resuming with the new one",
-        )  # fmt: skip
+        )
     workflow, config = invocation.load()
-    return _drive(Engine(workflow, config, checkpoint=store, manage_gc=True), state, invocation,
-                  store, "resume")  # fmt: skip
+    return _drive(
+        Engine(workflow, config, checkpoint=store, manage_gc=True),
+        state,
+        invocation,
+        store,
+        "resume",
+    )
 
 
 def _drive(
@@ -137,8 +152,11 @@ async def _until_stopped(run: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, 
 
 
 def _interrupted(state: RunState, store: RunStore | None) -> dict[str, Any]:
-    how = (f"resume it with: lamrunner resume {state.run_id}" if store is not None
-           else "it ran without a store (--no-store), so it cannot be resumed")  # fmt: skip
+    how = (
+        f"resume it with: lamrunner resume {state.run_id}"
+        if store is not None
+        else "it ran without a store (--no-store), so it cannot be resumed"
+    )
     get_logger(run_id=state.run_id).warning("run.interrupted", resume=how)
     record = state.record()
     record["status"] = INTERRUPTED

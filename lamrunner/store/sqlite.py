@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import DefinitionError
-from .runstate import RUNNING, RunState
+from lamrunner.errors import DefinitionError
+from lamrunner.runner.state import RUNNING, RunState
 
 ENV_VAR = "LAMRUNNER_STORE"
 GROUP_WINDOW = 0.05  # seconds: polls faster than this share commits
@@ -76,8 +76,13 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 """
 # Columns added to `attempts` since its first version; a store made before gets them on open.
-_ATTEMPT_COLUMNS = {"step_name": "TEXT", "duration_ms": "INTEGER", "delay_ms": "INTEGER",
-                    "outcome": "TEXT", "last_response": "TEXT"}  # fmt: skip
+_ATTEMPT_COLUMNS = {
+    "step_name": "TEXT",
+    "duration_ms": "INTEGER",
+    "delay_ms": "INTEGER",
+    "outcome": "TEXT",
+    "last_response": "TEXT",
+}
 _ATTEMPT_INSERT = (
     "INSERT OR REPLACE INTO attempts (run_id, step, idx, attempt, status, error, at, next_due,"
     " step_name, duration_ms, delay_ms, outcome, last_response)"
@@ -124,14 +129,26 @@ class RunStore:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
             if fresh:
                 os.chmod(self.path, 0o600)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._create()
+            self._prepare()
         except (OSError, sqlite3.Error) as exc:
             raise DefinitionError(f"run store {self.path}: cannot open it ({exc})") from None
         self._grouped: dict[tuple[str, int, int], str] = {}  # element key -> entry JSON
         self._attempts: list[tuple[Any, ...]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
+
+    def _prepare(self, tries: int = 50) -> None:
+        """WAL mode and the schema. Switching a new file to WAL can be refused at once
+        ("database is locked", no busy wait) while another process does the same: retry."""
+        for attempt in range(tries):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._create()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == tries - 1:
+                    raise
+                time.sleep(0.02 + 0.01 * attempt)
 
     def _create(self) -> None:
         """Create the tables, or add the columns a store from an older lamrunner lacks.
@@ -165,9 +182,17 @@ class RunStore:
             "INSERT INTO runs (run_id, workflow, status, created_at, updated_at, pid, invocation,"
             " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET"
             " pid = excluded.pid, status = excluded.status, updated_at = excluded.updated_at",
-            (state.run_id, state.workflow, state.status, now, now, os.getpid(),
-             json.dumps(invocation), json.dumps(state.to_dict())),
-        )  # fmt: skip
+            (
+                state.run_id,
+                state.workflow,
+                state.status,
+                now,
+                now,
+                os.getpid(),
+                json.dumps(invocation),
+                json.dumps(state.to_dict()),
+            ),
+        )
 
     def save_run(self, state: RunState) -> None:
         """A step boundary (or the end): the whole state; element rows of a finished step go."""
@@ -176,9 +201,14 @@ class RunStore:
             self._db.execute(
                 "UPDATE runs SET state = ?, status = ?, updated_at = ?,"
                 " pid = CASE WHEN ? = 'RUNNING' THEN pid ELSE NULL END WHERE run_id = ?",
-                (json.dumps(state.to_dict()), state.status, time.time(), state.status,
-                 state.run_id),
-            )  # fmt: skip
+                (
+                    json.dumps(state.to_dict()),
+                    state.status,
+                    time.time(),
+                    state.status,
+                    state.run_id,
+                ),
+            )
             if state.pending is None:
                 self._db.execute("DELETE FROM elements WHERE run_id = ?", (state.run_id,))
 
@@ -197,11 +227,23 @@ class RunStore:
         follows it; the last attempt of a poll (no delay after it) is committed at once, since
         nothing may follow for a long time (a batch's other elements may poll on)."""
         last = row.get("lastResponse")
-        self._attempts.append((
-            state.run_id, state.next_step, index, row["attempt"], row["status"], row["error"],
-            row["at"], row["nextDue"], row.get("stepName"), row["durationMs"], row["delayMs"],
-            row["outcome"], None if last is None else json.dumps(last),
-        ))  # fmt: skip
+        self._attempts.append(
+            (
+                state.run_id,
+                state.next_step,
+                index,
+                row["attempt"],
+                row["status"],
+                row["error"],
+                row["at"],
+                row["nextDue"],
+                row.get("stepName"),
+                row["durationMs"],
+                row["delayMs"],
+                row["outcome"],
+                None if last is None else json.dumps(last),
+            )
+        )
         if row["delayMs"] is None:
             self.flush()
         else:
@@ -270,9 +312,7 @@ class RunStore:
             " ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        return [
-            RunSummary(r[0], r[1], _listed_status(r[2], r[5]), r[3], r[4], r[6]) for r in rows
-        ]
+        return [RunSummary(r[0], r[1], _listed_status(r[2], r[5]), r[3], r[4], r[6]) for r in rows]
 
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         """The poll history of a run, in the order the attempts were sent."""
@@ -286,7 +326,9 @@ class RunStore:
 
     def owner_alive(self, run_id: str) -> int | None:
         """The pid of a live process that is running this run, if any."""
-        row = self._db.execute("SELECT status, pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT status, pid FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
         if row and row[0] == RUNNING and row[1] and row[1] != os.getpid() and _alive(row[1]):
             return int(row[1])
         return None
@@ -294,10 +336,20 @@ class RunStore:
 
 def _attempt(r: tuple[Any, ...]) -> dict[str, Any]:
     """One row of `runs show` (rows from an older store have None in the newer fields)."""
-    return {"step": f"step_{r[0] + 1}", "stepName": r[1], "element": r[2], "attempt": r[3],
-            "at": _iso_ms(r[4]), "status": r[5], "error": r[6], "durationMs": r[7],
-            "delayMs": r[8], "nextDue": None if r[9] is None else _iso_ms(r[9]),
-            "outcome": r[10], "lastResponse": None if r[11] is None else json.loads(r[11])}  # fmt: skip
+    return {
+        "step": f"step_{r[0] + 1}",
+        "stepName": r[1],
+        "element": r[2],
+        "attempt": r[3],
+        "at": _iso_ms(r[4]),
+        "status": r[5],
+        "error": r[6],
+        "durationMs": r[7],
+        "delayMs": r[8],
+        "nextDue": None if r[9] is None else _iso_ms(r[9]),
+        "outcome": r[10],
+        "lastResponse": None if r[11] is None else json.loads(r[11]),
+    }
 
 
 def _listed_status(status: str, pid: int | None) -> str:

@@ -30,11 +30,22 @@ from typing import Any
 UNDEFINED = object()
 _MAX_SAFE = 2**53
 _MAX_DEPTH = 32  # nested sub-expressions the fast path takes; real conditions nest 2 or 3 deep
-_PROTO = frozenset({
-    "constructor", "__proto__", "toString", "toLocaleString", "valueOf", "hasOwnProperty",
-    "isPrototypeOf", "propertyIsEnumerable", "__defineGetter__", "__defineSetter__",
-    "__lookupGetter__", "__lookupSetter__",
-})  # fmt: skip
+_PROTO = frozenset(
+    {
+        "constructor",
+        "__proto__",
+        "toString",
+        "toLocaleString",
+        "valueOf",
+        "hasOwnProperty",
+        "isPrototypeOf",
+        "propertyIsEnumerable",
+        "__defineGetter__",
+        "__defineSetter__",
+        "__lookupGetter__",
+        "__lookupSetter__",
+    }
+)
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d+)?(?![\w.]))|(?P<str>'[^'\\\n]*'|\"[^\"\\\n]*\")"
     r"|(?P<op>===|!==|&&|\|\||=>|[.\[\]()!,])|(?P<name>[A-Za-z_$][\w$]*))"
@@ -108,8 +119,12 @@ class _Parser:
     def condition(self) -> Node:
         if self.peek() == ("name", "ctx") and self.peek(1) == ("op", "=>"):
             self.i += 2
-        elif self.peek() == ("op", "(") and self.peek(1) == ("name", "ctx") and \
-                self.peek(2) == ("op", ")") and self.peek(3) == ("op", "=>"):  # fmt: skip
+        elif (
+            self.peek() == ("op", "(")
+            and self.peek(1) == ("name", "ctx")
+            and self.peek(2) == ("op", ")")
+            and self.peek(3) == ("op", "=>")
+        ):
             self.i += 4
         node = self.expression()
         if self.peek()[0] != "end":
@@ -210,6 +225,7 @@ class _Parser:
         self.take("(")
         needle = self.expression()
         self.take(")")
+
         def evaluate(ctx: dict[str, Any]) -> bool:
             value = needle(ctx)  # JS evaluates the argument even when the list is empty
             return any(_same_value_zero(item, value) for item in items)
@@ -239,8 +255,9 @@ def _walk(value: Any, steps: list[str | int]) -> Any:
         elif isinstance(value, list):
             if step == "length":
                 value = len(value)
-            elif isinstance(step, int) or (step.isascii() and step.isdigit()
-                                           and step == str(int(step))):  # fmt: skip
+            elif isinstance(step, int) or (
+                step.isascii() and step.isdigit() and step == str(int(step))
+            ):
                 index = int(step)
                 value = value[index] if index < len(value) else UNDEFINED
             else:
@@ -287,6 +304,7 @@ def _equals(left: Node, right: Node, negate: bool) -> Node:
 
 def _and(operands: list[Node]) -> Node:
     """`a && b && c` as one flat loop (a chain of thousands must not recurse): JS's value."""
+
     def evaluate(ctx: dict[str, Any]) -> Any:
         for operand in operands:
             value = operand(ctx)
@@ -299,6 +317,7 @@ def _and(operands: list[Node]) -> Node:
 
 def _or(operands: list[Node]) -> Node:
     """`a || b || c` as one flat loop: the first truthy operand, else the last."""
+
     def evaluate(ctx: dict[str, Any]) -> Any:
         for operand in operands:
             value = operand(ctx)

@@ -11,15 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import (
+from lamrunner.errors import (
     DeadlineExceeded,
     LamrunnerError,
     PollingExhausted,
     PollingFailed,
     TransportError,
 )
-from .policies import RETRY_AFTER_STATUSES, PollPolicy, RetryPolicy, delay_before
-from .units import format_duration
+from lamrunner.definition.policies import (
+    RETRY_AFTER_STATUSES,
+    PollPolicy,
+    RetryPolicy,
+    delay_before,
+)
+from lamrunner.units import format_duration
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Logging: the structlog processor chain a host configures once, and secret masking."""
