@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -111,7 +112,7 @@ class _Parser(argparse.ArgumentParser):
         raise DefinitionError(f"{self.prog}: {message} (see {self.prog} --help)")
 
     def parse_args(  # type: ignore[override]
-        self, args: Any = None, namespace: Any = None
+        self, args: Sequence[str] | None = None, namespace: None = None
     ) -> argparse.Namespace:
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:  # name the options of the sub-command given, not the top level's

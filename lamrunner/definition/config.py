@@ -8,7 +8,7 @@ runs; `$${` stands for a literal `${`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,8 @@ def load_config_file(path: str | Path, env: Mapping[str, str]) -> dict[str, Any]
         return {}
     if not isinstance(data, Mapping):
         raise DefinitionError(f"{path}: a config file must hold a mapping at the top level")
-    return expand_env(data, env, str(path))
+    expanded: dict[str, Any] = expand_env(data, env, str(path))  # a mapping stays a dict
+    return expanded
 
 
 def parse_set(text: str) -> tuple[list[str], Any]:
@@ -109,11 +110,14 @@ def apply_set(config: Mapping[str, Any], path: list[str], value: Any) -> dict[st
 
 def build_config(
     base: Mapping[str, Any],
-    files: list[str] | tuple[str, ...] = (),
-    sets: list[str] | tuple[str, ...] = (),
+    files: Sequence[str] = (),
+    sets: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """All layers merged, in the documented order."""
+    for name, given in (("files", files), ("sets", sets)):
+        if isinstance(given, str):  # a str is a Sequence[str] too: one letter per layer
+            raise TypeError(f"build_config: {name} is a list of strings, not one string")
     env = env if env is not None else {}
     config = dict(base)
     for path in files:

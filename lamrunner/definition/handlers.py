@@ -313,8 +313,8 @@ def _as_json(result: Any, handler: Handler) -> Any:
 
 def _where_raised(exc: BaseException) -> str:
     """`file.py:12 in transform: ValueError: msg` for the innermost frame of user code."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    frames = [f for f in frames if not f.filename.startswith(_NOT_USER_CODE)] or frames
+    stack = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in stack if not f.filename.startswith(_NOT_USER_CODE)] or list(stack)
     message = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, SyntaxError) and exc.lineno:
         return f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}"

@@ -102,9 +102,7 @@ def retry_after_seconds(value: str | None, now_epoch: float) -> float | None:
     except ValueError:
         try:
             when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
+        except (TypeError, ValueError, IndexError):  # 3.10+: ValueError, never None
             return None
         seconds = when.timestamp() - now_epoch
     if math.isnan(seconds) or math.isinf(seconds):

@@ -158,7 +158,8 @@ class AiohttpTransport:
         if declared is not None:
             if declared > cap:
                 raise _too_large(declared, cap)
-            return await resp.read()  # one read: the length is known and within the cap
+            body: bytes = await resp.read()  # one read: the length is known and within the cap
+            return body
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(_CHUNK):

@@ -434,7 +434,8 @@ class _HandlerRun:
                 raise ScriptError("the handler's promise never settled", kind="result")
         if out == _BAD_RESULT:
             raise _result_error(self._js(self.engine, "report"))
-        return out
+        text: str = out  # the prelude's "call"/"settle" answer JSON text (the binding is untyped)
+        return text
 
     def logs(self) -> list[tuple[str, str]]:
         """The buffered console lines; best effort, as a context out of memory cannot answer."""
@@ -477,8 +478,8 @@ def _compile_condition(ctx: quickjs.Context, source: str, limits: JsLimits) -> t
             # No traceback: it would tie this frame (and ctx) into a cycle freed by any thread.
             failures.append((_past_the_end(err, source), exc.with_traceback(None)))
     # Report the reading under which the parser got furthest.
-    err, exc = max(failures, key=lambda f: (f[0].line or 0, f[0].column or 0))
-    raise err from exc
+    err, cause = max(failures, key=lambda f: (f[0].line or 0, f[0].column or 0))
+    raise err from cause
 
 
 def _past_the_end(err: ScriptError, source: str) -> ScriptError:
