@@ -88,7 +88,9 @@ def format_table(rows: list[Row]) -> str:
             row.met,
         )
         lines.append(
-            "  ".join(f"{cell:<{width}}" for cell, (_, width) in zip(cells, COLUMNS)).rstrip()
+            "  ".join(
+                f"{cell:<{width}}" for cell, (_, width) in zip(cells, COLUMNS, strict=True)
+            ).rstrip()
         )
     lines += [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
     return "\n".join(lines)

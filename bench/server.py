@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -114,10 +115,8 @@ async def serve(port: int, lifetime: float) -> None:
                 cpu = usage.ru_utime + usage.ru_stime
                 print(json.dumps({"requests": stats["requests"], "cpu": cpu}), flush=True)
 
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(control(), lifetime)
-    except TimeoutError:
-        pass
     server.close()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - the documented order (docs/python-api.md), pinned by a test
     "__version__",
     "run",
     "arun",

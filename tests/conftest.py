@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 
 from lamrunner.definition.config import build_config
-from lamrunner.runner.engine import Engine
 from lamrunner.definition.workflow import load_workflow
+from lamrunner.runner.engine import Engine
 
 
 @dataclass

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import itertools
 import json
 import math
 import socket
@@ -107,7 +108,7 @@ class FaultServer:
 
     def gaps(self, path: str) -> list[float]:
         times = self.arrivals.get(path, [])
-        return [b - a for a, b in zip(times, times[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(times)]
 
     @property
     def open_connections(self) -> int:
@@ -117,7 +118,7 @@ class FaultServer:
         """Wait until every client connection is closed (or `within` passes); how many are left."""
         loop = asyncio.get_running_loop()
         until = loop.time() + within
-        while self._tasks and loop.time() < until:
+        while self._tasks and loop.time() < until:  # noqa: ASYNC110 - a deadline; no close event
             await asyncio.sleep(0.01)
         return len(self._tasks)
 

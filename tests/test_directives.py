@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from lamrunner.errors import ConditionError, DefinitionError
 from lamrunner.definition.directives import (
     ExitDirective,
     HttpDirective,
@@ -13,6 +12,7 @@ from lamrunner.definition.directives import (
     parse_directive,
     parse_request,
 )
+from lamrunner.errors import ConditionError, DefinitionError
 
 GET = {"method": "GET", "url": "http://api.test/x"}
 
@@ -54,7 +54,7 @@ def test_http_requests_keeps_order():
 
 @pytest.mark.parametrize("items", [[], {}, GET, None, "x"])
 def test_http_requests_needs_a_non_empty_list(items):
-    with pytest.raises(DefinitionError, match="lam.httpRequests"):
+    with pytest.raises(DefinitionError, match=r"lam\.httpRequests"):
         parse_directive({"lam.httpRequests": items})
 
 
@@ -79,7 +79,7 @@ def test_exit_false_is_plain_data():
 
 @pytest.mark.parametrize("flag", ["yes", 1, None])
 def test_exit_needs_a_boolean(flag):
-    with pytest.raises(DefinitionError, match="lam.exit"):
+    with pytest.raises(DefinitionError, match=r"lam\.exit"):
         parse_directive({"lam.exit": flag})
 
 
@@ -269,5 +269,5 @@ def test_check_condition_error_propagates():
     def reject(source: str, where: str) -> None:
         raise ConditionError(f"{where}: syntax error")
 
-    with pytest.raises(ConditionError, match="loopUntil.condition"):
+    with pytest.raises(ConditionError, match=r"loopUntil\.condition"):
         parse_directive({"lam.httpRequest": dict(GET, loopUntil={"condition": "ctx.("})}, reject)

@@ -411,7 +411,7 @@ def _check_lamrunner(words: list[str], options: dict[str, set[str]], where: str)
     known = options[command] | options[""] if not command else options[command]
     for word in words:
         for flag in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", word):
-            if word.startswith(("'", '"', "{", "[", "@")) or "=" in word and flag not in word:
+            if word.startswith(("'", '"', "{", "[", "@")) or ("=" in word and flag not in word):
                 continue
             assert flag in known, f"{where}: {command or 'lamrunner'} has no option {flag}"
     if command == "runs" and len(words) > 1 and words[1][:1].isalpha():

@@ -312,13 +312,14 @@ async def test_server_reset_sends_partial_headers_then_rst(faults):
     reader, writer = await asyncio.open_connection("127.0.0.1", int(faults.base.rsplit(":", 1)[1]))
     writer.write(b"GET /reset HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
-    received = b""
+    received = bytearray()
+
+    async def read_to_the_end() -> None:
+        while chunk := await asyncio.wait_for(reader.read(4096), 2):
+            received.extend(chunk)
+
     with pytest.raises(ConnectionResetError):
-        while True:
-            chunk = await asyncio.wait_for(reader.read(4096), 2)
-            if not chunk:
-                break
-            received += chunk
+        await read_to_the_end()
     writer.close()
     assert received.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\n\r\n" not in received
 

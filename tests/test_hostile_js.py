@@ -26,10 +26,10 @@ import pytest
 from conftest import Reply, ScriptedAPI, WorkflowDir, run_path
 
 from lamrunner.definition.config import build_config
-from lamrunner.runner.engine import Engine
+from lamrunner.definition.workflow import load_workflow
 from lamrunner.errors import DefinitionError
 from lamrunner.js.runtime import JsEngine
-from lamrunner.definition.workflow import load_workflow
+from lamrunner.runner.engine import Engine
 
 LIMITS = {
     "handlerTimeout": "500ms",
@@ -345,7 +345,7 @@ HOST_NAMES = [
 
 async def test_host_objects_are_undefined_in_handlers(wf):
     source = f"() => {json.dumps(HOST_NAMES)}.map((n) => [n, typeof globalThis[n]])"
-    assert dict(succeeded(await run_js(wf, source))) == {n: "undefined" for n in HOST_NAMES}
+    assert dict(succeeded(await run_js(wf, source))) == dict.fromkeys(HOST_NAMES, "undefined")
 
 
 async def test_host_objects_are_undefined_in_conditions(api, wf):
@@ -661,7 +661,7 @@ def healthy_timing(api: ScriptedAPI, started: float) -> tuple[float, list[float]
         arrivals = [s.at for s in api.requests_to(f"/healthy/{i}")]
         assert len(arrivals) == HEALTHY_ATTEMPTS
         first = max(first, arrivals[0] - started)
-        gaps += [b - a for a, b in zip(arrivals, arrivals[1:])]
+        gaps += [b - a for a, b in itertools.pairwise(arrivals)]
     return first, gaps
 
 

@@ -76,7 +76,7 @@ async def test_healthz_needs_no_key(client: TestClient) -> None:
     [{}, {"Authorization": "Bearer nope"}, {"X-API-Key": "nope"}, {"Authorization": "dev-key"}],
 )
 @pytest.mark.parametrize(
-    "method,path",
+    ("method", "path"),
     [
         ("POST", "/api/jobs"),
         ("GET", "/api/jobs"),
@@ -236,7 +236,7 @@ async def test_list_jobs(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "query,headers", [("?rate_limit=1", {}), ("", {"X-Simulate-Rate-Limit": "1"})]
+    ("query", "headers"), [("?rate_limit=1", {}), ("", {"X-Simulate-Rate-Limit": "1"})]
 )
 async def test_rate_limit_simulation(client: TestClient, query: str, headers: dict) -> None:
     _, job = await submit(client)

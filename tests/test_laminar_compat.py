@@ -12,10 +12,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lamrunner.runner.clock import FakeClock
 from lamrunner.definition.config import build_config
-from lamrunner.runner.engine import Engine
 from lamrunner.definition.workflow import load_workflow
+from lamrunner.runner.clock import FakeClock
+from lamrunner.runner.engine import Engine
 
 LAMINAR_EXAMPLE = """\
 (data) => {

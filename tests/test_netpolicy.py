@@ -8,10 +8,10 @@ import aiohttp
 import pytest
 from conftest import Reply, run_path
 
+from lamrunner.definition.workflow import load_workflow
 from lamrunner.errors import DefinitionError
 from lamrunner.http.netpolicy import is_blocked
 from lamrunner.http.transport import AiohttpTransport
-from lamrunner.definition.workflow import load_workflow
 
 
 @pytest.mark.parametrize(

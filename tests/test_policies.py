@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from datetime import datetime, timezone
 
 import pytest
 
-from lamrunner.errors import DefinitionError
 from lamrunner.definition.policies import (
     Backoff,
     base_delay,
@@ -16,6 +15,7 @@ from lamrunner.definition.policies import (
     parse_retry,
     retry_after_seconds,
 )
+from lamrunner.errors import DefinitionError
 
 
 def schedule(backoff: Backoff, attempts: int, rand: float = 0.5) -> list[float]:
@@ -99,7 +99,7 @@ def test_jitter_never_exceeds_the_cap():
 
 # --- Retry-After ----------------------------------------------------------------------------
 
-NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("120", 120.0), (" 5 ", 5.0), ("0", 0.0)])
@@ -108,12 +108,12 @@ def test_retry_after_delta_seconds(value, seconds):
 
 
 def test_retry_after_http_date_is_relative_to_now():
-    when = datetime(2024, 5, 1, 12, 0, 45, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 1, 12, 0, 45, tzinfo=UTC)
     assert retry_after_seconds(format_datetime(when, usegmt=True), NOW) == pytest.approx(45)
 
 
 def test_retry_after_past_date_is_zero():
-    when = datetime(2024, 5, 1, 11, 0, 0, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 1, 11, 0, 0, tzinfo=UTC)
     assert retry_after_seconds(format_datetime(when, usegmt=True), NOW) == 0
 
 

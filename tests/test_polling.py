@@ -6,13 +6,6 @@ import json
 
 import pytest
 
-from lamrunner.errors import (
-    DeadlineExceeded,
-    PollingExhausted,
-    PollingFailed,
-    TransportError,
-)
-from lamrunner.definition.policies import Backoff, PollPolicy, RetryPolicy
 from lamrunner.decide.polling import (
     Fail,
     Observation,
@@ -21,6 +14,13 @@ from lamrunner.decide.polling import (
     Wait,
     decide_poll,
     decide_retry,
+)
+from lamrunner.definition.policies import Backoff, PollPolicy, RetryPolicy
+from lamrunner.errors import (
+    DeadlineExceeded,
+    PollingExhausted,
+    PollingFailed,
+    TransportError,
 )
 
 T0 = 1_700_000_000.0

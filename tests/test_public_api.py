@@ -144,5 +144,5 @@ async def test_arun_takes_a_path_string_and_an_env(tmp_path: Path) -> None:
 def test_run_raises_definition_error_for_a_broken_workflow(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("name: broken\nsteps:\n  - handler: missing.py\n", encoding="utf-8")
-    with pytest.raises(lamrunner.DefinitionError, match="missing.py"):
+    with pytest.raises(lamrunner.DefinitionError, match=r"missing\.py"):
         lamrunner.run(path, {})

@@ -20,8 +20,8 @@ import pytest
 from aiohttp import web
 
 from lamrunner.definition.config import build_config
-from lamrunner.runner.engine import Engine
 from lamrunner.definition.workflow import load_workflow
+from lamrunner.runner.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"

@@ -7,12 +7,12 @@ import json
 import sys
 
 import pytest
+from conftest import Reply, run_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import Reply, run_path
 
-from lamrunner.js import runtime as jsengine
 from lamrunner.errors import ScriptError
+from lamrunner.js import runtime as jsengine
 from lamrunner.js.simplecond import Unsupported, compile_condition
 
 CTX = {

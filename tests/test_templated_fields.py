@@ -8,6 +8,7 @@ error as a literal one, naming the field, before anything is sent.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -20,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lamrunner.definition.directives import parse_directive
-from lamrunner.errors import DefinitionError, TemplateError
 from lamrunner.definition.policies import LOOP_KEYS, RETRY_KEYS
+from lamrunner.errors import DefinitionError, TemplateError
 
 ROOT = Path(__file__).resolve().parent.parent
 GET = {"method": "GET", "url": "http://api.test/x"}
@@ -87,7 +88,7 @@ async def test_cli_set_values_drive_timeout_and_poll_settings(api, wf):
     assert "4 attempts" in record["error"]["message"]
     seen = api.requests_to("/job")
     assert len(seen) == 4
-    gaps = [b.at - a.at for a, b in zip(seen, seen[1:])]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(seen)]
     assert all(0.015 <= gap < 5 for gap in gaps), gaps  # 20ms from --set, not the 1m default
 
 
@@ -382,4 +383,4 @@ def test_templated_settings_parse_or_raise_a_typed_error_naming_the_field(fields
     try:
         parse_directive(request(**fields), None, config)
     except (DefinitionError, TemplateError) as exc:
-        assert exc.message.startswith("lam.httpRequest."), exc.message
+        assert exc.message.startswith("lam.httpRequest."), exc.message  # noqa: PT017 - or none

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lamrunner.errors import TemplateError
 from lamrunner.definition.templates import render
+from lamrunner.errors import TemplateError
 
 CONFIG = {
     "baseUrl": "http://api.test",

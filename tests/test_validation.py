@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lamrunner.errors import DefinitionError
 from lamrunner.definition.validation import check_keys, closest, did_you_mean
+from lamrunner.errors import DefinitionError
 
 KEYS = ("maxAttempts", "initialDelay", "maxDelay", "condition", "failWhen")
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import run_path
 
-from lamrunner.errors import DefinitionError
 from lamrunner.definition.workflow import Limits, load_workflow
+from lamrunner.errors import DefinitionError
 
 
 def write(tmp_path, doc) -> str:

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from lamrunner.errors import DefinitionError
 from lamrunner.definition.yamlfile import load_yaml, parse_yaml
+from lamrunner.errors import DefinitionError
 
 
 @pytest.mark.parametrize(
@@ -78,5 +78,5 @@ def test_missing_file(tmp_path):
 def test_non_utf8_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_bytes(b"a: \xff\xfe\n")
-    with pytest.raises(DefinitionError, match="bad.yaml"):
+    with pytest.raises(DefinitionError, match=r"bad\.yaml"):
         load_yaml(path, what="workflow")

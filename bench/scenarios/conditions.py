@@ -70,8 +70,8 @@ async def _timed(condition: Any, ctx: str, reps: int) -> list[float]:
 def _polled(body: str, reps: int) -> list[float]:
     """What a poll attempt does for this condition: parse the body once (Response.value) and,
     the condition being in the fast-path subset, evaluate it in Python (lamrunner.runner.calls)."""
-    from lamrunner.js.simplecond import compile_condition
     from lamrunner.http.transport import Response
+    from lamrunner.js.simplecond import compile_condition
 
     fast = compile_condition(CONDITION)
     assert fast is not None
@@ -96,9 +96,9 @@ def _loads(body: str, reps: int) -> list[float]:
 
 
 async def _measure(smoke: bool) -> tuple[list[Row], dict[str, Any]]:
+    from lamrunner.definition.workflow import Limits
     from lamrunner.errors import ScriptError
     from lamrunner.js.runtime import JsEngine, JsLimits
-    from lamrunner.definition.workflow import Limits
 
     defaults = JsLimits(Limits().condition_timeout, Limits().condition_memory)
     js = JsEngine()

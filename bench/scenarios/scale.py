@@ -42,12 +42,12 @@ WORKFLOW = "name: bench-scale\nsteps:\n  - name: poll\n    handler: poll.py\n"
 async def lamrunner_(
     url: str, loops: int, interval: float, attempts: int, stagger: float
 ) -> dict[str, Any]:
-    from lamrunner.runner.clock import SystemClock
     from lamrunner.definition.config import build_config
-    from lamrunner.runner.engine import Engine
-    from lamrunner.js.runtime import JsEngine
-    from lamrunner.http.transport import AiohttpTransport
     from lamrunner.definition.workflow import load_workflow
+    from lamrunner.http.transport import AiohttpTransport
+    from lamrunner.js.runtime import JsEngine
+    from lamrunner.runner.clock import SystemClock
+    from lamrunner.runner.engine import Engine
 
     class LatenessClock(SystemClock):
         def __init__(self) -> None:

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lamrunner.runner import loop as aio
 from lamrunner.definition.config import build_config
-from lamrunner.runner.engine import Engine
+from lamrunner.definition.workflow import Workflow, load_workflow
 from lamrunner.errors import DefinitionError, InternalError
 from lamrunner.logs.chain import get_logger
+from lamrunner.runner import loop as aio
+from lamrunner.runner.engine import Engine
 from lamrunner.runner.state import FAILED, SUCCESS, RunState
 from lamrunner.store.sqlite import RunStore
-from lamrunner.definition.workflow import Workflow, load_workflow
 
 INTERRUPTED = "INTERRUPTED"
 
@@ -108,7 +108,7 @@ def _drive(
         return aio.run(_until_stopped(engine.resume(state)))
     except (KeyboardInterrupt, _Stopped):
         return _interrupted(state, store)
-    except Exception as exc:  # a bug in lamrunner: the run ends FAILED, not stuck RUNNING
+    except Exception as exc:  # noqa: BLE001 - a bug in lamrunner: the run ends FAILED, not stuck RUNNING
         return _internal_failure(engine, state, store, exc, command)
     finally:
         if store is not None:

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         return _last_word(
             EXIT_INTERRUPTED, "Interrupted", "stopped by a signal; nothing ran to completion", None
         )
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a bug in lamrunner: InternalError and its record
         import traceback
 
         from lamrunner.errors import InternalError
@@ -273,8 +273,8 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
-    from lamrunner.errors import DefinitionError
     from lamrunner.definition.workflow import load_workflow
+    from lamrunner.errors import DefinitionError
 
     try:
         workflow = load_workflow(args.workflow)
@@ -304,8 +304,8 @@ def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
 
 def parse_input(raw: str | None) -> Any:
     """--input: JSON text, @file.json, or - (stdin). No input is an empty object."""
-    from lamrunner.errors import DefinitionError
     from lamrunner.definition.yamlfile import parse_json
+    from lamrunner.errors import DefinitionError
 
     if raw is None:
         return {}

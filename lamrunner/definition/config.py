@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lamrunner.errors import DefinitionError
 from lamrunner.definition.yamlfile import load_json_file, load_yaml, parse_json
+from lamrunner.errors import DefinitionError
 
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _KEY = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
@@ -43,7 +43,7 @@ def _expand_string(text: str, env: Mapping[str, str], where: str) -> str:
             return "${"
         name, default = match.group(1), match.group(2)
         value = env.get(name)
-        if value and default is not None or value is not None and default is None:
+        if (value and default is not None) or (value is not None and default is None):
             return value
         if default is not None:
             return default  # shell semantics: `:-` also covers a variable set but empty

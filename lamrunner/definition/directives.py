@@ -12,15 +12,12 @@ errors as a literal. The url, parameters, headers and body are rendered later, i
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lamrunner.errors import DefinitionError
 from lamrunner.definition.policies import PollPolicy, RetryPolicy, parse_loop_until, parse_retry
 from lamrunner.definition.templates import has_template, render
-from lamrunner.units import noting_durations, parse_duration
 from lamrunner.definition.validation import (
     check_keys,
     did_you_mean,
@@ -28,6 +25,8 @@ from lamrunner.definition.validation import (
     expect_mapping,
     expect_str,
 )
+from lamrunner.errors import DefinitionError
+from lamrunner.units import noting_durations, parse_duration
 
 HTTP_REQUEST = "lam.httpRequest"
 HTTP_REQUESTS = "lam.httpRequests"

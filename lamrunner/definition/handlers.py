@@ -10,6 +10,7 @@ of the GWO and must return JSON: the GWO is JSON end to end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import importlib
 import importlib.util
@@ -278,10 +279,8 @@ class _Job:
             return None, exc
 
     def deliver(self, result: Any, error: BaseException | None) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it any more
             self.loop.call_soon_threadsafe(_settle, self.future, result, error)
-        except RuntimeError:  # the loop is closed: nobody waits for this result any more
-            pass
 
     def _call(self) -> Any:
         from lamrunner.logs.chain import handler_output

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from lamrunner.units import parse_duration
-from lamrunner.errors import DefinitionError
 from lamrunner.definition.validation import (
     check_keys,
     expect_bool,
@@ -21,6 +19,8 @@ from lamrunner.definition.validation import (
     expect_number,
     expect_str,
 )
+from lamrunner.errors import DefinitionError
+from lamrunner.units import parse_duration
 
 STRATEGIES = ("fixed", "exponential")
 JITTERS = ("none", "full", "equal")

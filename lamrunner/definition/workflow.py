@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lamrunner.definition.config import expand_env
-from lamrunner.errors import DefinitionError
 from lamrunner.definition.handlers import Handler, load_handler
-from lamrunner.units import noting_durations, parse_duration, parse_size
 from lamrunner.definition.validation import (
     check_keys,
     expect_bool,
@@ -25,6 +23,8 @@ from lamrunner.definition.validation import (
     expect_str,
 )
 from lamrunner.definition.yamlfile import load_yaml
+from lamrunner.errors import DefinitionError
+from lamrunner.units import noting_durations, parse_duration, parse_size
 
 WORKFLOW_KEYS = ("name", "description", "config", "steps", "limits", "network")
 NETWORK_KEYS = ("allowLinkLocal",)

@@ -7,7 +7,6 @@ reading, so a 2 GB answer costs at most the cap in memory.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import re
@@ -31,7 +30,7 @@ class Response:
     A plain class with slots: one is made per attempt, and a frozen dataclass costs more.
     """
 
-    __slots__ = ("status", "headers", "text", "is_json", "elapsed", "_value")
+    __slots__ = ("_value", "elapsed", "headers", "is_json", "status", "text")
 
     def __init__(
         self, status: int, headers: dict[str, str], text: str, is_json: bool, elapsed: float
@@ -124,7 +123,7 @@ class AiohttpTransport:
                 return _response(resp, raw, time.perf_counter() - started)
         except TransportError:
             raise
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise TransportError(
                 f"no complete response within {format_duration(timeout)} (timeout)",
                 kind="timeout",

@@ -34,6 +34,7 @@ Why the design is what it is:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
@@ -635,10 +636,8 @@ class _Worker:
 
     def shutdown(self) -> None:
         """Free every context here once running jobs end; does not wait for them."""
-        try:
+        with contextlib.suppress(RuntimeError):
             self._pool.submit(_free_all_job)
-        except RuntimeError:
-            pass
         self._pool.shutdown(wait=False)
 
 

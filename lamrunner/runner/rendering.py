@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from lamrunner.definition.directives import RequestSpec
-from lamrunner.errors import DefinitionError, TemplateError
 from lamrunner.definition.templates import render, to_text
 from lamrunner.definition.validation import did_you_mean
+from lamrunner.errors import DefinitionError, TemplateError
 
 _PATH_PARAM = re.compile(r"\{\{\s*([A-Za-z_][\w-]*)\s*\}\}|\{([A-Za-z_][\w-]*)\}")
 FORM = "application/x-www-form-urlencoded"
