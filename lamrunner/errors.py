@@ -24,7 +24,7 @@ them before they leave). Third-party exceptions are translated at one boundary e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 
 class LamrunnerError(Exception):
@@ -39,11 +39,19 @@ class LamrunnerError(Exception):
     def type_name(self) -> str:
         return type(self).__name__
 
-    def in_step(self, step: str) -> LamrunnerError:
-        """Attach the step name if nobody has yet; returns self for `raise err.in_step(x)`."""
-        if self.step is None:
-            self.step = step
-        return self
+    def in_step(self, step: str) -> Self:
+        """This error attributed to `step`, for `raise err.in_step(x) from None`: a new error
+        (errors are never changed once made), or this one when it already names its step."""
+        return self if self.step is not None else self.replaced(step=step)
+
+    def replaced(self, **changes: Any) -> Self:
+        """A new error of the same type with every attribute kept but `changes` (`message`
+        included, which also becomes its `args`): how a caller that knows more — the step, the
+        batch index, the attempts made — says so without changing an error someone holds."""
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__, **changes)
+        Exception.__init__(new, new.message)
+        return new
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type_name, "message": self.message, "step": self.step}

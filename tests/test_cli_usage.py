@@ -90,3 +90,24 @@ def test_output_and_store_both_refuse_a_folder_that_cannot_be_made(flow, tmp_pat
     assert message.startswith(f"--output {blocker / 'run.json'}: cannot create its folder")
     message, _ = refused("run", flow, "--store", str(blocker / "runs.sqlite3"))
     assert message.startswith(f"run store {blocker / 'runs.sqlite3'}: cannot open it")
+
+
+def test_run_loads_the_workflow_once(flow, monkeypatch):
+    """The load that refuses a bad definition up front is the one the run uses."""
+    import io
+
+    from lamrunner.cli import launch, main
+
+    loads = []
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return real(*args, **kwargs)
+
+    real = launch.load_workflow
+    monkeypatch.setattr(launch, "load_workflow", counted)
+    stdout = io.StringIO()
+    args = main.build_parser().parse_args(["run", flow, "--no-store"])
+    assert main._run(args, stdout) == main.EXIT_OK
+    assert json.loads(stdout.getvalue())["status"] == "SUCCESS"
+    assert len(loads) == 1

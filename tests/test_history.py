@@ -51,7 +51,7 @@ async def run_with(
     config = build_config(workflow.config, (), (), env or {})
     state = RunState.start(workflow.name, {} if input_data is None else input_data)
     store.begin(state, {"workflow": str(path), "configFiles": [], "sets": []})
-    return await Engine(workflow, config, clock=clock, checkpoint=store).resume(state)
+    return await Engine(workflow, config, clock=clock, observers=[store]).resume(state)
 
 
 def poll_step(wf, url: str, **loop: Any) -> Path:

@@ -74,7 +74,7 @@ def flow(wf):
 def test_a_bug_during_a_run_fails_the_run_with_an_internal_error(flow, tmp_path):
     store = str(tmp_path / "runs.sqlite3")
     proc = lamrunner_with_fault(
-        "lamrunner.runner.engine:Engine._run_step", "run", flow, "--store", store
+        "lamrunner.runner.engine:_run_step", "run", flow, "--store", store
     )
     record = assert_internal_error(proc, "run")
     assert record["runId"] and record["error"]["step"] == "only"
@@ -82,7 +82,7 @@ def test_a_bug_during_a_run_fails_the_run_with_an_internal_error(flow, tmp_path)
 
 
 def test_the_traceback_is_in_the_verbose_log_only_and_masked(flow):
-    proc = lamrunner_with_fault("lamrunner.runner.engine:Engine._run_step", "run", flow, "-v")
+    proc = lamrunner_with_fault("lamrunner.runner.engine:_run_step", "run", flow, "-v")
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["error"]["type"] == "InternalError"
     assert TRACEBACK in proc.stderr and "injected fault near ***" in proc.stderr
@@ -112,7 +112,7 @@ def test_a_bug_during_resume_fails_the_run(flow, tmp_path):
         db.execute("UPDATE runs SET pid = 999999999 WHERE run_id = 'r-crashed'")
 
     proc = lamrunner_with_fault(
-        "lamrunner.runner.engine:Engine._run_step", "resume", "r-crashed", "--store", store_path
+        "lamrunner.runner.engine:_run_step", "resume", "r-crashed", "--store", store_path
     )
 
     record = assert_internal_error(proc, "resume")

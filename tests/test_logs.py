@@ -10,7 +10,9 @@ import pytest
 import structlog
 from conftest import Reply, run_path
 
+from lamrunner.cli import live
 from lamrunner.logs import chain as logs
+from lamrunner.logs.masking import Secrets, masked_with
 from lamrunner.runner.clock import FakeClock
 
 
@@ -54,7 +56,9 @@ def poll_flow(api, wf, **extra):
 async def test_terminal_shows_a_live_poll_line(api, wf, restore_logging):
     screen = FakeTerminal()
     logs.configure("auto", 0, screen)
-    record = await run_path(poll_flow(api, wf), clock=FakeClock())
+    line = live.live_polls()  # the CLI's observer: logs go to a terminal, so there is one
+    assert line is not None
+    record = await run_path(poll_flow(api, wf), clock=FakeClock(), observers=[line])
     assert record["status"] == "SUCCESS"
     text = re.sub(r"\x1b\[[0-9;]*m", "", screen.getvalue())  # colours off, cursor codes kept
     assert "⟳ wait: attempt 1 of 3 · last status 200 · next poll in" in text
@@ -137,14 +141,14 @@ def test_configure_again_replaces_its_stdlib_handler(restore_logging):
     """The CLI (or a test) may configure twice: stdlib records are logged once, to the latest."""
     import logging
 
-    from lamrunner.logs.masking import SECRETS
-
-    SECRETS.add("key-abcdef-123")
+    secrets = Secrets()
+    secrets.add("key-abcdef-123")
     first, second = io.StringIO(), io.StringIO()
     logs.configure("json", 0, first)
     logs.configure("json", 0, second)
     try:
-        logging.getLogger("elsewhere").warning("token is %s", "key-abcdef-123")
+        with masked_with(secrets):  # as inside a run: its lines are masked with its secrets
+            logging.getLogger("elsewhere").warning("token is %s", "key-abcdef-123")
     finally:
         logs.detach_stdlib()
     assert first.getvalue() == ""

@@ -151,16 +151,18 @@ def test_mask_data_recurses_into_dicts_lists_and_keys(secrets):
     }
 
 
-def test_mask_processor_masks_an_event_dict(monkeypatch):
+def test_mask_processor_masks_an_event_dict():
     registry = Secrets()
     registry.add_headers([("Authorization", "Bearer zz-top-secret")])
-    monkeypatch.setattr(masking, "SECRETS", registry)
     event = {
         "event": "sent Bearer zz-top-secret",
         "response": {"echo": "zz-top-secret"},
         "attempt": 2,
     }
-    assert mask_processor(None, "info", event) == {
+    assert mask_processor(None, "info", dict(event)) == event  # outside a run: no secrets
+    with masking.masked_with(registry):
+        masked = mask_processor(None, "info", event)
+    assert masked == {
         "event": f"sent {MASK}",
         "response": {"echo": MASK},
         "attempt": 2,

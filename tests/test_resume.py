@@ -8,16 +8,17 @@ import pytest
 from conftest import Reply
 
 from lamrunner.definition.config import build_config
-from lamrunner.runner.engine import Engine
-from lamrunner.runner.state import RunState
 from lamrunner.definition.workflow import load_workflow
+from lamrunner.runner.engine import Engine
+from lamrunner.runner.observe import RunObserver
+from lamrunner.runner.state import RunState
 
 
 class Crash(BaseException):
     """Stands in for the process dying: nothing in lamrunner catches it."""
 
 
-class Recorder:
+class Recorder(RunObserver):
     """A checkpointer that keeps every saved state as JSON text, like a store would."""
 
     def __init__(self, on_save=None):
@@ -36,7 +37,8 @@ class Recorder:
 
 def engine_for(path, checkpoint=None):
     workflow = load_workflow(path, env={})
-    return Engine(workflow, build_config(workflow.config), checkpoint=checkpoint)
+    observers = () if checkpoint is None else (checkpoint,)
+    return Engine(workflow, build_config(workflow.config), observers=observers)
 
 
 @pytest.fixture

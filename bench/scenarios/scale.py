@@ -42,6 +42,7 @@ WORKFLOW = "name: bench-scale\nsteps:\n  - name: poll\n    handler: poll.py\n"
 async def lamrunner_(
     url: str, loops: int, interval: float, attempts: int, stagger: float
 ) -> dict[str, Any]:
+    from lamrunner.cli import gcpolicy
     from lamrunner.definition.config import build_config
     from lamrunner.definition.workflow import load_workflow
     from lamrunner.http.transport import AiohttpTransport
@@ -69,10 +70,8 @@ async def lamrunner_(
     payload = {"url": url, "attempts": attempts, "interval": interval}
     loop = asyncio.get_running_loop()
     try:
-        async with AiohttpTransport() as transport:
-            engine = Engine(
-                workflow, config, transport=transport, js=js, clock=clock, manage_gc=True
-            )
+        async with AiohttpTransport() as transport, gcpolicy.hold():
+            engine = Engine(workflow, config, transport=transport, js=js, clock=clock)
 
             async def one(i: int) -> dict[str, Any]:
                 await asyncio.sleep(i * stagger / loops)

@@ -8,8 +8,9 @@ Cyclic garbage that reaches the old generation would stay frozen, so every FULL_
 everything is unfrozen and collected once (one pause per ten minutes instead of several a
 minute), and again when the last holder lets go.
 
-It changes the collector for the whole process, so the CLI turns it on and embedders opt in
-(`Engine(..., manage_gc=True)`).
+It changes the collector for the whole process, so it is the host's choice, not the run
+core's: the CLI holds it around every run, and embedders opt in by running their runs inside
+`async with gcpolicy.hold():`.
 """
 
 from __future__ import annotations

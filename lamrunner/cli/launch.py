@@ -65,9 +65,15 @@ class Invocation:
         return workflow, build_config(workflow.config, self.config_files, self.sets, os.environ)
 
 
-def start(invocation: Invocation, input_data: Any, store: RunStore | None) -> dict[str, Any]:
-    """Run a workflow from its first step; returns the run record."""
-    workflow, config = invocation.load()
+def start(
+    invocation: Invocation,
+    input_data: Any,
+    store: RunStore | None,
+    loaded: tuple[Workflow, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run a workflow from its first step; returns the run record. `loaded` is what
+    `invocation.load()` gave the caller, so the workflow is loaded once per run."""
+    workflow, config = loaded if loaded is not None else invocation.load()
     state = RunState.start(workflow.name, input_data)
     return _drive(
         Engine(workflow, config, checkpoint=store, manage_gc=True), state, invocation, store, "run"

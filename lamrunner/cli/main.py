@@ -220,9 +220,9 @@ def _run(args: argparse.Namespace, stdout: TextIO) -> int:
     _check_output(args.output)
     input_data = parse_input(args.input)
     invocation = launch.Invocation.of(args.workflow, args.config, args.set)
-    invocation.load()  # every definition problem surfaces before the store records a run
+    loaded = invocation.load()  # every definition problem surfaces before the store records a run
     store = None if args.no_store else _store(args)
-    return _finish(launch.start(invocation, input_data, store), stdout, args.output)
+    return _finish(launch.start(invocation, input_data, store, loaded), stdout, args.output)
 
 
 def _resume(args: argparse.Namespace, stdout: TextIO) -> int:

@@ -1,30 +1,37 @@
 """Logging: one structlog processor chain, configured once, always to stderr.
 
 stdout belongs to the run record, so nothing here ever writes to it. In a terminal the lines
-are readable (and a live status line shows polls in progress); elsewhere they are JSON lines.
-Masking secrets is one processor in the chain (`masking.mask_processor`).
+are readable (and a host may keep a status line below them: `set_status_line`, the CLI's live
+poll line); elsewhere they are JSON lines. Masking secrets is one processor in the chain
+(`masking.mask_processor`), with the secrets of the run a line belongs to: `run_logging` binds
+a run's id, workflow and secrets for everything logged inside it, handlers' lines included.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import logging
-import shutil
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import structlog
 
-from lamrunner.logs.masking import mask_processor
-from lamrunner.units import format_duration
+from lamrunner.logs.masking import Secrets, mask_processor, masked_with
 
 LOGGER_NAME = "lamrunner"
-_LIVE: LiveLine | None = None
+
+
+class StatusLine(Protocol):
+    """A line kept below the log (the CLI's live poll line): every log line is printed above it."""
+
+    def print_above(self, message: str) -> None: ...
+
+
+_LIVE: StatusLine | None = None  # the status line under the log, when a host set one
+_TERMINAL: TextIO | None = None  # where a status line may be drawn (see status_stream)
 
 
 def get_logger(**bound: Any) -> Any:
@@ -46,11 +53,12 @@ def configure(
     `logging` through the chain, so a handler's `logging.getLogger(...).warning(...)` is masked,
     formatted and carries the run's context like every other line.
     """
-    global _LIVE
+    global _LIVE, _TERMINAL
     stream = _unwrap(stream or sys.stderr)
     tty = _isatty(stream)
     console = fmt == "console" or (fmt == "auto" and tty)
-    _LIVE = LiveLine(stream) if console and tty and verbosity >= 0 else None
+    _TERMINAL = stream if console and tty and verbosity >= 0 else None
+    _LIVE = None
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -72,7 +80,7 @@ def configure(
     structlog.configure(
         processors=shared + tail,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=lambda *_: _StreamLogger(stream, _LIVE),
+        logger_factory=lambda *_: _StreamLogger(stream),
         cache_logger_on_first_use=False,
     )
     detach_stdlib()
@@ -95,92 +103,55 @@ def _tidy_for_console(_logger: Any, _method: str, event: dict[str, Any]) -> dict
     return {k: v for k, v in event.items() if v is not None}
 
 
-def live_line() -> LiveLine | None:
-    """The terminal status line, when logs go to a terminal (else None)."""
-    return _LIVE
+def status_stream() -> TextIO | None:
+    """The terminal a status line may be drawn on: logs go to it readably and not quietly."""
+    return _TERMINAL
+
+
+def set_status_line(line: StatusLine | None) -> None:
+    """Keep `line` below the log from now on (None: plain lines again). For hosts: the CLI."""
+    global _LIVE
+    _LIVE = line
+
+
+@contextlib.contextmanager
+def run_logging(run_id: str, workflow: str, secrets: Secrets) -> Iterator[None]:
+    """Everything logged inside the block — handlers' prints and `logging` calls included, in
+    their threads too — carries the run's id and workflow and is masked with its secrets."""
+    with (
+        structlog.contextvars.bound_contextvars(run_id=run_id, workflow=workflow),
+        masked_with(secrets),
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def step_logging(step: str) -> Iterator[None]:
+    """Everything logged inside the block carries the step's name."""
+    with structlog.contextvars.bound_contextvars(step=step):
+        yield
 
 
 class _StreamLogger:
-    """structlog logger that writes lines to a stream, keeping the live line below them."""
+    """structlog logger that writes lines to a stream, keeping the status line below them."""
 
-    def __init__(self, stream: TextIO, live: LiveLine | None) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._live = live
 
     def msg(self, message: str) -> None:
-        if self._live is not None:
-            self._live.print_above(message)
+        live = _LIVE
+        if live is not None:
+            live.print_above(message)
             return
-        with _WRITE_LOCK:
+        with WRITE_LOCK:
             self._stream.write(message + "\n")
             self._stream.flush()
 
     log = debug = info = warn = warning = error = critical = exception = msg
 
 
-_WRITE_LOCK = threading.Lock()
-
-
-class LiveLine:
-    """One status line at the bottom of the terminal, redrawn under each log line."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._text = ""
-
-    def show(self, text: str) -> None:
-        width = shutil.get_terminal_size((100, 20)).columns - 1
-        self._text = text[:width]
-        with _WRITE_LOCK:
-            self._stream.write("\r\x1b[K" + self._text)
-            self._stream.flush()
-
-    def clear(self) -> None:
-        self._text = ""
-        with _WRITE_LOCK:
-            self._stream.write("\r\x1b[K")
-            self._stream.flush()
-
-    def print_above(self, message: str) -> None:
-        with _WRITE_LOCK:
-            self._stream.write("\r\x1b[K" + message + "\n" + self._text)
-            self._stream.flush()
-
-
-class PollProgress:
-    """What the live line shows: each running poll's attempt, last status, next poll in…"""
-
-    def __init__(self, live: LiveLine) -> None:
-        self._live = live
-        self._polls: dict[str, tuple[str, int, int, int | None, float]] = {}
-
-    def update(
-        self, key: str, step: str, attempt: int, of: int, status: int | None, due_monotonic: float
-    ) -> None:
-        self._polls[key] = (step, attempt, of, status, due_monotonic)
-        self.redraw()
-
-    def done(self, key: str) -> None:
-        self._polls.pop(key, None)
-        if not self._polls:
-            self._live.clear()
-
-    def redraw(self) -> None:
-        if not self._polls:
-            return
-        step, attempt, of, status, due = next(reversed(self._polls.values()))
-        wait = max(0.0, due - time.monotonic())
-        more = f" (+{len(self._polls) - 1} more polls)" if len(self._polls) > 1 else ""
-        self._live.show(
-            f"⟳ {step}: attempt {attempt} of {of} · last status {status} · "
-            f"next poll in {format_duration(wait)}{more}"
-        )
-
-    async def tick(self, interval: float = 0.25) -> None:
-        """Redraw the countdown until cancelled."""
-        while True:
-            await asyncio.sleep(interval)
-            self.redraw()
+WRITE_LOCK = threading.Lock()
+"""Held for every write to the log stream (a status line's redraw too), so lines never mix."""
 
 
 # -- the standard library's logging -----------------------------------------------------------
@@ -194,7 +165,7 @@ class _StdlibToChain(logging.Handler):
 
     def __init__(self, stream: TextIO, shared: list[Any], tail: list[Any]) -> None:
         super().__init__()
-        self._out = _StreamLogger(stream, _LIVE)
+        self._out = _StreamLogger(stream)
         self.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=[
@@ -207,10 +178,8 @@ class _StdlibToChain(logging.Handler):
         )
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):  # the stream is gone (closed at exit)
             self._out.msg(self.format(record))
-        except (OSError, ValueError):  # the stream is gone (closed at exit): nowhere to log
-            pass
 
 
 def _exception_in_one_line(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -350,7 +319,7 @@ def stdout_to_log() -> Iterator[TextIO]:
         yield stdout.real
     finally:
         stdout.capture_all = False
-        stdout.finish(stdout._loose)  # noqa: SLF001
+        stdout.finish(stdout._loose)
 
 
 def _unwrap(stream: TextIO) -> TextIO:

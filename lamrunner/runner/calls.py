@@ -2,20 +2,30 @@
 
 Layering: `retry` wraps each send; `loopUntil` wraps the retried send, so a 503 inside a poll is
 first retried by `retry` (when given) and only the final answer of that attempt is offered to the
-condition. Decisions come from `polling`; this module only awaits I/O, JS and the clock.
+condition. Decisions come from `polling`; this module only awaits I/O, JS and the clock, all
+of them the run's (`RunContext`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lamrunner.runner.clock import Clock
+from lamrunner.decide.polling import (
+    Decision,
+    Fail,
+    Observation,
+    PollState,
+    Succeed,
+    deadline_error,
+    decide_poll,
+    decide_retry,
+)
 from lamrunner.definition.directives import RequestSpec
+from lamrunner.definition.policies import PollPolicy, RetryPolicy, retry_after_seconds
 from lamrunner.errors import (
     ConditionError,
     HttpStatusError,
@@ -24,31 +34,17 @@ from lamrunner.errors import (
     ScriptError,
     TransportError,
 )
-from lamrunner.runner.history import attempt_row, failure_excerpt
-from lamrunner.definition.policies import PollPolicy, RetryPolicy, retry_after_seconds
-from lamrunner.decide.polling import (
-    Decision,
-    Fail,
-    Observation,
-    PollState,
-    Succeed,
-    decide_poll,
-    decide_retry,
-    deadline_error,
-)
-from lamrunner.runner.rendering import RenderedRequest
+from lamrunner.http.transport import Response, excerpt
 from lamrunner.js.simplecond import Unsupported, compile_condition
-from lamrunner.http.transport import Response, Transport, excerpt
+from lamrunner.runner.context import RunContext
+from lamrunner.runner.history import attempt_row, failure_excerpt
+from lamrunner.runner.rendering import RenderedRequest
 from lamrunner.units import format_duration
 
 
 class Condition(Protocol):
     async def evaluate(self, ctx_json: str) -> bool: ...
     async def aclose(self) -> None: ...
-
-
-class ConditionEngine(Protocol):
-    async def open_condition(self, source: str, limits: Any) -> Condition: ...
 
 
 @dataclass
@@ -74,90 +70,84 @@ ProgressHook = Callable[[PollState], None]
 HistoryHook = Callable[[dict[str, Any]], None]  # one row per poll attempt (see history)
 
 
-@dataclass
-class Caller:
-    """Everything a request needs from the run: transport, JS, clock, limits, logging."""
+@dataclass(frozen=True)
+class Element:
+    """One request object as `perform` takes it: what to send, and where its progress goes.
 
-    transport: Transport
-    conditions: ConditionEngine
-    clock: Clock
-    condition_limits: Any
-    log: Any
-    rand: Callable[[], float] = field(default=random.random)
+    `on_attempt` hears of every poll attempt that is followed by another (to checkpoint the
+    loop); `on_history` gets a row for every attempt, the one that settles the poll too."""
 
-    async def perform(
-        self,
-        request: RenderedRequest,
-        spec: RequestSpec,
-        state: PollState | None = None,
-        on_attempt: ProgressHook | None = None,
-        on_history: HistoryHook | None = None,
-    ) -> CallResult:
-        """Run one request object to its result, or raise the error that ends it.
+    request: RenderedRequest
+    spec: RequestSpec
+    on_attempt: ProgressHook | None = None
+    on_history: HistoryHook | None = None
 
-        `on_attempt` hears of every poll attempt that is followed by another (to checkpoint the
-        loop); `on_history` gets a row for every attempt, the one that settles the poll too."""
-        if spec.loop is None:
-            return await self._once(request, spec)
-        return await self._poll(request, spec, spec.loop, state, on_attempt, on_history)
 
-    async def _once(self, request: RenderedRequest, spec: RequestSpec) -> CallResult:
-        started = self.clock.now()
-        response, error, sent = await self._send(request, spec.retry, deadline=None)
+async def perform(ctx: RunContext, element: Element, poll: PollState | None = None) -> CallResult:
+    """Run one request object to its result (resuming `poll` if given), or raise the error
+    that ends it."""
+    call = _Call(ctx, element)
+    if element.spec.loop is None:
+        return await call.once()
+    return await call.poll(element.spec.loop, poll)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request object being performed, in its run."""
+
+    ctx: RunContext
+    element: Element
+
+    @property
+    def request(self) -> RenderedRequest:
+        return self.element.request
+
+    @property
+    def spec(self) -> RequestSpec:
+        return self.element.spec
+
+    async def once(self) -> CallResult:
+        clock = self.ctx.clock
+        started = clock.now()
+        response, error, sent = await self._send(self.spec.retry, deadline=None)
         if error is not None:
-            error.attempts = sent
-            if sent > 1:
-                error.message += f" (after {sent} attempts)"
-                error.args = (error.message,)
-            raise error
+            after = f" (after {sent} attempts)" if sent > 1 else ""
+            raise error.replaced(attempts=sent, message=error.message + after) from None
         assert response is not None
-        if response.status >= 400 and spec.fail_on_http_error:
-            raise _status_error(request, response, sent)
-        return _result(response, sent, self.clock.now() - started)
+        if response.status >= 400 and self.spec.fail_on_http_error:
+            raise _status_error(self.request, response, sent)
+        return _result(response, sent, clock.now() - started)
 
-    async def _poll(
-        self,
-        request: RenderedRequest,
-        spec: RequestSpec,
-        policy: PollPolicy,
-        state: PollState | None,
-        on_attempt: ProgressHook | None,
-        on_history: HistoryHook | None = None,
-    ) -> CallResult:
-        state = state or PollState.start(policy, self.clock.now())
+    async def poll(self, policy: PollPolicy, state: PollState | None) -> CallResult:
+        clock, log = self.ctx.clock, self.ctx.log
+        state = state or PollState.start(policy, clock.now())
         last_info = float("-inf")
-        debug = self.log.is_enabled_for(logging.DEBUG)
-        condition = await self._open(policy.condition, "condition", spec)
-        fail_when = (
-            await self._open(policy.fail_when, "failWhen", spec) if policy.fail_when else None
-        )
+        debug = log.is_enabled_for(logging.DEBUG)
+        condition = await self._open(policy.condition, "condition")
+        fail_when = await self._open(policy.fail_when, "failWhen") if policy.fail_when else None
         last: Response | None = None  # the last response received, for a failure's history row
         try:
             while True:
-                now = self.clock.now()
+                now = clock.now()
                 if state.next_due > now:
-                    await self.clock.sleep(state.next_due - now)
-                    now = self.clock.now()
+                    await clock.sleep(state.next_due - now)
+                    now = clock.now()
                 if state.deadline is not None and now >= state.deadline:
                     raise deadline_error(policy, state)
                 response, error, sent = await self._send(
-                    request, spec.retry, state.deadline, validate=False
+                    self.spec.retry, state.deadline, validate=False
                 )
                 state.attempt += 1
                 state.requests += sent
                 last = response or last
                 decision, problem = await self._decide(
-                    policy, state, response, error, (condition, fail_when), spec, last
+                    policy, state, response, error, (condition, fail_when), last
                 )
-                if on_history is not None:
-                    on_history(
-                        attempt_row(
-                            state, now, self.clock.now(), response, problem, error, decision, last
-                        )
-                    )
+                self._history(state, now, response, problem, error, decision, last)
                 if isinstance(decision, Succeed):
                     assert response is not None
-                    return _result(response, state.requests, self.clock.now() - state.started_at)
+                    return _result(response, state.requests, clock.now() - state.started_at)
                 if isinstance(decision, Fail):
                     raise decision.error
                 state.next_due = decision.until
@@ -166,20 +156,39 @@ class Caller:
                 loud = decision.delay >= 1.0 or now - last_info >= _QUIET_SECONDS
                 if loud or debug:
                     last_info = now if loud else last_info
-                    (self.log.info if loud else self.log.debug)(
+                    (log.info if loud else log.debug)(
                         "poll.attempt",
-                        where=spec.where,
+                        where=self.spec.where,
                         attempt=state.attempt,
                         of=policy.max_attempts,
                         status=state.last_status,
                         next_in=format_duration(decision.delay),
                     )
-                if on_attempt is not None:
-                    on_attempt(state)
+                if self.element.on_attempt is not None:
+                    self.element.on_attempt(state)
         finally:
             for check in (condition, fail_when):
                 if check is not None:
                     await check.js.aclose()
+
+    def _history(
+        self,
+        state: PollState,
+        began: float,
+        response: Response | None,
+        problem: str | None,
+        error: TransportError | None,
+        decision: Decision,
+        last: Response | None,
+    ) -> None:
+        """The attempt's history row, made only when someone keeps rows."""
+        hook = self.element.on_history
+        if hook is not None:
+            ended = self.ctx.clock.now()
+            row = attempt_row(
+                state, began, ended, response, problem, error, decision, last, self.ctx.secrets
+            )
+            hook(row)
 
     async def _decide(
         self,
@@ -188,7 +197,6 @@ class Caller:
         response: Response | None,
         error: TransportError | None,
         checks: tuple[_Check, _Check | None],
-        spec: RequestSpec,
         last: Response | None,
     ) -> tuple[Decision, str | None]:
         """The verdict on one attempt, and what went wrong in this attempt (for its row).
@@ -198,13 +206,13 @@ class Caller:
         made only when the poll fails, and the (pure) decision is taken again with it."""
         previous, state.last_error = state.last_error, None
         try:
-            seen = await self._observe(response, error, state, *checks, spec)
+            seen = await self._observe(response, error, state, *checks)
         except LamrunnerError as exc:  # a condition broke a limit: this attempt ends the poll
             state.last_error = previous
             return Fail(exc), exc.message
         problem = state.last_error
         state.last_error = problem or previous
-        now, rand = self.clock.now(), self.rand()
+        now, rand = self.ctx.clock.now(), self.ctx.rand()
         decision = decide_poll(policy, state, seen, now, rand)
         failed = isinstance(decision, Fail) and isinstance(decision.error, PollingError)
         if failed and last is not None:
@@ -219,22 +227,22 @@ class Caller:
         state: PollState,
         condition: _Check,
         fail_when: _Check | None,
-        spec: RequestSpec,
     ) -> Observation:
+        where = self.spec.where
         if error is not None:
             state.last_error = error.message
-            self.log.warning("poll.transport_error", where=spec.where, error=error.message)
+            self.ctx.log.warning("poll.transport_error", where=where, error=error.message)
             return Observation(error=error)
         assert response is not None
         state.last_status = response.status
         state.last_excerpt = excerpt(response.text)
-        now = self.clock.now()
+        now = self.ctx.clock.now()
         try:
-            held = await self._evaluate(condition, response, state, spec, now)
+            held = await self._evaluate(condition, response, state, now)
             failed = not held and fail_when is not None
             if failed:
                 assert fail_when is not None
-                failed = await self._evaluate(fail_when, response, state, spec, now)
+                failed = await self._evaluate(fail_when, response, state, now)
         except TransportError as exc:  # the body was not the JSON it claimed to be
             state.last_error = exc.message
             return Observation(status=response.status, excerpt=state.last_excerpt, error=exc)
@@ -242,7 +250,7 @@ class Caller:
         return Observation(response.status, state.last_excerpt, held, failed, None, retry_after)
 
     async def _evaluate(
-        self, check: _Check, response: Response, state: PollState, spec: RequestSpec, now: float
+        self, check: _Check, response: Response, state: PollState, now: float
     ) -> bool:
         """The condition's verdict: in Python when it can say exactly, else in QuickJS."""
         name = check.name
@@ -266,35 +274,34 @@ class Caller:
                 response.value  # noqa: B018
             if exc.kind == "exception":
                 state.last_error = f"{name} threw {exc.message}"
-                self.log.warning("poll.condition_threw", where=spec.where, error=state.last_error)
+                self.ctx.log.warning(
+                    "poll.condition_threw", where=self.spec.where, error=state.last_error
+                )
                 return False
-            raise _condition_error(exc, name, spec) from None
+            raise _condition_error(exc, name, self.spec) from None
 
-    async def _open(self, source: str | None, name: str, spec: RequestSpec) -> _Check:
+    async def _open(self, source: str | None, name: str) -> _Check:
         try:
-            js = await self.conditions.open_condition(source or "", self.condition_limits)
+            js = await self.ctx.js.open_condition(source or "", self.ctx.condition_limits)
         except ScriptError as exc:
-            raise _condition_error(exc, name, spec) from None
+            raise _condition_error(exc, name, self.spec) from None
         return _Check(name, js, compile_condition(source or ""))
 
     async def _send(
-        self,
-        request: RenderedRequest,
-        retry: RetryPolicy | None,
-        deadline: float | None,
-        validate: bool = True,
+        self, retry: RetryPolicy | None, deadline: float | None, validate: bool = True
     ) -> tuple[Response | None, TransportError | None, int]:
         """Send with transient-failure retries; returns (response, error, requests sent).
 
         `validate` parses JSON bodies here; polls skip it, as the condition parses them anyway.
         """
+        clock, request = self.ctx.clock, self.request
         tries = 0
         while True:
             tries += 1
             timeout = request.timeout
             if deadline is not None:
-                timeout = max(0.001, min(timeout, deadline - self.clock.now()))
-            response, error = await self._send_once(request, timeout, validate)
+                timeout = max(0.001, min(timeout, deadline - clock.now()))
+            response, error = await self._send_once(timeout, validate)
             if retry is None:
                 return response, error, tries
             status = response.status if response is not None else None
@@ -304,12 +311,12 @@ class Caller:
                 tries,
                 status,
                 error,
-                retry_after_seconds(hint, self.clock.now()),
-                self.rand(),
+                retry_after_seconds(hint, clock.now()),
+                self.ctx.rand(),
             )
-            if delay is None or (deadline is not None and self.clock.now() + delay > deadline):
+            if delay is None or (deadline is not None and clock.now() + delay > deadline):
                 return response, error, tries
-            self.log.info(
+            self.ctx.log.info(
                 "retry.wait",
                 where=request.where,
                 attempt=tries,
@@ -318,17 +325,18 @@ class Caller:
                 error=error.message if error else None,
                 next_in=format_duration(delay),
             )
-            await self.clock.sleep(delay)
+            await clock.sleep(delay)
 
     async def _send_once(
-        self, request: RenderedRequest, timeout: float, validate: bool
+        self, timeout: float, validate: bool
     ) -> tuple[Response | None, TransportError | None]:
+        request, log = self.request, self.ctx.log
         try:
-            response = await self.transport.send(request, timeout)
+            response = await self.ctx.transport.send(request, timeout)
             if validate:
                 response.value  # noqa: B018 - invalid JSON is a transport failure of this attempt
         except TransportError as exc:
-            self.log.debug(
+            log.debug(
                 "http.error",
                 where=request.where,
                 method=request.method,
@@ -336,7 +344,7 @@ class Caller:
                 error=exc.message,
             )
             return None, exc
-        self.log.debug(
+        log.debug(
             "http.response",
             where=request.where,
             method=request.method,

@@ -5,7 +5,7 @@ checkpointer: a person reading a failed run wants every attempt, the status each
 long it took and how long the loop waited after it. The row of a failed poll's last attempt
 carries the last response in full (bounded), because the ~200-character excerpt in the error
 message is rarely the part of the body that explains the failure. Rows are masked here, where
-they are made, so no checkpointer ever stores a secret.
+they are made, with the run's own secrets, so no observer ever stores a secret.
 
 `failure_excerpt` is that error-message excerpt: for a JSON object it quotes the fields that
 say why (`error`, `message`, `status`, `detail`, `reason`) first, then what fits of the rest.
@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lamrunner.errors import LamrunnerError, TransportError
-from lamrunner.logs.masking import MASK, SECRET_NAME, SECRETS
 from lamrunner.decide.polling import Decision, PollState, Succeed, Wait
+from lamrunner.errors import LamrunnerError, TransportError
 from lamrunner.http.transport import Response, excerpt
+from lamrunner.logs.masking import MASK, SECRET_NAME, Secrets
 
 REASON_KEYS = ("error", "message", "status", "detail", "reason")
 EXCERPT_CHARS = 200  # the excerpt of an error message
@@ -36,8 +36,10 @@ def attempt_row(
     error: TransportError | None,
     decision: Decision,
     last: Response | None,
+    secrets: Secrets,
 ) -> dict[str, Any]:
-    """One attempt as `runs show` prints it (times are epoch seconds; the store formats them)."""
+    """One attempt as `runs show` prints it (times are epoch seconds; the store formats them),
+    masked with the run's `secrets`."""
     waiting = isinstance(decision, Wait)
     status: int | str | None = response.status if response is not None else None
     if status is None and error is not None:
@@ -52,16 +54,16 @@ def attempt_row(
         "delayMs": _ms(decision.delay) if isinstance(decision, Wait) else None,
         "nextDue": decision.until if isinstance(decision, Wait) else None,
         "outcome": _outcome(decision),
-        "lastResponse": last_response(last) if failed and last is not None else None,
+        "lastResponse": last_response(last, secrets) if failed and last is not None else None,
     }
-    return SECRETS.mask_data(row)  # type: ignore[no-any-return]
+    return secrets.mask_data(row)  # type: ignore[no-any-return]
 
 
-def last_response(response: Response) -> dict[str, Any]:
+def last_response(response: Response, secrets: Secrets) -> dict[str, Any]:
     """`{status, headers, body, truncated}`: the body masked, then cut to LAST_RESPONSE_CHARS.
 
     Masking comes first so a secret that straddles the cut is not left half visible."""
-    text = SECRETS.mask(response.text[: 2 * LAST_RESPONSE_CHARS])
+    text = secrets.mask(response.text[: 2 * LAST_RESPONSE_CHARS])
     truncated = len(text) > LAST_RESPONSE_CHARS or len(response.text) > 2 * LAST_RESPONSE_CHARS
     headers = {k: MASK if SECRET_NAME.search(k) else v for k, v in response.headers.items()}
     return {

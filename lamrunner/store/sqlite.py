@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lamrunner.errors import DefinitionError
+from lamrunner.runner.observe import RunObserver
 from lamrunner.runner.state import RUNNING, RunState
 
 ENV_VAR = "LAMRUNNER_STORE"
@@ -118,7 +119,7 @@ class RunSummary:
         }
 
 
-class RunStore:
+class RunStore(RunObserver):
     """A run store file. Also the engine's checkpointer for the runs it owns."""
 
     def __init__(self, path: str | Path) -> None:
