@@ -9,11 +9,13 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 
 import pytest
 from conftest import Reply
 
-from lamrunner.runner.state import RunState
+from lamrunner.decide.polling import PollState
+from lamrunner.runner.state import ElementState, PendingStep, RunState
 from lamrunner.store.sqlite import INTERRUPTED, RunStore
 
 LAMRUNNER = [sys.executable, "-m", "lamrunner"]
@@ -173,12 +175,12 @@ def test_store_keeps_element_progress_apart_from_the_run(tmp_path):
     store = RunStore(tmp_path / "s.sqlite3")
     state = RunState.start("wf", {"a": 1}, run_id="r1")
     store.begin(state, {"workflow": "w.yaml", "configFiles": [], "sets": []})
-    state.pending = {"output": {"lam.httpRequests": []}, "elements": [None, None]}
+    state.pending = PendingStep.start({"lam.httpRequests": []}, 2)
     store.save_run(state)
-    poll = {"attempt": 3, "last_status": 202, "last_error": None, "next_due": 1.0}
-    store.save_element(state, 1, {"poll": poll})
+    poll = PollState(started_at=0.0, attempt=3, last_status=202, last_error=None, next_due=1.0)
+    store.save_element(state, 1, ElementState(poll=poll))
     loaded, invocation, _status = store.load("r1")
-    assert loaded.pending["elements"] == [None, {"poll": poll}]
+    assert loaded.pending.elements == [None, ElementState(poll=poll)]
     assert invocation["workflow"] == "w.yaml"
     state.pending = None
     state.next_step = 1
@@ -197,3 +199,131 @@ def test_a_running_run_whose_process_is_gone_is_listed_interrupted(tmp_path):
         db.execute("UPDATE runs SET pid = 999999999 WHERE run_id = 'r2'")
     assert store.list()[0].status == INTERRUPTED
     assert store.owner_alive("r2") is None
+
+
+# -- a store written by the previous release (state JSON without "schema") ----------------------
+
+
+def write_old_run(store_path: str, flow: str, api_url: str) -> str:
+    """A run row and an element row exactly as the release before versioned states wrote them:
+    step 1 done, step 2 polling after its 2nd attempt, the process gone (INTERRUPTED)."""
+    RunStore(store_path).close()  # the tables (the previous release's are the same)
+    now = time.time()
+    directive = {
+        "lam.httpRequest": {
+            "method": "GET",
+            "url": api_url + "/jobs/j1",
+            "loopUntil": {
+                "condition": "ctx.response.state === 'done'",
+                "initialDelay": "20ms",
+                "maxAttempts": 10,
+                "timeout": "60s",
+            },
+        }
+    }
+    state = {  # dataclasses.asdict(RunState) of that release: these keys, this order, no schema
+        "run_id": "20250101-000000-0ld001",
+        "workflow": "test-flow",
+        "gwo": {
+            "input": {},
+            "step_1": {"response": {"id": "j1"}, "http": {"status": 200, "attempts": 1}},
+        },
+        "next_step": 1,
+        "pending": {"output": directive, "elements": [None]},
+        "status": "RUNNING",
+        "result": None,
+        "error": None,
+        "meta": {},
+    }
+    poll = {  # PollState.to_dict of that release (dict(self.__dict__))
+        "started_at": now - 1.0,
+        "deadline": now + 60.0,
+        "attempt": 2,
+        "requests": 2,
+        "next_due": now,
+        "last_status": 200,
+        "last_excerpt": '{"state": "pending"}',
+        "last_error": None,
+    }
+    invocation = {"workflow": flow, "configFiles": [], "sets": [], "digest": ""}
+    with sqlite3.connect(store_path) as db:
+        db.execute(
+            "INSERT INTO runs (run_id, workflow, status, created_at, updated_at, pid, invocation,"
+            " state) VALUES (?, 'test-flow', 'RUNNING', ?, ?, NULL, ?, ?)",
+            (state["run_id"], now - 1.0, now, json.dumps(invocation), json.dumps(state)),
+        )
+        db.execute(
+            "INSERT INTO elements (run_id, step, idx, entry) VALUES (?, 1, 0, ?)",
+            (state["run_id"], json.dumps({"poll": poll})),
+        )
+    return state["run_id"]
+
+
+async def test_a_run_stored_by_the_previous_release_lists_shows_and_resumes(
+    api, poll_flow, store_path
+):
+    api.replies.clear()
+    api.script("GET", "/jobs/j1", Reply(json={"state": "pending"}), Reply(json={"state": "done"}))
+    run_id = write_old_run(store_path, poll_flow, api.url)
+
+    code, listing, err = await cli("runs", "--json", "--store", store_path)
+    assert code == 0, err
+    assert json.loads(listing) == [{**json.loads(listing)[0], "runId": run_id, "stepsDone": 1}]
+    assert json.loads(listing)[0]["status"] == INTERRUPTED
+    code, shown, err = await cli("runs", "show", run_id, "--store", store_path)
+    assert code == 0, err
+    run = json.loads(shown)["run"]
+    assert run["status"] == INTERRUPTED and run["gwo"]["step_1"]["response"] == {"id": "j1"}
+
+    code, out, err = await cli("resume", run_id, "--store", store_path)
+
+    record = json.loads(out)
+    assert code == 0, err
+    assert record["status"] == "SUCCESS" and record["runId"] == run_id
+    assert record["gwo"]["step_2"]["http"]["attempts"] == 4  # 2 before, 3rd and 4th now
+    assert len(api.requests_to("/jobs/j1")) == 2
+    assert api.requests_to("/start") == []  # step 1 was done: not sent again
+    code, shown, _ = await cli("runs", "show", run_id, "--store", store_path)
+    assert [p["attempt"] for p in json.loads(shown)["polls"]] == [3, 4]
+    with sqlite3.connect(store_path) as db:
+        (saved,) = db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    assert json.loads(saved)["schema"] == 2  # rewritten in the current schema
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"schema": 3},
+            "saved by a newer lamrunner: schema 3; this one reads 1–2",
+        ),
+        (
+            {"next_step": "1"},
+            "saved run state (schema 1): next_step: expected a step index >= 0, got a string",
+        ),
+        (
+            {"pending": {"output": {}, "elements": [{"poll": {"attempt": 2}}]}},
+            "pending.elements[0].poll: missing started_at",
+        ),
+    ],
+    ids=["newer", "wrong-type", "missing-keys"],
+)
+async def test_a_state_it_cannot_read_is_refused_by_name(
+    api, poll_flow, store_path, change, message
+):
+    run_id = write_old_run(store_path, poll_flow, api.url)
+    with sqlite3.connect(store_path) as db:
+        (saved,) = db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        db.execute("DELETE FROM elements")
+        db.execute(
+            "UPDATE runs SET state = ? WHERE run_id = ?",
+            (json.dumps({**json.loads(saved), **change}), run_id),
+        )
+    code, listing, _ = await cli("runs", "--json", "--store", store_path)
+    assert code == 0 and json.loads(listing)[0]["runId"] == run_id  # still listed
+    for command in (("runs", "show"), ("resume",)):
+        code, out, _ = await cli(*command, run_id, "--store", store_path)
+        error = json.loads(out)["error"]
+        assert code == 2 and error["type"] == "DefinitionError"
+        assert message in error["message"] and run_id in error["message"]
+    assert api.seen == []

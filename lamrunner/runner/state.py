@@ -1,20 +1,41 @@
-"""A run's progress as one plain, JSON-serializable value, and the run record made from it.
+"""A run's progress as typed records with a versioned, JSON-serializable saved form, and the run
+record made from it.
 
 The engine advances a RunState and hands it to a checkpoint hook at every step boundary and
 after every poll attempt. Everything needed to continue is in it — the GWO so far, the index of
-the next step, and for a step in flight the handler's directive (so the handler is not called
-again) with each request's poll state or result — so a run store can persist it and a later
-process, or a later cloud-function invocation, can resume the run where it stopped.
+the next step, and for a step in flight (`PendingStep`) the handler's directive (so the handler
+is not called again) with each request's progress (`ElementState`: its poll state or its
+result) — so a run store can persist it and a later process, or a later cloud-function
+invocation, can resume the run where it stopped.
+
+The saved form (`RunState.to_dict`) carries `"schema": SCHEMA`. `RunState.from_dict` reads every
+schema from 1 (the layout before versioning, which has no `schema` key) to SCHEMA, refuses a
+newer one, and refuses a damaged or foreign shape with a DefinitionError naming what is wrong.
+Schema 2 is schema 1 plus the key and its validation, so a schema-1 state loads unchanged.
+
+    {"schema": 2, "run_id": str, "workflow": str, "gwo": {...}, "next_step": int >= 0,
+     "pending": null | {"output": {directive}, "elements": [null | {"poll": {PollState}}
+                                                           | {"result": {"response", "http"}}]},
+     "status": "RUNNING" | "SUCCESS" | "FAILED", "result": any, "error": null | {...},
+     "meta": {...}}
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from lamrunner.decide.polling import PollState
+from lamrunner.errors import DefinitionError
+
 RUNNING, SUCCESS, FAILED = "RUNNING", "SUCCESS", "FAILED"
+SCHEMA = 2  # the saved form this code writes
+OLDEST_SCHEMA = 1  # the oldest it reads (1: the layout before versioning, no "schema" key)
+_STATUSES = (RUNNING, SUCCESS, FAILED)
+_WHERE = "saved run state"
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -23,13 +44,96 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+@dataclass(slots=True)
+class ElementState:
+    """One request of the step in flight: its poll's progress while it polls (`poll`), or,
+    once it is done, its GWO entry (`result`: `{"response": ..., "http": {...}}`)."""
+
+    poll: PollState | None = None
+    result: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.result is not None:
+            return {"result": self.result}
+        if self.poll is None:
+            raise ValueError("an ElementState has a poll state or a result")
+        return {"poll": self.poll.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "element") -> ElementState:
+        _check_object(data, where, required=(), allowed=("poll", "result"))
+        if len(data) != 1:
+            raise DefinitionError(f"{where}: expected one of poll or result, got {_keys(data)}")
+        if "poll" in data:
+            return cls(poll=PollState.from_dict(data["poll"], f"{where}.poll"))
+        result = data["result"]
+        _check_object(result, f"{where}.result", required=("response", "http"))
+        _check_type(result["http"], dict, "an object", f"{where}.result.http")
+        return cls(result=result)
+
+    # -- until the engine uses the records (issue 8): its dict-style reads -------------------
+
+    def __contains__(self, key: str) -> bool:
+        return getattr(self, key, None) is not None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "poll" and self.poll is not None:
+            return self.poll.to_dict()
+        return self.result if key == "result" and self.result is not None else default
+
+
+@dataclass
+class PendingStep:
+    """The step in flight: what its handler returned (the directive, sent again on resume
+    instead of calling the handler again) and one entry per request, None until it starts."""
+
+    output: Any
+    elements: list[ElementState | None]
+
+    @classmethod
+    def start(cls, output: Any, requests: int) -> PendingStep:
+        return cls(output, [None] * requests)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "elements": [_element_dict(e) for e in self.elements]}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "pending") -> PendingStep:
+        _check_object(data, where, required=("output", "elements"))
+        _check_type(data["output"], dict, "the handler's directive (an object)", f"{where}.output")
+        elements = data["elements"]
+        _check_type(elements, list, "a list", f"{where}.elements")
+        return cls(
+            data["output"],
+            [
+                None if e is None else ElementState.from_dict(e, f"{where}.elements[{i}]")
+                for i, e in enumerate(elements)
+            ],
+        )
+
+    # -- until the engine uses the records (issue 8): its dict-style reads -------------------
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in ("output", "elements"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+
 @dataclass
 class RunState:
     run_id: str
     workflow: str
     gwo: dict[str, Any]
     next_step: int = 0  # index into workflow.steps of the step to run (or being run)
-    pending: dict[str, Any] | None = None  # {"output": directive, "elements": [...]} in flight
+    # the step in flight. (The dict is the engine's own layout until it uses the records.)
+    pending: PendingStep | dict[str, Any] | None = None
     status: str = RUNNING
     result: Any = None
     error: dict[str, Any] | None = None
@@ -40,11 +144,67 @@ class RunState:
         return cls(run_id=run_id or new_run_id(), workflow=workflow, gwo={"input": input_data})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The saved form (schema SCHEMA). It shares the GWO, result, error and meta with this
+        state rather than copying them: serialize it before the run goes on."""
+        pending = self.pending
+        if isinstance(pending, dict):  # the engine's own layout, until it uses the records
+            pending = {"output": pending["output"], "elements": list(pending["elements"])}
+        elif pending is not None:
+            pending = pending.to_dict()
+        return {
+            "schema": SCHEMA,
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "gwo": self.gwo,
+            "next_step": self.next_step,
+            "pending": pending,
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+            "meta": self.meta,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunState:
-        return cls(**data)
+    def from_dict(cls, data: Any) -> RunState:
+        """A saved state of any schema from OLDEST_SCHEMA to SCHEMA; a DefinitionError for a
+        newer schema or a shape that is not a saved run state."""
+        _check_type(data, dict, "an object", _WHERE)
+        schema = data.get("schema", 1)
+        if isinstance(schema, bool) or not isinstance(schema, int) or schema < OLDEST_SCHEMA:
+            raise DefinitionError(f"{_WHERE}: schema: expected a version number, got {schema!r}")
+        if schema > SCHEMA:
+            raise DefinitionError(
+                f"{_WHERE}: saved by a newer lamrunner: schema {schema}; this one reads "
+                f"{OLDEST_SCHEMA}–{SCHEMA}"
+            )
+        for upgrade in _UPGRADES[schema - OLDEST_SCHEMA :]:
+            data = upgrade(data)
+        where = f"{_WHERE} (schema {schema})"
+        _check_object(data, where, required=_REQUIRED, allowed=_ALLOWED)
+        for key, kind, what in _TYPES:
+            _check_type(data[key], kind, what, f"{where}: {key}")
+        if isinstance(data["next_step"], bool) or data["next_step"] < 0:
+            raise DefinitionError(f"{where}: next_step: expected a step index >= 0")
+        if data["status"] not in _STATUSES:
+            raise DefinitionError(
+                f"{where}: status: expected one of {', '.join(_STATUSES)}, got {data['status']!r}"
+            )
+        if data["error"] is not None:
+            _check_type(data["error"], dict, "an object or null", f"{where}: error")
+        pending = data["pending"]
+        return cls(
+            run_id=data["run_id"],
+            workflow=data["workflow"],
+            gwo=data["gwo"],
+            next_step=data["next_step"],
+            pending=None
+            if pending is None
+            else PendingStep.from_dict(pending, f"{where}: pending"),
+            status=data["status"],
+            result=data["result"],
+            error=data["error"],
+            meta=data["meta"],
+        )
 
     @property
     def finished(self) -> bool:
@@ -72,3 +232,81 @@ def failed_record(workflow: str | None, error: dict[str, Any]) -> dict[str, Any]
         "error": error,
         "gwo": None,
     }
+
+
+# -- the saved form's versions -----------------------------------------------------------------
+
+
+def _from_schema_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 (no "schema" key) has schema 2's layout: nothing to convert."""
+    return data
+
+
+# _UPGRADES[n - 1] turns a schema-n dict into a schema-(n + 1) one; a new schema appends its
+# converter here (and bumps SCHEMA), so every saved state that ever was keeps a meaning.
+_UPGRADES: tuple[Callable[[dict[str, Any]], dict[str, Any]], ...] = (_from_schema_1,)
+assert len(_UPGRADES) == SCHEMA - OLDEST_SCHEMA
+
+_REQUIRED = (
+    "run_id",
+    "workflow",
+    "gwo",
+    "next_step",
+    "pending",
+    "status",
+    "result",
+    "error",
+    "meta",
+)  # schema 1 (dataclasses.asdict of the RunState of its day) always wrote every one
+_ALLOWED = (*_REQUIRED, "schema")
+_TYPES: tuple[tuple[str, type, str], ...] = (
+    ("run_id", str, "a string"),
+    ("workflow", str, "a string"),
+    ("gwo", dict, "an object"),
+    ("next_step", int, "a step index >= 0"),
+    ("status", str, "a string"),
+    ("meta", dict, "an object"),
+)
+
+
+def _check_object(
+    data: Any, where: str, required: tuple[str, ...], allowed: tuple[str, ...] | None = None
+) -> None:
+    """`data` is a dict with every `required` key and (when `allowed` is given) no other."""
+    _check_type(data, dict, "an object", where)
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise DefinitionError(f"{where}: missing {', '.join(missing)}")
+    allowed = required if allowed is None else allowed
+    unknown = sorted(str(key) for key in data if key not in allowed)
+    if unknown:
+        raise DefinitionError(f"{where}: unknown {', '.join(unknown)}")
+
+
+def _check_type(value: Any, kind: type, what: str, where: str) -> None:
+    if not isinstance(value, kind):
+        raise DefinitionError(f"{where}: expected {what}, got {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    """A JSON type name for an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    names = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    name = names.get(type(value), type(value).__name__)
+    if not isinstance(value, str | int | float):
+        return name
+    shown = repr(value)
+    return f"{name} ({shown if len(shown) <= 40 else shown[:37] + '...'})"
+
+
+def _keys(data: dict[str, Any]) -> str:
+    return ", ".join(sorted(str(k) for k in data)) or "an empty object"
+
+
+def _element_dict(entry: ElementState | dict[str, Any] | None) -> dict[str, Any] | None:
+    if entry is None or isinstance(entry, dict):  # (dict: the engine's own layout, for now)
+        return entry
+    return entry.to_dict()

@@ -16,6 +16,11 @@ to its last completed attempt. Polls faster than that (a commit costs as much as
 request) are committed together every GROUP_WINDOW; killed, they repeat at most that window's
 attempts. A poll's last attempt is committed when the poll settles, whatever its pace. The file
 is created readable by its owner only: GWOs and --set values may be private.
+
+States are written and read only through the records of `runner.state` (`RunState.to_dict`,
+`ElementState.to_dict` and their `from_dict`), which version the saved form: a run's `state`
+column carries its schema, and its element rows are in that schema. A process that takes a run
+over (`begin`) rewrites its state in the current schema before it writes any element row.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 
 from lamrunner.errors import DefinitionError
 from lamrunner.runner.observe import RunObserver
-from lamrunner.runner.state import RUNNING, RunState
+from lamrunner.runner.state import RUNNING, ElementState, PendingStep, RunState
 
 ENV_VAR = "LAMRUNNER_STORE"
 GROUP_WINDOW = 0.05  # seconds: polls faster than this share commits
@@ -182,7 +187,8 @@ class RunStore(RunObserver):
         self._db.execute(
             "INSERT INTO runs (run_id, workflow, status, created_at, updated_at, pid, invocation,"
             " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET"
-            " pid = excluded.pid, status = excluded.status, updated_at = excluded.updated_at",
+            " pid = excluded.pid, status = excluded.status, updated_at = excluded.updated_at,"
+            " state = excluded.state",  # a resumed run's state, in the current schema
             (
                 state.run_id,
                 state.workflow,
@@ -213,12 +219,16 @@ class RunStore(RunObserver):
             if state.pending is None:
                 self._db.execute("DELETE FROM elements WHERE run_id = ?", (state.run_id,))
 
-    def save_element(self, state: RunState, index: int, entry: dict[str, Any]) -> None:
+    def save_element(
+        self, state: RunState, index: int, entry: ElementState | dict[str, Any]
+    ) -> None:
         """After a poll attempt (or a request's end): that one element's progress."""
-        poll = entry.get("poll")
+        if isinstance(entry, dict):  # the engine's own layout, until it passes the record
+            entry = ElementState.from_dict(entry)
+        poll = entry.poll
         now = time.time()
-        self._grouped[(state.run_id, state.next_step, index)] = json.dumps(entry)
-        if poll and poll["next_due"] - now < GROUP_WINDOW:
+        self._grouped[(state.run_id, state.next_step, index)] = json.dumps(entry.to_dict())
+        if poll is not None and poll.next_due - now < GROUP_WINDOW:
             self._flush_soon()
         else:
             self.flush()
@@ -295,15 +305,21 @@ class RunStore(RunObserver):
         ).fetchone()
         if row is None:
             raise DefinitionError(f"run {run_id!r} is not in the run store {self.path}")
-        state = RunState.from_dict(json.loads(row[0]))
-        if state.pending is not None:
-            elements = state.pending["elements"]
-            for idx, entry in self._db.execute(
-                "SELECT idx, entry FROM elements WHERE run_id = ? AND step = ?",
-                (run_id, state.next_step),
-            ):
-                if idx < len(elements):
-                    elements[idx] = json.loads(entry)
+        try:
+            state = RunState.from_dict(_json(row[0], "state"))
+            if isinstance(state.pending, PendingStep):
+                elements = state.pending.elements
+                for idx, entry in self._db.execute(
+                    "SELECT idx, entry FROM elements WHERE run_id = ? AND step = ?",
+                    (run_id, state.next_step),
+                ):
+                    if idx < len(elements):
+                        where = f"element row {idx} of step {state.next_step}"
+                        elements[idx] = ElementState.from_dict(_json(entry, where), where)
+        except DefinitionError as exc:
+            raise DefinitionError(
+                f"run store {self.path}: run {run_id} cannot be read: {exc.message}"
+            ) from None
         return state, json.loads(row[1]), _listed_status(row[2], row[3])
 
     def list(self, limit: int = 50) -> list[RunSummary]:
@@ -351,6 +367,13 @@ def _attempt(r: tuple[Any, ...]) -> dict[str, Any]:
         "outcome": r[10],
         "lastResponse": None if r[11] is None else json.loads(r[11]),
     }
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise DefinitionError(f"{what}: not JSON ({exc})") from None
 
 
 def _listed_status(status: str, pid: int | None) -> str:
