@@ -4,6 +4,9 @@ A run started with `lamrunner run` is remembered by its invocation (workflow fil
 files, --set values; the input is in the GWO), so `lamrunner resume RUN_ID` rebuilds the same
 workflow and config and continues the saved RunState. Ctrl-C and SIGTERM stop a run cleanly:
 its last checkpoint stays in the store, and the record printed says how to resume it.
+
+The CLI is a host of the run core like any embedding program: the store and the live poll line
+are its run observers, and the garbage-collector policy is held around the run.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lamrunner.cli import gcpolicy, live
 from lamrunner.definition.config import build_config
 from lamrunner.definition.workflow import Workflow, load_workflow
 from lamrunner.errors import DefinitionError, InternalError
 from lamrunner.logs.chain import get_logger
+from lamrunner.logs.masking import Secrets, masked_with
 from lamrunner.runner import loop as aio
 from lamrunner.runner.engine import Engine
+from lamrunner.runner.observe import RunObserver
 from lamrunner.runner.state import FAILED, SUCCESS, RunState
 from lamrunner.store.sqlite import RunStore
 
@@ -75,9 +81,7 @@ def start(
     `invocation.load()` gave the caller, so the workflow is loaded once per run."""
     workflow, config = loaded if loaded is not None else invocation.load()
     state = RunState.start(workflow.name, input_data)
-    return _drive(
-        Engine(workflow, config, checkpoint=store, manage_gc=True), state, invocation, store, "run"
-    )
+    return _drive(_engine(workflow, config, store), state, invocation, store, "run")
 
 
 def resume(run_id: str, store: RunStore) -> dict[str, Any]:
@@ -96,13 +100,16 @@ def resume(run_id: str, store: RunStore) -> dict[str, Any]:
             note="the workflow file changed since the run started; resuming with the new one",
         )
     workflow, config = invocation.load()
-    return _drive(
-        Engine(workflow, config, checkpoint=store, manage_gc=True),
-        state,
-        invocation,
-        store,
-        "resume",
-    )
+    return _drive(_engine(workflow, config, store), state, invocation, store, "resume")
+
+
+def _engine(workflow: Workflow, config: dict[str, Any], store: RunStore | None) -> Engine:
+    """The engine with the CLI's observers: the store (when there is one), the live line."""
+    observers: list[RunObserver] = [] if store is None else [store]
+    line = live.live_polls()
+    if line is not None:
+        observers.append(line)
+    return Engine(workflow, config, observers=observers)
 
 
 def _drive(
@@ -110,8 +117,16 @@ def _drive(
 ) -> dict[str, Any]:
     if store is not None:
         store.begin(state, invocation.to_dict())
+    # The run masks its own lines; this masks the CLI's about it (interrupted, a traceback).
+    with masked_with(Secrets.of_config(engine.config)):
+        return _drive_masked(engine, state, store, command)
+
+
+def _drive_masked(
+    engine: Engine, state: RunState, store: RunStore | None, command: str
+) -> dict[str, Any]:
     try:
-        return aio.run(_until_stopped(engine.resume(state)))
+        return aio.run(_until_stopped(_with_gc_policy(engine.resume(state))))
     except (KeyboardInterrupt, _Stopped):
         return _interrupted(state, store)
     except Exception as exc:  # noqa: BLE001 - a bug in lamrunner: the run ends FAILED, not stuck RUNNING
@@ -119,6 +134,12 @@ def _drive(
     finally:
         if store is not None:
             store.flush()
+
+
+async def _with_gc_policy(run: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Await the run with the GC policy on: a CLI process may hold thousands of polls."""
+    async with gcpolicy.hold():
+        return await run
 
 
 class _Stopped(Exception):
@@ -181,7 +202,7 @@ def _internal_failure(
     error = InternalError.of(exc, command)
     steps = engine.workflow.steps
     if state.next_step < len(steps):
-        error.in_step(steps[state.next_step].name)
+        error = error.in_step(steps[state.next_step].name)
     log = get_logger(run_id=state.run_id)
     log.error("internal.error", error=error.message)
     log.debug("internal.traceback", exception=traceback.format_exc())  # masked by the chain
