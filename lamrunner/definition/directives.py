@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lamrunner import defaults
 from lamrunner.definition.policies import PollPolicy, RetryPolicy, parse_loop_until, parse_retry
 from lamrunner.definition.templates import has_template, render
 from lamrunner.definition.validation import (
@@ -47,7 +48,7 @@ REQUEST_KEYS = (
     "loopUntil",
 )
 SETTINGS_KEYS = ("method", "timeout", "failOnHttpError", "retry", "loopUntil")
-DEFAULT_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = defaults.REQUEST_TIMEOUT
 _NO_BODY = object()
 
 

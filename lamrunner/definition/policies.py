@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from lamrunner import defaults
 from lamrunner.definition.validation import (
     check_keys,
     expect_bool,
@@ -25,7 +26,7 @@ from lamrunner.units import parse_duration
 STRATEGIES = ("fixed", "exponential")
 JITTERS = ("none", "full", "equal")
 EXCEPTION_KINDS = ("timeout", "connection", "protocol")
-DEFAULT_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEFAULT_RETRYABLE_STATUSES = defaults.RETRYABLE_STATUSES
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
@@ -33,11 +34,11 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 class Backoff:
     """How long to wait between attempts; shared by `retry` and `loopUntil`."""
 
-    strategy: str = "fixed"
-    initial_delay: float = 1.0
-    max_delay: float = 30.0
-    multiplier: float = 2.0
-    jitter: str = "none"
+    strategy: str = defaults.POLL_STRATEGY
+    initial_delay: float = defaults.INITIAL_DELAY
+    max_delay: float = defaults.MAX_DELAY
+    multiplier: float = defaults.MULTIPLIER
+    jitter: str = defaults.JITTER
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class RetryPolicy:
     max_attempts: int
     backoff: Backoff
     retryable_statuses: frozenset[int] = DEFAULT_RETRYABLE_STATUSES
-    retryable_exceptions: frozenset[str] = frozenset({"timeout", "connection"})
+    retryable_exceptions: frozenset[str] = defaults.RETRYABLE_EXCEPTIONS
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class PollPolicy:
     """Polling until a JS condition holds (`loopUntil:`)."""
 
     condition: str
-    max_attempts: int = 10
+    max_attempts: int = defaults.POLL_MAX_ATTEMPTS
     backoff: Backoff = Backoff()
     fail_when: str | None = None
     timeout: float | None = None
@@ -123,14 +124,14 @@ def parse_retry(data: Any, where: str) -> RetryPolicy:
     statuses = data.get("retryableStatusCodes", sorted(DEFAULT_RETRYABLE_STATUSES))
     if not isinstance(statuses, list) or not all(_is_status(s) for s in statuses):
         raise DefinitionError(f"{where}.retryableStatusCodes: expected a list of HTTP status codes")
-    kinds = data.get("retryableExceptions", ["timeout", "connection"])
+    kinds = data.get("retryableExceptions", sorted(defaults.RETRYABLE_EXCEPTIONS))
     if not isinstance(kinds, list) or any(k not in EXCEPTION_KINDS for k in kinds):
         raise DefinitionError(
             f"{where}.retryableExceptions: expected a list of {', '.join(EXCEPTION_KINDS)}"
         )
     return RetryPolicy(
         max_attempts=expect_int(data["maxAttempts"], f"{where}.maxAttempts", minimum=1),
-        backoff=_parse_backoff(data, where, default_strategy="exponential"),
+        backoff=_parse_backoff(data, where, default_strategy=defaults.RETRY_STRATEGY),
         retryable_statuses=frozenset(statuses),
         retryable_exceptions=frozenset(kinds),
     )
@@ -145,8 +146,10 @@ def parse_loop_until(data: Any, where: str) -> PollPolicy:
     timeout = data.get("timeout")
     return PollPolicy(
         condition=expect_str(data["condition"], f"{where}.condition"),
-        max_attempts=expect_int(data.get("maxAttempts", 10), f"{where}.maxAttempts", minimum=1),
-        backoff=_parse_backoff(data, where, default_strategy="fixed"),
+        max_attempts=expect_int(
+            data.get("maxAttempts", defaults.POLL_MAX_ATTEMPTS), f"{where}.maxAttempts", minimum=1
+        ),
+        backoff=_parse_backoff(data, where, default_strategy=defaults.POLL_STRATEGY),
         fail_when=None if fail_when is None else expect_str(fail_when, f"{where}.failWhen"),
         timeout=None if timeout is None else parse_duration(timeout, f"{where}.timeout"),
         ignore_errors=expect_bool(data.get("ignoreErrors", False), f"{where}.ignoreErrors"),
@@ -157,14 +160,18 @@ def _parse_backoff(data: Mapping[str, Any], where: str, *, default_strategy: str
     strategy = data.get("strategy", default_strategy)
     if strategy not in STRATEGIES:
         raise DefinitionError(f"{where}.strategy: {strategy!r} is not one of fixed, exponential")
-    jitter = data.get("jitter", "none")
+    jitter = data.get("jitter", defaults.JITTER)
     if jitter not in JITTERS:
         raise DefinitionError(f"{where}.jitter: {jitter!r} is not one of none, full, equal")
     return Backoff(
         strategy=strategy,
-        initial_delay=parse_duration(data.get("initialDelay", "1s"), f"{where}.initialDelay"),
-        max_delay=parse_duration(data.get("maxDelay", "30s"), f"{where}.maxDelay"),
-        multiplier=expect_number(data.get("multiplier", 2), f"{where}.multiplier", minimum=1),
+        initial_delay=parse_duration(
+            data.get("initialDelay", defaults.INITIAL_DELAY), f"{where}.initialDelay"
+        ),
+        max_delay=parse_duration(data.get("maxDelay", defaults.MAX_DELAY), f"{where}.maxDelay"),
+        multiplier=expect_number(
+            data.get("multiplier", defaults.MULTIPLIER), f"{where}.multiplier", minimum=1
+        ),
         jitter=jitter,
     )
 

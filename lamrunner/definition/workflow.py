@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lamrunner import defaults
 from lamrunner.definition.config import expand_env
 from lamrunner.definition.handlers import Handler, load_handler
 from lamrunner.definition.validation import (
@@ -41,17 +42,19 @@ LIMIT_KEYS = (
 
 @dataclass(frozen=True)
 class Limits:
-    handler_timeout: float = 5.0
-    handler_memory: int = 100_000_000  # sizes are decimal, as `100MB` in a workflow is
-    condition_timeout: float = 1.0
-    condition_memory: int = 64_000_000
-    concurrency: int = 10
-    max_response_bytes: int = 50 * 1000 * 1000
+    handler_timeout: float = defaults.HANDLER_TIMEOUT
+    handler_memory: int = defaults.HANDLER_MEMORY
+    condition_timeout: float = defaults.CONDITION_TIMEOUT
+    condition_memory: int = defaults.CONDITION_MEMORY
+    concurrency: int = defaults.CONCURRENCY
+    max_response_bytes: int = defaults.MAX_RESPONSE_BYTES
 
 
 @dataclass(frozen=True)
 class Network:
-    allow_link_local: bool = False  # 169.254.0.0/16, fe80::/10, fd00:ec2::254 (see netpolicy)
+    allow_link_local: bool = (
+        defaults.ALLOW_LINK_LOCAL
+    )  # 169.254.0.0/16, fe80::/10, fd00:ec2::254 (see netpolicy)
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,9 @@ def _limits(raw: Any, where: str) -> Limits:
 def _network(raw: Any, where: str) -> Network:
     raw = expect_mapping(raw, where)
     check_keys(raw, NETWORK_KEYS, where)
-    return Network(expect_bool(raw.get("allowLinkLocal", False), f"{where}.allowLinkLocal"))
+    return Network(
+        expect_bool(raw.get("allowLinkLocal", defaults.ALLOW_LINK_LOCAL), f"{where}.allowLinkLocal")
+    )
 
 
 def _positive(raw: Mapping[str, Any], key: str, default: float, where: str) -> float:

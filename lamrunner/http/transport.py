@@ -13,12 +13,13 @@ import re
 import time
 from typing import Any, Protocol
 
+from lamrunner import defaults
 from lamrunner.errors import TransportError
 from lamrunner.http.netpolicy import BlockedAddress, is_blocked, refusal
 from lamrunner.runner.rendering import RenderedRequest
 from lamrunner.units import format_duration, format_size
 
-DEFAULT_MAX_RESPONSE_BYTES = 50 * 1000 * 1000
+DEFAULT_MAX_RESPONSE_BYTES = defaults.MAX_RESPONSE_BYTES
 _UNPARSED = object()
 MAX_REDIRECTS = 10
 _CHUNK = 1 << 16

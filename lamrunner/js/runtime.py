@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 
 import quickjs
 
+from lamrunner import defaults
 from lamrunner.errors import ScriptError
 from lamrunner.units import format_size
 
@@ -63,8 +64,8 @@ class JsLimits:
             raise ValueError(f"JS limits must be positive, got {self}")
 
 
-HANDLER_LIMITS = JsLimits(timeout=5.0, memory=100_000_000)
-CONDITION_LIMITS = JsLimits(timeout=1.0, memory=64_000_000)
+HANDLER_LIMITS = JsLimits(timeout=defaults.HANDLER_TIMEOUT, memory=defaults.HANDLER_MEMORY)
+CONDITION_LIMITS = JsLimits(timeout=defaults.CONDITION_TIMEOUT, memory=defaults.CONDITION_MEMORY)
 _CHECK_LIMITS = JsLimits(timeout=0.5, memory=HANDLER_LIMITS.memory)  # compile-time checks
 
 _THREAD_STACK = 8 * 1024 * 1024  # C stack of worker threads (the binding uses the same)
