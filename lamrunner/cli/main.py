@@ -346,9 +346,9 @@ def _refuse(exc: Any, stdout: TextIO | None, output: str | None = None) -> int:
 
 
 def _error(exc: Any) -> dict[str, Any]:
-    from lamrunner.logs.masking import SECRETS
-
-    return SECRETS.mask_data(exc.to_dict())  # type: ignore[no-any-return]
+    """A refusal's error: made before any config was resolved, so it has no secrets to mask
+    (a run masks its own errors with its own secrets)."""
+    return exc.to_dict()  # type: ignore[no-any-return]
 
 
 def _emit(document: dict[str, Any], stdout: TextIO, output: str | None) -> int:

@@ -14,7 +14,7 @@ import contextvars
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any, Protocol, TextIO
 
 import structlog
@@ -182,7 +182,9 @@ class _StdlibToChain(logging.Handler):
             self._out.msg(self.format(record))
 
 
-def _exception_in_one_line(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _exception_in_one_line(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """`logger.exception(...)` logs `error="ValueError: msg"`: no traceback reaches a user."""
     info = event.pop("exc_info", None)
     event.pop("stack_info", None)
@@ -286,10 +288,10 @@ def _proxies() -> tuple[StreamProxy, StreamProxy]:
     """Install the stdout and stderr proxies (once; again if someone replaced them)."""
     with _PROXY_LOCK:
         if not isinstance(sys.stdout, StreamProxy):
-            sys.stdout = StreamProxy(sys.stdout, "handler.print", logging.INFO)  # type: ignore[assignment]
+            sys.stdout = StreamProxy(sys.stdout, "handler.print", logging.INFO)
         if not isinstance(sys.stderr, StreamProxy):
-            sys.stderr = StreamProxy(sys.stderr, "handler.stderr", logging.WARNING)  # type: ignore[assignment]
-        return sys.stdout, sys.stderr  # type: ignore[return-value]
+            sys.stderr = StreamProxy(sys.stderr, "handler.stderr", logging.WARNING)
+        return sys.stdout, sys.stderr
 
 
 _PROXY_LOCK = threading.Lock()

@@ -152,4 +152,4 @@ def mask_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> di
     """structlog processor: the one place log lines are masked, with the secrets of the run
     the line belongs to (a line outside any run has none to mask)."""
     secrets = _CURRENT.get()
-    return event_dict if secrets is None else secrets.mask_data(event_dict)  # type: ignore[no-any-return]
+    return event_dict if secrets is None else secrets.mask_data(event_dict)

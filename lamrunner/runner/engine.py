@@ -102,7 +102,7 @@ class Engine:
             max_response_bytes=self.workflow.limits.max_response_bytes,
             allow_link_local=self.workflow.network.allow_link_local,
         )
-        await stack.enter_async_context(transport)  # type: ignore[arg-type]
+        await stack.enter_async_context(transport)
         return transport
 
     def _run_js(self, stack: AsyncExitStack) -> Any:

@@ -53,6 +53,8 @@ class RunObserver:
 class Observers(RunObserver):
     """Fan-out: every hook goes to each observer in order."""
 
+    wants_attempts: bool  # some observer keeps history rows (so they are worth making)
+
     def __init__(self, observers: Iterable[RunObserver] = ()) -> None:
         self._all = tuple(observers)
         self.wants_attempts = any(
