@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lamrunner.runner import loop as aio
 from lamrunner.definition.config import build_config
-from lamrunner.runner.engine import Engine
-from lamrunner.logs.chain import handler_output
 from lamrunner.definition.workflow import Workflow, load_workflow
+from lamrunner.logs.chain import handler_output
+from lamrunner.runner import loop as aio
+from lamrunner.runner.engine import Engine
 
 
 async def arun(

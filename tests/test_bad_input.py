@@ -60,8 +60,9 @@ from lamrunner.errors import (
     ScriptError,
     TemplateError,
 )
+from lamrunner.http.request import RenderedRequest
 from lamrunner.js.runtime import check_condition
-from lamrunner.runner.rendering import RenderedRequest, render_request
+from lamrunner.runner.rendering import render_request
 from lamrunner.units import MAX_BYTES, MAX_SECONDS, parse_duration, parse_size
 
 RESPONSE_KEYS = ("statusCode", "message", "data", "error")

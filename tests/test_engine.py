@@ -4,6 +4,7 @@ retries, batches and error types. Delays are tens of milliseconds; bounds are ge
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 
@@ -113,7 +114,7 @@ async def test_exponential_schedule_on_a_real_clock(api, wf):
     record = await run_path(path)
     assert record["gwo"]["step_1"]["http"]["attempts"] == 5
     times = [s.at for s in api.requests_to("/job")]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     for gap, expected in zip(gaps, [0.05, 0.1, 0.2, 0.2], strict=True):
         assert expected * 0.9 <= gap <= expected + 0.25
 
@@ -539,7 +540,7 @@ async def test_sync_handler_does_not_stall_the_event_loop(wf):
     task = asyncio.create_task(ticker())
     await run_path(path)
     task.cancel()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert len(ticks) > 20 and max(gaps) < 0.2
 
 

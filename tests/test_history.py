@@ -17,12 +17,12 @@ import pytest
 from aiohttp import web
 from conftest import Reply
 
-from lamrunner.runner.clock import FakeClock
 from lamrunner.definition.config import build_config
+from lamrunner.definition.workflow import load_workflow
+from lamrunner.runner.clock import FakeClock
 from lamrunner.runner.engine import Engine
 from lamrunner.runner.state import RunState
 from lamrunner.store.sqlite import RunStore
-from lamrunner.definition.workflow import load_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -95,7 +95,7 @@ def refused_url() -> str:
 
 
 @pytest.mark.parametrize(
-    "how,loop,outcome,attempts",
+    ("how", "loop", "outcome", "attempts"),
     [
         ("failWhen", {"failWhen": "ctx.response.state === 'failed'"}, "PollingFailed", 3),
         ("exhaustion", {"maxAttempts": 3}, "PollingExhausted", 3),

@@ -73,9 +73,7 @@ def flow(wf):
 
 def test_a_bug_during_a_run_fails_the_run_with_an_internal_error(flow, tmp_path):
     store = str(tmp_path / "runs.sqlite3")
-    proc = lamrunner_with_fault(
-        "lamrunner.runner.engine:_run_step", "run", flow, "--store", store
-    )
+    proc = lamrunner_with_fault("lamrunner.runner.engine:_run_step", "run", flow, "--store", store)
     record = assert_internal_error(proc, "run")
     assert record["runId"] and record["error"]["step"] == "only"
     assert store_status(store, record["runId"]) == "FAILED"  # not RUNNING, so not INTERRUPTED

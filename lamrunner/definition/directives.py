@@ -218,9 +218,7 @@ def _name_template(exc: DefinitionError, raw: Mapping[str, Any], where: str) -> 
     field_name = exc.message.partition(": ")[0]
     for path, text in _templated({k: raw[k] for k in SETTINGS_KEYS if k in raw}, where):
         if _gave(path, field_name):
-            exc.message = f"{exc.message} (from {text!r})"
-            exc.args = (exc.message,)
-            break
+            return exc.replaced(message=f"{exc.message} (from {text!r})")
     return exc
 
 

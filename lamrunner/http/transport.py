@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from lamrunner import defaults
 from lamrunner.errors import TransportError
 from lamrunner.http.netpolicy import BlockedAddress, is_blocked, refusal
-from lamrunner.runner.rendering import RenderedRequest
+from lamrunner.http.request import RenderedRequest
 from lamrunner.units import format_duration, format_size
 
 DEFAULT_MAX_RESPONSE_BYTES = defaults.MAX_RESPONSE_BYTES

@@ -34,11 +34,11 @@ from lamrunner.errors import (
     ScriptError,
     TransportError,
 )
+from lamrunner.http.request import RenderedRequest
 from lamrunner.http.transport import Response, excerpt
 from lamrunner.js.simplecond import Unsupported, compile_condition
 from lamrunner.runner.context import RunContext
 from lamrunner.runner.history import attempt_row, failure_excerpt
-from lamrunner.runner.rendering import RenderedRequest
 from lamrunner.units import format_duration
 
 

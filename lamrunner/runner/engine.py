@@ -30,6 +30,7 @@ from lamrunner.definition.directives import (
 from lamrunner.definition.handlers import call_handler
 from lamrunner.definition.workflow import Step, Workflow
 from lamrunner.errors import ConditionError, LamrunnerError, ScriptError
+from lamrunner.http.request import RenderedRequest
 from lamrunner.http.transport import AiohttpTransport, Transport
 from lamrunner.logs.chain import get_logger, run_logging, step_logging
 from lamrunner.logs.masking import Secrets
@@ -37,7 +38,7 @@ from lamrunner.runner.calls import Element, HistoryHook, ProgressHook, perform
 from lamrunner.runner.clock import Clock, SystemClock
 from lamrunner.runner.context import RunContext
 from lamrunner.runner.observe import Observers, RunObserver
-from lamrunner.runner.rendering import RenderedRequest, render_request
+from lamrunner.runner.rendering import render_request
 from lamrunner.runner.state import FAILED, SUCCESS, RunState
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -18,23 +17,10 @@ from lamrunner.definition.directives import RequestSpec
 from lamrunner.definition.templates import render, to_text
 from lamrunner.definition.validation import did_you_mean
 from lamrunner.errors import DefinitionError, TemplateError
+from lamrunner.http.request import RenderedRequest
 
 _PATH_PARAM = re.compile(r"\{\{\s*([A-Za-z_][\w-]*)\s*\}\}|\{([A-Za-z_][\w-]*)\}")
 FORM = "application/x-www-form-urlencoded"
-
-
-@dataclass(frozen=True)
-class RenderedRequest:
-    method: str
-    url: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes | None
-    timeout: float
-    where: str
-
-    @property
-    def header_values(self) -> tuple[str, ...]:
-        return tuple(v for _, v in self.headers)
 
 
 def render_request(spec: RequestSpec, config: Mapping[str, Any]) -> RenderedRequest:
