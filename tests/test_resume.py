@@ -11,7 +11,7 @@ from lamrunner.definition.config import build_config
 from lamrunner.definition.workflow import load_workflow
 from lamrunner.runner.engine import Engine
 from lamrunner.runner.observe import RunObserver
-from lamrunner.runner.state import RunState
+from lamrunner.runner.state import ElementState, RunState
 
 
 class Crash(BaseException):
@@ -23,6 +23,7 @@ class Recorder(RunObserver):
 
     def __init__(self, on_save=None):
         self.saved: list[str] = []
+        self.entries: list[ElementState] = []
         self.on_save = on_save
 
     def save_run(self, state):
@@ -31,7 +32,8 @@ class Recorder(RunObserver):
             self.on_save(state)
 
     def save_element(self, state, index, entry):
-        state.pending["elements"][index] = entry
+        self.entries.append(entry)
+        state.pending.elements[index] = entry
         self.save_run(state)
 
 
@@ -64,8 +66,8 @@ def two_step_flow(api, wf):
 
 async def test_resume_mid_poll_keeps_counters_and_sends_nothing_twice(api, two_step_flow):
     def crash_after_second_attempt(state: RunState) -> None:
-        element = (state.pending or {}).get("elements", [None])[0]
-        if element and element.get("poll", {}).get("attempt") == 2:
+        element = state.pending.elements[0] if state.pending else None
+        if element and element.poll and element.poll.attempt == 2:
             raise Crash
 
     recorder = Recorder(crash_after_second_attempt)
@@ -75,7 +77,7 @@ async def test_resume_mid_poll_keeps_counters_and_sends_nothing_twice(api, two_s
     assert len(api.requests_to("/jobs/j1")) == 2
     last = RunState.from_dict(json.loads(saved[-1]))
     assert last.next_step == 1 and last.pending is not None
-    deadline = last.pending["elements"][0]["poll"]["deadline"]
+    deadline = last.pending.elements[0].poll.deadline
 
     again = Recorder()
     record = await engine_for(two_step_flow, again).resume(last)
@@ -106,3 +108,25 @@ async def test_checkpoints_at_step_boundaries_and_after_each_attempt(api, two_st
     assert [s["next_step"] for s in states if not s["pending"]][-2:] == [2, 2]
     assert states[-1]["status"] == "SUCCESS"
     json.dumps(states)  # every checkpoint is plain JSON
+    assert {s["schema"] for s in states} == {2}
+    assert {type(e) for e in recorder.entries} == {ElementState}  # the engine passes records
+
+
+async def test_a_state_saved_before_schemas_resumes_like_its_schema_2_twin(api, two_step_flow):
+    def crash_after_second_attempt(state: RunState) -> None:
+        element = state.pending.elements[0] if state.pending else None
+        if element and element.poll and element.poll.attempt == 2:
+            raise Crash
+
+    recorder = Recorder(crash_after_second_attempt)
+    with pytest.raises(Crash):
+        await engine_for(two_step_flow, recorder).run({})
+    saved = json.loads(recorder.saved[-1])
+    assert saved.pop("schema") == 2
+    old = RunState.from_dict(json.loads(json.dumps(saved)))  # the previous release's layout
+
+    record = await engine_for(two_step_flow, Recorder()).resume(old)
+
+    assert record["status"] == "SUCCESS"
+    assert record["gwo"]["step_2"]["http"]["attempts"] == 5
+    assert len(api.requests_to("/jobs/j1")) == 5 and len(api.requests_to("/start")) == 1

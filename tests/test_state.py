@@ -326,3 +326,12 @@ def test_any_damage_loads_or_is_a_definition_error(path, value):
         assert RunState.from_dict(state.to_dict()) == state
         return
     assert message.startswith("saved run state")
+
+
+def test_a_poll_snapshot_is_apart_from_the_loop_and_refreshed_in_place():
+    live = PollState(started_at=1.0, attempt=1)
+    snapshot = live.copy()
+    live.attempt = 2
+    assert snapshot == PollState(started_at=1.0, attempt=1) and snapshot is not live
+    snapshot.update_from(live)
+    assert snapshot == live and snapshot is not live

@@ -39,7 +39,7 @@ from lamrunner.runner.clock import Clock, SystemClock
 from lamrunner.runner.context import RunContext
 from lamrunner.runner.observe import Observers, RunObserver
 from lamrunner.runner.rendering import render_request
-from lamrunner.runner.state import FAILED, SUCCESS, RunState
+from lamrunner.runner.state import FAILED, SUCCESS, ElementState, PendingStep, RunState
 
 
 class Engine:
@@ -151,7 +151,7 @@ async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
         output = await _call_handler(ctx, step, state)
     else:
         ctx.log.info("step.resume", step=step.name)
-        output = state.pending["output"]
+        output = state.pending.output
     directive = parse_directive(output, _check_condition, ctx.config)
     if isinstance(directive, PlainData):
         _complete(state, step, {"data": directive.data})
@@ -200,7 +200,7 @@ async def _requests(
     for request in rendered:
         ctx.secrets.add_headers(request.headers)
     if state.pending is None:
-        state.pending = {"output": output, "elements": [None] * len(rendered)}
+        state.pending = PendingStep.start(output, len(rendered))
         ctx.observer.save_run(state)
     batch = _Batch(directive, rendered, asyncio.Semaphore(ctx.workflow.limits.concurrency))
     outcomes = await asyncio.gather(
@@ -218,12 +218,13 @@ async def _element(
 ) -> dict[str, Any]:
     """One request object to its GWO entry, resuming its poll if it has one in progress."""
     assert state.pending is not None
-    elements: list[Any] = state.pending["elements"]
-    if elements[i] is not None and "result" in elements[i]:
-        return elements[i]["result"]  # type: ignore[no-any-return]
+    elements = state.pending.elements
+    entry = elements[i]
+    if entry is not None and entry.result is not None:
+        return entry.result
     key = f"{step.key}[{i}]"
     async with batch.gate:
-        poll = elements[i] and elements[i].get("poll")
+        poll = None if entry is None or entry.poll is None else entry.poll.copy()
         spec = batch.directive.requests[i]
         of = spec.loop.max_attempts if spec.loop is not None else 1
         element = Element(
@@ -233,13 +234,13 @@ async def _element(
             _history_hook(ctx, step, state, i),
         )
         try:
-            result = await perform(ctx, element, PollState.from_dict(poll) if poll else None)
+            result = await perform(ctx, element, poll)
         finally:
             ctx.observer.poll_done(key)
     stored = {"response": result.value, "http": result.http()}
-    elements[i] = {"result": stored}
+    done = elements[i] = ElementState(result=stored)
     if batch.directive.batch:  # a lone request's result is saved with the step
-        ctx.observer.save_element(state, i, elements[i])
+        ctx.observer.save_element(state, i, done)
     return stored
 
 
@@ -247,12 +248,16 @@ def _attempt_hook(ctx: RunContext, step: Step, state: RunState, i: int, of: int)
     """After each poll attempt that another follows (of at most `of`): checkpoint the poll,
     report its progress."""
     assert state.pending is not None
-    elements: list[Any] = state.pending["elements"]
+    elements = state.pending.elements
     key = f"{step.key}[{i}]"
 
     def on_attempt(poll_state: PollState) -> None:
-        elements[i] = {"poll": poll_state.to_dict()}
-        ctx.observer.save_element(state, i, elements[i])
+        entry = elements[i]  # a snapshot of the loop's state as of this attempt
+        if entry is None or entry.poll is None:
+            entry = elements[i] = ElementState(poll=poll_state.copy())
+        else:  # in place, as this runs after every attempt: observers serialize it at once
+            entry.poll.update_from(poll_state)
+        ctx.observer.save_element(state, i, entry)
         due = max(0.0, poll_state.next_due - ctx.clock.now())
         ctx.observer.poll_progress(
             key, step.name, poll_state.attempt, of, poll_state.last_status, due

@@ -47,7 +47,11 @@ def new_run_id(now: float | None = None) -> str:
 @dataclass(slots=True)
 class ElementState:
     """One request of the step in flight: its poll's progress while it polls (`poll`), or,
-    once it is done, its GWO entry (`result`: `{"response": ..., "http": {...}}`)."""
+    once it is done, its GWO entry (`result`: `{"response": ..., "http": {...}}`).
+
+    While a request polls, the engine updates its record's `poll` in place after each attempt
+    (it is a snapshot of the loop's state, not the loop's own): an observer serializes the
+    entry it is given (`to_dict`) in its hook rather than keep the object."""
 
     poll: PollState | None = None
     result: dict[str, Any] | None = None
@@ -74,19 +78,6 @@ class ElementState:
         _check_object(result, f"{where}.result", required=("response", "http"))
         _check_type(result["http"], dict, "an object", f"{where}.result.http")
         return cls(result=result)
-
-    # -- until the engine uses the records (issue 8): its dict-style reads -------------------
-
-    def __contains__(self, key: str) -> bool:
-        return getattr(self, key, None) is not None
-
-    def __getitem__(self, key: str) -> Any:
-        return self.get(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if key == "poll" and self.poll is not None:
-            return self.poll.to_dict()
-        return self.result if key == "result" and self.result is not None else default
 
 
 @dataclass
@@ -118,13 +109,6 @@ class PendingStep:
             ],
         )
 
-    # -- until the engine uses the records (issue 8): its dict-style reads -------------------
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in ("output", "elements"):
-            raise KeyError(key)
-        return getattr(self, key)
-
 
 @dataclass
 class RunState:
@@ -132,8 +116,7 @@ class RunState:
     workflow: str
     gwo: dict[str, Any]
     next_step: int = 0  # index into workflow.steps of the step to run (or being run)
-    # the step in flight. (The dict is the engine's own layout until it uses the records.)
-    pending: PendingStep | dict[str, Any] | None = None
+    pending: PendingStep | None = None  # the step in flight
     status: str = RUNNING
     result: Any = None
     error: dict[str, Any] | None = None
@@ -146,18 +129,13 @@ class RunState:
     def to_dict(self) -> dict[str, Any]:
         """The saved form (schema SCHEMA). It shares the GWO, result, error and meta with this
         state rather than copying them: serialize it before the run goes on."""
-        pending = self.pending
-        if isinstance(pending, dict):  # the engine's own layout, until it uses the records
-            pending = {"output": pending["output"], "elements": list(pending["elements"])}
-        elif pending is not None:
-            pending = pending.to_dict()
         return {
             "schema": SCHEMA,
             "run_id": self.run_id,
             "workflow": self.workflow,
             "gwo": self.gwo,
             "next_step": self.next_step,
-            "pending": pending,
+            "pending": None if self.pending is None else self.pending.to_dict(),
             "status": self.status,
             "result": self.result,
             "error": self.error,
@@ -306,7 +284,5 @@ def _keys(data: dict[str, Any]) -> str:
     return ", ".join(sorted(str(k) for k in data)) or "an empty object"
 
 
-def _element_dict(entry: ElementState | dict[str, Any] | None) -> dict[str, Any] | None:
-    if entry is None or isinstance(entry, dict):  # (dict: the engine's own layout, for now)
-        return entry
-    return entry.to_dict()
+def _element_dict(entry: ElementState | None) -> dict[str, Any] | None:
+    return None if entry is None else entry.to_dict()

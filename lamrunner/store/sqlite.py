@@ -39,7 +39,7 @@ from typing import Any
 
 from lamrunner.errors import DefinitionError
 from lamrunner.runner.observe import RunObserver
-from lamrunner.runner.state import RUNNING, ElementState, PendingStep, RunState
+from lamrunner.runner.state import RUNNING, ElementState, RunState
 
 ENV_VAR = "LAMRUNNER_STORE"
 GROUP_WINDOW = 0.05  # seconds: polls faster than this share commits
@@ -89,6 +89,7 @@ _ATTEMPT_COLUMNS = {
     "outcome": "TEXT",
     "last_response": "TEXT",
 }
+_Rows = list[dict[str, Any]]  # (named here: in RunStore, `list` is its method)
 _ATTEMPT_INSERT = (
     "INSERT OR REPLACE INTO attempts (run_id, step, idx, attempt, status, error, at, next_due,"
     " step_name, duration_ms, delay_ms, outcome, last_response)"
@@ -219,12 +220,8 @@ class RunStore(RunObserver):
             if state.pending is None:
                 self._db.execute("DELETE FROM elements WHERE run_id = ?", (state.run_id,))
 
-    def save_element(
-        self, state: RunState, index: int, entry: ElementState | dict[str, Any]
-    ) -> None:
+    def save_element(self, state: RunState, index: int, entry: ElementState) -> None:
         """After a poll attempt (or a request's end): that one element's progress."""
-        if isinstance(entry, dict):  # the engine's own layout, until it passes the record
-            entry = ElementState.from_dict(entry)
         poll = entry.poll
         now = time.time()
         self._grouped[(state.run_id, state.next_step, index)] = json.dumps(entry.to_dict())
@@ -307,7 +304,7 @@ class RunStore(RunObserver):
             raise DefinitionError(f"run {run_id!r} is not in the run store {self.path}")
         try:
             state = RunState.from_dict(_json(row[0], "state"))
-            if isinstance(state.pending, PendingStep):
+            if state.pending is not None:
                 elements = state.pending.elements
                 for idx, entry in self._db.execute(
                     "SELECT idx, entry FROM elements WHERE run_id = ? AND step = ?",
@@ -331,7 +328,7 @@ class RunStore(RunObserver):
         ).fetchall()
         return [RunSummary(r[0], r[1], _listed_status(r[2], r[5]), r[3], r[4], r[6]) for r in rows]
 
-    def attempts(self, run_id: str) -> list[dict[str, Any]]:
+    def attempts(self, run_id: str) -> _Rows:
         """The poll history of a run, in the order the attempts were sent."""
         rows = self._db.execute(
             "SELECT step, step_name, idx, attempt, at, status, error, duration_ms, delay_ms,"
