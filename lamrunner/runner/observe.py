@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from lamrunner.runner.state import RunState
+from lamrunner.runner.state import ElementState, RunState
 
 
 class RunObserver:
@@ -23,7 +23,7 @@ class RunObserver:
     def save_run(self, state: RunState) -> None:
         """At every step boundary and at the end: the whole state."""
 
-    def save_element(self, state: RunState, index: int, entry: dict[str, Any]) -> None:
+    def save_element(self, state: RunState, index: int, entry: ElementState) -> None:
         """After every poll attempt and request result: request `index`'s progress."""
 
     def save_attempt(self, state: RunState, index: int, row: dict[str, Any]) -> None:
@@ -70,7 +70,7 @@ class Observers(RunObserver):
         for observer in self._all:
             observer.save_run(state)
 
-    def save_element(self, state: RunState, index: int, entry: dict[str, Any]) -> None:
+    def save_element(self, state: RunState, index: int, entry: ElementState) -> None:
         for observer in self._all:
             observer.save_element(state, index, entry)
 
