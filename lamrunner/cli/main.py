@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=50, help="how many runs (default 50)")
     _store_options(runs)
     _log_options(runs)
+
+    from lamrunner.cli import package
+
+    package.add_parser(commands)
+    _log_options(commands.choices["package"])
     return parser
 
 
@@ -159,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from lamrunner.errors import InternalError
 
-        command = next((a for a in argv if a in ("run", "validate", "resume", "runs")), "run")
+        command = next(
+            (a for a in argv if a in ("run", "validate", "resume", "runs", "package")), "run"
+        )
         return _last_word(
             EXIT_FAILED,
             "InternalError",
@@ -195,7 +202,7 @@ def _main(argv: list[str]) -> int:
             parser.print_help(sys.stderr)
             raise DefinitionError(
                 "lamrunner: no command given; choose one of run, validate, "
-                "resume, runs (see lamrunner --help)"
+                "resume, runs, package (see lamrunner --help)"
             )
         args = parser.parse_args(argv)  # --version and --help exit here, cheaply
     except DefinitionError as exc:
@@ -207,6 +214,7 @@ def _main(argv: list[str]) -> int:
 
     configure(args.log_format, -1 if args.quiet else (1 if args.verbose else 0))
     command = {"run": _run, "validate": _validate, "resume": _resume, "runs": _runs}
+    command["package"] = _package
     with stdout_to_log() as stdout:  # handlers may print at import time too
         try:
             return command[args.command](args, stdout)
@@ -270,6 +278,12 @@ def _store(args: argparse.Namespace) -> Any:
     from lamrunner.store.sqlite import RunStore, default_path
 
     return RunStore(args.store or default_path())
+
+
+def _package(args: argparse.Namespace, stdout: TextIO) -> int:
+    from lamrunner.cli import package
+
+    return _emit(package.command(args), stdout, None) or EXIT_OK
 
 
 def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
