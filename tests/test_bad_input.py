@@ -1450,7 +1450,9 @@ def test_json_config_file_numbers_load_as_numbers(folder, numbers):
 @given(st.text(max_size=5))
 def test_json_config_file_text_loads_as_that_text(folder, text):
     """json.dumps escapes a non-BMP character as a surrogate pair ("\\ud83d\\ude00"); a JSON
-    --config FILE must load it as the character, not as two lone surrogates."""
+    --config FILE must load it as the character, not as two lone surrogates. (`$` is left
+    out: `${VAR}` expands and `$${` is the escape for a literal `${`, as documented.)"""
+    assume("$" not in text)
     path = write(folder, json.dumps({"v": text}), ".json")
     assert build_config({}, [str(path)], [], {}) == {"v": text}
 
