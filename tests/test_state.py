@@ -237,7 +237,7 @@ POLL = ("pending", "elements", 1, "poll")
         (changed(("gwo",), []), "gwo: expected an object, got a list"),
         (changed(("next_step",), -1), "next_step: expected a step index >= 0"),
         (changed(("next_step",), True), "next_step: expected a step index >= 0"),
-        (changed(("status",), "DONE"), "status: expected one of RUNNING, SUCCESS, FAILED"),
+        (changed(("status",), "DONE"), "status: expected one of RUNNING, SUSPENDED, SUCCESS, FAILED"),
         (changed(("error",), "boom"), "error: expected an object or null, got a string"),
         (changed(("pending",), []), "pending: expected an object, got a list"),
         (changed(("pending", "output")), "pending: missing output"),
@@ -247,7 +247,7 @@ POLL = ("pending", "elements", 1, "poll")
         (changed(("pending", "elements", 2), {}), "pending.elements[2]: expected one of poll"),
         (
             changed(("pending", "elements", 2), {"poll": {}, "result": {}}),
-            "pending.elements[2]: expected one of poll or result, got poll, result",
+            "pending.elements[2]: expected one of poll, result or error, got poll, result",
         ),
         (changed(("pending", "elements", 2), {"done": 1}), "pending.elements[2]: unknown done"),
         (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from lamrunner.decide.polling import (
     Observation,
     PollState,
     Succeed,
+    Wait,
     deadline_error,
     decide_poll,
     decide_retry,
@@ -120,37 +121,31 @@ class _Call:
         return _result(response, sent, clock.now() - started)
 
     async def poll(self, policy: PollPolicy, state: PollState | None) -> CallResult:
+        """The poll loop: one `Poller.attempt` after another, sleeping until each is due.
+
+        With a budget (`ctx.budget_end`), a next attempt due after the budget's end is not
+        waited for: `Suspended` says when it is due (the state was checkpointed after the
+        attempt before it)."""
         clock, log = self.ctx.clock, self.ctx.log
         state = state or PollState.start(policy, clock.now())
+        end = self.ctx.budget_end
         last_info = float("-inf")
         debug = log.is_enabled_for(logging.DEBUG)
-        condition = await self._open(policy.condition, "condition")
-        fail_when = await self._open(policy.fail_when, "failWhen") if policy.fail_when else None
-        last: Response | None = None  # the last response received, for a failure's history row
+        poller = await Poller.open(self, policy)
         try:
             while True:
                 now = clock.now()
                 if state.next_due > now:
+                    if end is not None and state.next_due > end:
+                        raise Suspended(state.next_due)
                     await clock.sleep(state.next_due - now)
-                    now = clock.now()
-                if state.deadline is not None and now >= state.deadline:
-                    raise deadline_error(policy, state)
-                response, error, sent = await self._send(
-                    self.spec.retry, state.deadline, validate=False
-                )
-                state.attempt += 1
-                state.requests += sent
-                last = response or last
-                decision, problem = await self._decide(
-                    policy, state, response, error, (condition, fail_when), last
-                )
-                self._history(state, now, response, problem, error, decision, last)
+                outcome = await poller.attempt(state)
+                decision = outcome.decision
                 if isinstance(decision, Succeed):
-                    assert response is not None
-                    return _result(response, state.requests, clock.now() - state.started_at)
+                    assert outcome.result is not None
+                    return outcome.result
                 if isinstance(decision, Fail):
                     raise decision.error
-                state.next_due = decision.until
                 now = decision.until - decision.delay
                 # Progress at info for polls worth watching; a fast poll logs at most every 5 s.
                 loud = decision.delay >= 1.0 or now - last_info >= _QUIET_SECONDS
@@ -167,9 +162,7 @@ class _Call:
                 if self.element.on_attempt is not None:
                     self.element.on_attempt(state)
         finally:
-            for check in (condition, fail_when):
-                if check is not None:
-                    await check.js.aclose()
+            await poller.aclose()
 
     def _history(
         self,
@@ -353,6 +346,96 @@ class _Call:
             ms=round(response.elapsed * 1000),
         )
         return response, None
+
+
+class Suspended(Exception):  # a state, not an error: the run suspends
+    """A poll's next attempt is due after the run's budget ends (`until`, epoch seconds)."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__(until)
+        self.until = until
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What one poll attempt did: the poll's `state` (the one given, updated in place: its
+    attempt and request counts, last status, and on `Wait` its `next_due`), the `decision`
+    (`Succeed`, `Wait(until, delay)` or `Fail(error)`), and on `Succeed` the `result`."""
+
+    state: PollState
+    decision: Decision
+    result: CallResult | None = None
+
+
+class Poller:
+    """One polled request, opened (its `condition` and `failWhen` ready): `attempt` makes one
+    attempt — send (with the request's `retry` inside it, bounded by the poll's deadline),
+    evaluate, decide — and never sleeps before it; whoever calls it owns the waiting. The
+    engine's poll loop is `attempt` and a sleep until `decision.until`, so a host that waits
+    by other means (a durable timer, a task queue) gets the same attempts. Close it with
+    `aclose` (or `async with`)."""
+
+    __slots__ = ("_call", "_checks", "_last", "policy")
+
+    def __init__(self, call: _Call, policy: PollPolicy, checks: tuple[_Check, _Check | None]):
+        self._call = call
+        self.policy = policy
+        self._checks = checks
+        self._last: Response | None = None  # the last response received, for a failure's row
+
+    @classmethod
+    async def open(cls, call: _Call, policy: PollPolicy) -> Poller:
+        condition = await call._open(policy.condition, "condition")
+        try:
+            fail_when = await call._open(policy.fail_when, "failWhen") if policy.fail_when else None
+        except BaseException:
+            await condition.js.aclose()
+            raise
+        return cls(call, policy, (condition, fail_when))
+
+    def start(self) -> PollState:
+        """A new poll's state: its first attempt due now, its deadline `timeout` from now."""
+        return PollState.start(self.policy, self._call.ctx.clock.now())
+
+    async def attempt(self, state: PollState) -> AttemptOutcome:
+        """Attempt number `state.attempt + 1`, now (call it at or after `state.next_due`)."""
+        call, policy = self._call, self.policy
+        clock = call.ctx.clock
+        now = clock.now()
+        if state.deadline is not None and now >= state.deadline:
+            return AttemptOutcome(state, Fail(deadline_error(policy, state)))
+        response, error, sent = await call._send(call.spec.retry, state.deadline, validate=False)
+        state.attempt += 1
+        state.requests += sent
+        last = self._last = response or self._last
+        decision, problem = await call._decide(policy, state, response, error, self._checks, last)
+        call._history(state, now, response, problem, error, decision, last)
+        if isinstance(decision, Wait):
+            state.next_due = decision.until
+            return AttemptOutcome(state, decision)
+        if isinstance(decision, Succeed):
+            assert response is not None
+            result = _result(response, state.requests, clock.now() - state.started_at)
+            return AttemptOutcome(state, decision, result)
+        return AttemptOutcome(state, decision)
+
+    async def aclose(self) -> None:
+        for check in self._checks:
+            if check is not None:
+                await check.js.aclose()
+
+    async def __aenter__(self) -> Poller:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def open_poller(ctx: RunContext, element: Element) -> Coroutine[Any, Any, Poller]:
+    """A `Poller` for `element` (which must have a `loopUntil`) in the run `ctx`."""
+    if element.spec.loop is None:
+        raise ValueError(f"{element.spec.where}: not a poll (no loopUntil)")
+    return Poller.open(_Call(ctx, element), element.spec.loop)
 
 
 @dataclass

@@ -35,6 +35,7 @@ class RunContext:
     clock: Clock
     observer: Observers
     rand: Callable[[], float] = field(default=random.random)  # jitter
+    budget_end: float | None = None  # epoch seconds: a poll due after it suspends the run
 
     @property
     def condition_limits(self) -> Any:

@@ -2,8 +2,12 @@
 
     handler → directive → rendered requests → request or poll (calls) → step result → GWO
 
-All progress lives in the RunState (see `runstate`); the run's observers (`observe`) hear of
+All progress lives in the RunState (see `state`); the run's observers (`observe`) hear of
 it at every step boundary and after every poll attempt, and `resume` continues a saved state.
+A run given a `budget` suspends instead of waiting past it: once every request of the step in
+flight has settled or waits for an attempt due after the budget's end, the run is checkpointed
+and returned SUSPENDED with its `resumeAt`, so a host need not hold a process through a long
+wait. `poller` opens one polled request for a host that drives the attempts itself.
 Each run gets its own `RunContext` (`context`): its secrets, its bound log, and the transport
 (one aiohttp session, so connections are reused) and QuickJS workers it owns unless the engine
 was given shared ones. An engine holds no run's state, so one engine runs many runs, at once
@@ -14,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
-from contextlib import AsyncExitStack
+import math
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import lamrunner.errors as error_types
 from lamrunner.decide.polling import PollState
 from lamrunner.definition.directives import (
     ExitDirective,
@@ -29,17 +35,35 @@ from lamrunner.definition.directives import (
 )
 from lamrunner.definition.handlers import call_handler
 from lamrunner.definition.workflow import Step, Workflow
-from lamrunner.errors import ConditionError, LamrunnerError, ScriptError
+from lamrunner.errors import ConditionError, DefinitionError, LamrunnerError, ScriptError
 from lamrunner.http.request import RenderedRequest
 from lamrunner.http.transport import AiohttpTransport, Transport
 from lamrunner.logs.chain import get_logger, run_logging, step_logging
 from lamrunner.logs.masking import Secrets
-from lamrunner.runner.calls import Element, HistoryHook, ProgressHook, perform
+from lamrunner.runner.calls import (
+    Element,
+    HistoryHook,
+    Poller,
+    ProgressHook,
+    Suspended,
+    open_poller,
+    perform,
+)
 from lamrunner.runner.clock import Clock, SystemClock
 from lamrunner.runner.context import RunContext
 from lamrunner.runner.observe import Observers, RunObserver
 from lamrunner.runner.rendering import render_request
-from lamrunner.runner.state import FAILED, SUCCESS, ElementState, PendingStep, RunState
+from lamrunner.runner.state import (
+    FAILED,
+    RUNNING,
+    SUCCESS,
+    SUSPENDED,
+    ElementState,
+    PendingStep,
+    RunState,
+    iso_ms,
+    new_run_id,
+)
 
 
 class Engine:
@@ -65,19 +89,28 @@ class Engine:
         self.clock = clock or SystemClock()
         self._observer = Observers(observers)
 
-    async def run(self, input_data: Any = None, run_id: str | None = None) -> dict[str, Any]:
-        """Run from the first step; returns the run record."""
+    async def run(
+        self, input_data: Any = None, run_id: str | None = None, *, budget: float | None = None
+    ) -> dict[str, Any]:
+        """Run from the first step; returns the run record. With a `budget` (seconds), the run
+        suspends rather than wait for a poll attempt due after the budget's end."""
         state = RunState.start(self.workflow.name, {} if input_data is None else input_data, run_id)
-        return await self.resume(state)
+        return await self.resume(state, budget=budget)
 
-    async def resume(self, state: RunState) -> dict[str, Any]:
-        """Continue a (saved) run from its next step or its in-flight poll."""
+    async def resume(self, state: RunState, *, budget: float | None = None) -> dict[str, Any]:
+        """Continue a (saved) run from its next step or its in-flight poll. A SUSPENDED state
+        resumed before its `resume_at` first waits until then; the budget counts from then."""
+        _check_budget(budget)
         secrets = Secrets.of_config(self.config)
         with run_logging(state.run_id, self.workflow.name, secrets):  # handlers' lines too
             log = get_logger(run_id=state.run_id, workflow=self.workflow.name)
             fresh = state.next_step == 0 and not state.pending
             log.info("run.start" if fresh else "run.resume", steps=len(self.workflow.steps))
             _warn(log, self.workflow.warnings)
+            if state.status == SUSPENDED:
+                await self._wait_for(state, log)
+                state.status = RUNNING
+            end = None if budget is None else self.clock.now() + budget
             async with AsyncExitStack() as stack:
                 ctx = RunContext(
                     run_id=state.run_id,
@@ -89,11 +122,64 @@ class Engine:
                     js=self._run_js(stack),
                     clock=self.clock,
                     observer=self._observer,
+                    budget_end=end,
                 )
                 await _drive(ctx, state)
-            level = log.info if state.status == SUCCESS else log.error
-            level("run.done", status=state.status, error=(state.error or {}).get("message"))
+            if state.status == SUSPENDED:
+                at = state.resume_at
+                log.info("run.suspended", resume_at=None if at is None else iso_ms(at))
+            else:
+                level = log.info if state.status == SUCCESS else log.error
+                level("run.done", status=state.status, error=(state.error or {}).get("message"))
             return state.record()
+
+    async def _wait_for(self, state: RunState, log: Any) -> None:
+        """Until a suspended run's `resume_at`, if it is still ahead."""
+        at = state.resume_at
+        if at is not None and at > self.clock.now():
+            log.info("run.waiting", until=iso_ms(at), note=f"waiting until {iso_ms(at)}")
+            await self.clock.sleep(at - self.clock.now())
+
+    @asynccontextmanager
+    async def poller(
+        self,
+        request: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        on_history: HistoryHook | None = None,
+    ) -> AsyncIterator[Poller]:
+        """One polled request, opened for a host that drives its attempts itself (the hosts
+        API, docs/python-api.md): `request` is a `lam.httpRequest` object with a `loopUntil`,
+        as a handler returns it (templates filled from this engine's config). The `Poller`'s
+        `attempt(state)` makes one attempt with the engine's own semantics and returns its
+        `AttemptOutcome`; `on_history` gets each attempt's history row, masked."""
+        directive = parse_directive(
+            {"lam.httpRequest": dict(request)}, _check_condition, self.config
+        )
+        assert isinstance(directive, HttpDirective)
+        spec = directive.requests[0]
+        if spec.loop is None:
+            raise DefinitionError(f"{spec.where}: not a poll: it has no loopUntil")
+        rendered = render_request(spec, self.config)
+        secrets = Secrets.of_config(self.config)
+        secrets.add_headers(rendered.headers)
+        run_id = run_id or new_run_id()
+        with run_logging(run_id, self.workflow.name, secrets):
+            async with AsyncExitStack() as stack:
+                ctx = RunContext(
+                    run_id=run_id,
+                    workflow=self.workflow,
+                    config=self.config,
+                    secrets=secrets,
+                    log=get_logger(run_id=run_id, workflow=self.workflow.name),
+                    transport=await self._run_transport(stack),
+                    js=self._run_js(stack),
+                    clock=self.clock,
+                    observer=Observers(()),
+                )
+                poller = await open_poller(ctx, Element(rendered, spec, on_history=on_history))
+                async with poller:
+                    yield poller
 
     async def _run_transport(self, stack: AsyncExitStack) -> Transport:
         """The shared transport, or one for this run, closed with `stack`."""
@@ -133,14 +219,14 @@ async def _drive(ctx: RunContext, state: RunState) -> None:
 
 async def _advance(ctx: RunContext, state: RunState) -> None:
     steps = ctx.workflow.steps
-    while state.next_step < len(steps) and not state.finished:
+    while state.next_step < len(steps) and state.status == RUNNING:
         step = steps[state.next_step]
         with step_logging(step.name):
             try:
                 await _run_step(ctx, step, state)
             except LamrunnerError as exc:
                 raise exc.in_step(step.name) from None
-    if not state.finished:
+    if state.status == RUNNING:
         state.status = SUCCESS
         state.result = _step_result(state.gwo.get(steps[-1].key))
 
@@ -210,18 +296,28 @@ async def _requests(
     for outcome in outcomes:
         if isinstance(outcome, BaseException) and not isinstance(outcome, LamrunnerError):
             raise outcome
+    if any(outcome is _WAITING for outcome in outcomes):  # each one done, failed, or waiting
+        state.status = SUSPENDED  # the pending step keeps every element's progress
+        return
     _settle(ctx, step, state, directive, outcomes)
+
+
+_WAITING: Any = object()  # an element's outcome when its next attempt is due after the budget
 
 
 async def _element(
     ctx: RunContext, step: Step, state: RunState, batch: _Batch, i: int
 ) -> dict[str, Any]:
-    """One request object to its GWO entry, resuming its poll if it has one in progress."""
+    """One request object to its GWO entry, resuming its poll if it has one in progress;
+    `_WAITING` when it waits past the run's budget. A batch request that fails keeps its
+    error in its element (so a resumed step settles as if it had not stopped)."""
     assert state.pending is not None
     elements = state.pending.elements
     entry = elements[i]
     if entry is not None and entry.result is not None:
         return entry.result
+    if entry is not None and entry.error is not None:
+        raise _restored_error(entry.error)
     key = f"{step.key}[{i}]"
     async with batch.gate:
         poll = None if entry is None or entry.poll is None else entry.poll.copy()
@@ -235,6 +331,13 @@ async def _element(
         )
         try:
             result = await perform(ctx, element, poll)
+        except Suspended:
+            return _WAITING  # type: ignore[no-any-return]
+        except LamrunnerError as exc:
+            if batch.directive.batch:
+                failed = elements[i] = ElementState(error=_error_state(exc, ctx.secrets))
+                ctx.observer.save_element(state, i, failed)
+            raise
         finally:
             ctx.observer.poll_done(key)
     stored = {"response": result.value, "http": result.http()}
@@ -325,6 +428,37 @@ def _check_condition(source: str, where: str) -> None:
         check_condition(source)
     except ScriptError as exc:
         raise ConditionError(f"{where}: {exc.message}") from None
+
+
+def _check_budget(budget: float | None) -> None:
+    if budget is None:
+        return
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget >= 0:
+        raise DefinitionError(f"budget: expected seconds >= 0 (a number), got {budget!r}")
+    if not math.isfinite(budget):
+        raise DefinitionError("budget: expected a finite number of seconds (None: no budget)")
+
+
+def _error_state(error: LamrunnerError, secrets: Secrets) -> dict[str, Any]:
+    """A failed element's error as its ElementState keeps it: `to_dict()` and the attributes
+    its type carries (`_error_http` and the step's error are made again from them), masked."""
+    saved = error.to_dict()
+    for name in ("status", "attempts", "kind", "last_status"):
+        if hasattr(error, name):
+            saved[name] = getattr(error, name)
+    return secrets.mask_data(saved)  # type: ignore[no-any-return]
+
+
+def _restored_error(saved: Mapping[str, Any]) -> LamrunnerError:
+    """The error `_error_state` kept, as the exception it was."""
+    kind = getattr(error_types, str(saved["type"]), None)
+    if not (isinstance(kind, type) and issubclass(kind, LamrunnerError)):
+        kind = LamrunnerError
+    error = kind.__new__(kind)
+    error.__dict__.update({k: v for k, v in saved.items() if k != "type"})
+    error.__dict__.setdefault("step", None)
+    Exception.__init__(error, error.message)
+    return error
 
 
 def _step_result(entry: Any) -> Any:

@@ -12,12 +12,19 @@ The saved form (`RunState.to_dict`) carries `"schema": SCHEMA`. `RunState.from_d
 schema from 1 (the layout before versioning, which has no `schema` key) to SCHEMA, refuses a
 newer one, and refuses a damaged or foreign shape with a DefinitionError naming what is wrong.
 Schema 2 is schema 1 plus the key and its validation, so a schema-1 state loads unchanged.
+Two optional forms came later within schema 2, each written only when it happens (so every
+state saved before them still loads, and reads the same): the status SUSPENDED (a run that
+stopped at its budget, to be resumed when its earliest poll is due) and an element's
+`{"error": {...}}` (a batch request that failed while others went on: its error, kept so the
+resumed step settles as an uninterrupted one would).
 
     {"schema": 2, "run_id": str, "workflow": str, "gwo": {...}, "next_step": int >= 0,
      "pending": null | {"output": {directive}, "elements": [null | {"poll": {PollState}}
-                                                           | {"result": {"response", "http"}}]},
-     "status": "RUNNING" | "SUCCESS" | "FAILED", "result": any, "error": null | {...},
-     "meta": {...}}
+                                                           | {"result": {"response", "http"}}
+                                                           | {"error": {"type", "message",
+                                                                        ...}}]},
+     "status": "RUNNING" | "SUSPENDED" | "SUCCESS" | "FAILED", "result": any,
+     "error": null | {...}, "meta": {...}}
 """
 
 from __future__ import annotations
@@ -26,15 +33,17 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from lamrunner.decide.polling import PollState
 from lamrunner.errors import DefinitionError
 
 RUNNING, SUCCESS, FAILED = "RUNNING", "SUCCESS", "FAILED"
+SUSPENDED = "SUSPENDED"  # stopped at its budget; resumable from its saved state at `resume_at`
 SCHEMA = 2  # the saved form this code writes
 OLDEST_SCHEMA = 1  # the oldest it reads (1: the layout before versioning, no "schema" key)
-_STATUSES = (RUNNING, SUCCESS, FAILED)
+_STATUSES = (RUNNING, SUSPENDED, SUCCESS, FAILED)
 _WHERE = "saved run state"
 
 
@@ -47,7 +56,9 @@ def new_run_id(now: float | None = None) -> str:
 @dataclass(slots=True)
 class ElementState:
     """One request of the step in flight: its poll's progress while it polls (`poll`), or,
-    once it is done, its GWO entry (`result`: `{"response": ..., "http": {...}}`).
+    once it is done, its GWO entry (`result`: `{"response": ..., "http": {...}}`), or, for a
+    batch request that failed, its error (`error`: `{"type", "message", "step"}` and the
+    error's other attributes — `status`, `attempts`, `kind`, `last_status` — masked).
 
     While a request polls, the engine updates its record's `poll` in place after each attempt
     (it is a snapshot of the loop's state, not the loop's own): an observer serializes the
@@ -55,25 +66,37 @@ class ElementState:
 
     poll: PollState | None = None
     result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
-        return self.result is not None
+        """Settled: it has its result or its error."""
+        return self.result is not None or self.error is not None
 
     def to_dict(self) -> dict[str, Any]:
         if self.result is not None:
             return {"result": self.result}
+        if self.error is not None:
+            return {"error": self.error}
         if self.poll is None:
-            raise ValueError("an ElementState has a poll state or a result")
+            raise ValueError("an ElementState has a poll state, a result or an error")
         return {"poll": self.poll.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "element") -> ElementState:
-        _check_object(data, where, required=(), allowed=("poll", "result"))
+        _check_object(data, where, required=(), allowed=("poll", "result", "error"))
         if len(data) != 1:
-            raise DefinitionError(f"{where}: expected one of poll or result, got {_keys(data)}")
+            raise DefinitionError(
+                f"{where}: expected one of poll, result or error, got {_keys(data)}"
+            )
         if "poll" in data:
             return cls(poll=PollState.from_dict(data["poll"], f"{where}.poll"))
+        if "error" in data:
+            error = data["error"]
+            _check_object(error, f"{where}.error", ("type", "message"), _ERROR_KEYS)
+            for key in ("type", "message"):
+                _check_type(error[key], str, "a string", f"{where}.error.{key}")
+            return cls(error=error)
         result = data["result"]
         _check_object(result, f"{where}.result", required=("response", "http"))
         _check_type(result["http"], dict, "an object", f"{where}.result.http")
@@ -186,11 +209,25 @@ class RunState:
 
     @property
     def finished(self) -> bool:
-        return self.status != RUNNING
+        """SUCCESS or FAILED: nothing left to run (a SUSPENDED run is not finished)."""
+        return self.status in (SUCCESS, FAILED)
+
+    @property
+    def resume_at(self) -> float | None:
+        """When a suspended run has work again: the earliest `next_due` (epoch seconds) of the
+        polls of its step in flight that have not settled; None for a run that is not waiting."""
+        if self.pending is None:
+            return None
+        due = [
+            e.poll.next_due
+            for e in self.pending.elements
+            if e is not None and e.poll is not None and not e.done
+        ]
+        return min(due) if due else None
 
     def record(self) -> dict[str, Any]:
-        """The run record printed on stdout."""
-        return {
+        """The run record printed on stdout; a SUSPENDED one also has `resumeAt`."""
+        record = {
             "runId": self.run_id,
             "workflow": self.workflow,
             "status": self.status,
@@ -198,6 +235,16 @@ class RunState:
             "error": self.error,
             "gwo": self.gwo,
         }
+        if self.status == SUSPENDED:
+            at = self.resume_at
+            record["resumeAt"] = None if at is None else {"epoch": at, "iso": iso_ms(at)}
+        return record
+
+
+def iso_ms(epoch: float) -> str:
+    """ISO 8601 in UTC to the millisecond: `2026-11-22T10:45:13.250Z`."""
+    moment = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+    return moment.replace("+00:00", "Z")
 
 
 def failed_record(workflow: str | None, error: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +284,8 @@ _REQUIRED = (
     "meta",
 )  # schema 1 (dataclasses.asdict of the RunState of its day) always wrote every one
 _ALLOWED = (*_REQUIRED, "schema")
+# A failed element's error: LamrunnerError.to_dict() and the attributes its types carry.
+_ERROR_KEYS = ("type", "message", "step", "status", "attempts", "kind", "last_status")
 _TYPES: tuple[tuple[str, type, str], ...] = (
     ("run_id", str, "a string"),
     ("workflow", str, "a string"),
