@@ -4,6 +4,9 @@ A run started with `lamrunner run` is remembered by its invocation (workflow fil
 files, --set values; the input is in the GWO), so `lamrunner resume RUN_ID` rebuilds the same
 workflow and config and continues the saved RunState. Ctrl-C and SIGTERM stop a run cleanly:
 its last checkpoint stays in the store, and the record printed says how to resume it.
+With `--budget`, a run that would wait past it suspends (SUSPENDED, with `resumeAt`); `resume`
+of a suspended run first waits until its `resumeAt`, owning nothing meanwhile, so a signal
+during that wait leaves it SUSPENDED.
 
 The CLI is a host of the run core like any embedding program: the store and the live poll line
 are its run observers, and the garbage-collector policy is held around the run.
@@ -15,6 +18,7 @@ import asyncio
 import hashlib
 import os
 import signal
+import time
 import traceback
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -30,7 +34,7 @@ from lamrunner.logs.masking import Secrets, masked_with
 from lamrunner.runner import loop as aio
 from lamrunner.runner.engine import Engine
 from lamrunner.runner.observe import RunObserver
-from lamrunner.runner.state import FAILED, SUCCESS, RunState
+from lamrunner.runner.state import FAILED, RUNNING, SUCCESS, SUSPENDED, RunState, iso_ms
 from lamrunner.store.sqlite import RunStore
 
 INTERRUPTED = "INTERRUPTED"
@@ -76,22 +80,27 @@ def start(
     input_data: Any,
     store: RunStore | None,
     loaded: tuple[Workflow, dict[str, Any]] | None = None,
+    budget: float | None = None,
 ) -> dict[str, Any]:
     """Run a workflow from its first step; returns the run record. `loaded` is what
     `invocation.load()` gave the caller, so the workflow is loaded once per run."""
     workflow, config = loaded if loaded is not None else invocation.load()
     state = RunState.start(workflow.name, input_data)
-    return _drive(_engine(workflow, config, store), state, invocation, store, "run")
+    return _drive(_engine(workflow, config, store), state, invocation, store, "run", budget)
 
 
-def resume(run_id: str, store: RunStore) -> dict[str, Any]:
-    """Continue an interrupted run from its last checkpoint."""
-    state, saved, status = store.load(run_id)
-    if status in (SUCCESS, FAILED):
-        raise DefinitionError(f"run {run_id} already finished with {status}; nothing to resume")
-    owner = store.owner_alive(run_id)
-    if owner is not None:
-        raise DefinitionError(f"run {run_id} is still running in process {owner}")
+def resume(run_id: str, store: RunStore, budget: float | None = None) -> dict[str, Any]:
+    """Continue an interrupted or suspended run from its last checkpoint; a suspended one
+    is waited for until its `resumeAt` first."""
+    state, saved, status = _resumable(run_id, store)
+    at = state.resume_at if status == SUSPENDED else None
+    if at is not None and at > time.time():
+        stopped = _wait_until(state, at)
+        if stopped is not None:
+            return stopped
+        state, saved, status = _resumable(run_id, store)  # another process may have gone on
+    if state.status == SUSPENDED:
+        state.status = RUNNING  # owned from here: `runs` lists it RUNNING, then INTERRUPTED
     invocation = Invocation.from_dict(saved)
     if invocation.digest and invocation.digest != _digest(Path(invocation.workflow)):
         get_logger(run_id=run_id).warning(
@@ -100,7 +109,43 @@ def resume(run_id: str, store: RunStore) -> dict[str, Any]:
             note="the workflow file changed since the run started; resuming with the new one",
         )
     workflow, config = invocation.load()
-    return _drive(_engine(workflow, config, store), state, invocation, store, "resume")
+    return _drive(_engine(workflow, config, store), state, invocation, store, "resume", budget)
+
+
+def _resumable(run_id: str, store: RunStore) -> tuple[RunState, dict[str, Any], str]:
+    state, saved, status = store.load(run_id)
+    if status in (SUCCESS, FAILED):
+        raise DefinitionError(f"run {run_id} already finished with {status}; nothing to resume")
+    owner = store.owner_alive(run_id)
+    if owner is not None:
+        raise DefinitionError(f"run {run_id} is still running in process {owner}")
+    return state, saved, status
+
+
+def _wait_until(state: RunState, at: float) -> dict[str, Any] | None:
+    """Sleep until `at` (a suspended run's resumeAt); None when it came, else the record of
+    a wait a signal stopped: the run is left SUSPENDED, untouched in the store."""
+    log = get_logger(run_id=state.run_id)
+
+    async def wait() -> dict[str, Any]:  # logs once SIGTERM and SIGINT are handled
+        log.info("run.waiting", until=iso_ms(at), note=f"waiting until {iso_ms(at)}")
+        await asyncio.sleep(max(0.0, at - time.time()))
+        return {}
+
+    try:
+        aio.run(_until_stopped(wait()))
+    except (KeyboardInterrupt, _Stopped):
+        how = f"resume it with: lamrunner resume {state.run_id}"
+        log.warning("run.interrupted", resume=how, note="the run is still SUSPENDED")
+        record = state.record()
+        record["error"] = {
+            "type": "Interrupted",
+            "message": f"stopped by a signal while waiting until {iso_ms(at)}; the run is "
+            f"still SUSPENDED: {how}",
+            "step": None,
+        }
+        return record
+    return None
 
 
 def _engine(workflow: Workflow, config: dict[str, Any], store: RunStore | None) -> Engine:
@@ -113,20 +158,25 @@ def _engine(workflow: Workflow, config: dict[str, Any], store: RunStore | None) 
 
 
 def _drive(
-    engine: Engine, state: RunState, invocation: Invocation, store: RunStore | None, command: str
+    engine: Engine,
+    state: RunState,
+    invocation: Invocation,
+    store: RunStore | None,
+    command: str,
+    budget: float | None = None,
 ) -> dict[str, Any]:
     if store is not None:
         store.begin(state, invocation.to_dict())
     # The run masks its own lines; this masks the CLI's about it (interrupted, a traceback).
     with masked_with(Secrets.of_config(engine.config)):
-        return _drive_masked(engine, state, store, command)
+        return _drive_masked(engine, state, store, command, budget)
 
 
 def _drive_masked(
-    engine: Engine, state: RunState, store: RunStore | None, command: str
+    engine: Engine, state: RunState, store: RunStore | None, command: str, budget: float | None
 ) -> dict[str, Any]:
     try:
-        return aio.run(_until_stopped(_with_gc_policy(engine.resume(state))))
+        return aio.run(_until_stopped(_with_gc_policy(engine.resume(state, budget=budget))))
     except (KeyboardInterrupt, _Stopped):
         return _interrupted(state, store)
     except Exception as exc:  # noqa: BLE001 - a bug in lamrunner: the run ends FAILED, not stuck RUNNING

@@ -3,7 +3,8 @@
 stdout carries exactly one JSON document (the run record, or the validation result; `runs`
 prints a table unless --json); logs and whatever handlers print go to stderr. Exit status:
 0 success, 1 the run failed, 2 the invocation or the definition is invalid and nothing ran,
-130 the run was interrupted (Ctrl-C, SIGTERM) and can be resumed.
+3 the run suspended at its --budget (resume it at its resumeAt), 130 the run was interrupted
+(Ctrl-C, SIGTERM) and can be resumed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, NoReturn, TextIO
 from lamrunner import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_SUSPENDED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="set one config value (dotted key; JSON values are typed)",
     )
     run.add_argument("--output", metavar="FILE", help="also write the run record to FILE")
+    _budget_option(run)
     _store_options(run, allow_off=True)
     _log_options(run)
 
@@ -61,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue an interrupted run from the store")
     resume.add_argument("run_id", metavar="RUN_ID")
     resume.add_argument("--output", metavar="FILE", help="also write the run record to FILE")
+    _budget_option(resume)
     _store_options(resume)
     _log_options(resume)
 
@@ -77,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_parser(commands)
     _log_options(commands.choices["package"])
     return parser
+
+
+def _budget_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--budget",
+        metavar="DURATION",
+        help="suspend (exit 3) rather than wait for a poll due after DURATION (30s, 5m)",
+    )
 
 
 def _store_options(parser: argparse.ArgumentParser, allow_off: bool = False) -> None:
@@ -229,19 +241,36 @@ def _run(args: argparse.Namespace, stdout: TextIO) -> int:
     input_data = parse_input(args.input)
     invocation = launch.Invocation.of(args.workflow, args.config, args.set)
     loaded = invocation.load()  # every definition problem surfaces before the store records a run
+    budget = _budget(args)
+    if budget is not None and args.no_store:
+        from lamrunner.errors import DefinitionError
+
+        raise DefinitionError(
+            "--budget: a suspended run is resumed from the store; drop --no-store"
+        )
     store = None if args.no_store else _store(args)
-    return _finish(launch.start(invocation, input_data, store, loaded), stdout, args.output)
+    record = launch.start(invocation, input_data, store, loaded, budget)
+    return _finish(record, stdout, args.output)
 
 
 def _resume(args: argparse.Namespace, stdout: TextIO) -> int:
     from lamrunner.cli import launch
 
     _check_output(args.output)
-    return _finish(launch.resume(args.run_id, _store(args)), stdout, args.output)
+    return _finish(launch.resume(args.run_id, _store(args), _budget(args)), stdout, args.output)
+
+
+def _budget(args: argparse.Namespace) -> float | None:
+    from lamrunner.units import parse_duration
+
+    return None if args.budget is None else parse_duration(args.budget, "--budget")
 
 
 def _finish(record: dict[str, Any], stdout: TextIO, output: str | None) -> int:
-    code = {"SUCCESS": EXIT_OK, "FAILED": EXIT_FAILED}.get(record["status"], EXIT_INTERRUPTED)
+    codes = {"SUCCESS": EXIT_OK, "FAILED": EXIT_FAILED, "SUSPENDED": EXIT_SUSPENDED}
+    code = codes.get(record["status"], EXIT_INTERRUPTED)
+    if record.get("error") and record["error"].get("type") == "Interrupted":
+        code = EXIT_INTERRUPTED  # a signal stopped `resume` while it waited: still SUSPENDED
     return _emit(record, stdout, output) or code
 
 
