@@ -46,7 +46,8 @@ class RunObserver:
         """The request `key` settled (or stopped): no more progress for it."""
 
     def run_finished(self, state: RunState) -> None:
-        """The run stopped: finished (after its last `save_run`) or cancelled mid-way, when
+        """The run stopped: finished (after its last `save_run`), suspended at its budget
+        (`state.status` SUSPENDED, after its last `save_run` too) or cancelled mid-way, when
         `state.status` is still RUNNING. Always called once per `run_started`."""
 
 

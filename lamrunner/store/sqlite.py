@@ -374,6 +374,8 @@ def _json(text: str, what: str) -> Any:
 
 
 def _listed_status(status: str, pid: int | None) -> str:
+    """As stored, but a RUNNING run whose process is gone is INTERRUPTED. A SUSPENDED run has
+    no process (its pid is cleared when it is saved): it is listed SUSPENDED."""
     if status == RUNNING and not (pid and (pid == os.getpid() or _alive(pid))):
         return INTERRUPTED
     return status
