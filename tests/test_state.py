@@ -237,7 +237,10 @@ POLL = ("pending", "elements", 1, "poll")
         (changed(("gwo",), []), "gwo: expected an object, got a list"),
         (changed(("next_step",), -1), "next_step: expected a step index >= 0"),
         (changed(("next_step",), True), "next_step: expected a step index >= 0"),
-        (changed(("status",), "DONE"), "status: expected one of RUNNING, SUSPENDED, SUCCESS, FAILED"),
+        (
+            changed(("status",), "DONE"),
+            "status: expected one of RUNNING, SUSPENDED, SUCCESS, FAILED",
+        ),
         (changed(("error",), "boom"), "error: expected an object or null, got a string"),
         (changed(("pending",), []), "pending: expected an object, got a list"),
         (changed(("pending", "output")), "pending: missing output"),
