@@ -8,7 +8,7 @@ runs; `$${` stands for a literal `${`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,20 @@ def expand_env(value: Any, env: Mapping[str, str], where: str) -> Any:
         raise DefinitionError(f"{where}: nested too deeply (or refers to itself)") from None
 
 
-def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
+def map_strings(value: Any, where: str, fn: Callable[[str, str], Any]) -> Any:
+    """`value` with `fn(text, where)` applied to every string in it, `where` naming the field
+    (`a.b[2]`): the one walker `${VAR}` expansion and template rendering share."""
     if isinstance(value, str):
-        return _expand_string(value, env, where)
+        return fn(value, where)
     if isinstance(value, Mapping):
-        return {k: _expand(v, env, f"{where}.{k}") for k, v in value.items()}
+        return {k: map_strings(v, f"{where}.{k}", fn) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [map_strings(v, f"{where}[{i}]", fn) for i, v in enumerate(value)]
     return value
+
+
+def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
+    return map_strings(value, where, lambda text, at: _expand_string(text, env, at))
 
 
 def _expand_string(text: str, env: Mapping[str, str], where: str) -> str:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from lamrunner.definition.config import lookup
+from lamrunner.definition.config import lookup, map_strings
 from lamrunner.errors import TemplateError
 
 _TEMPLATE = re.compile(
@@ -28,13 +28,7 @@ def has_template(text: str) -> bool:
 
 def render(value: Any, config: Mapping[str, Any], where: str) -> Any:
     """`value` with every template in every string (recursively) filled from `config`."""
-    if isinstance(value, str):
-        return render_string(value, config, where)
-    if isinstance(value, Mapping):
-        return {k: render(v, config, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [render(v, config, f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
+    return map_strings(value, where, lambda text, at: render_string(text, config, at))
 
 
 def render_string(text: str, config: Mapping[str, Any], where: str) -> Any:
