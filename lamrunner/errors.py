@@ -9,6 +9,8 @@
     ├── ConditionError              a loopUntil condition that does not compile or breaks a limit
     ├── InternalError               a bug in lamrunner itself, never the user's mistake: the
     │                               CLI's last line of defence turns any other exception into it
+    ├── HostLimitError              more than a host holds: a step's output over a durable
+    │                               function's checkpoint limit, a state over a task's size
     └── PollingError
         ├── PollingFailed           failWhen held
         ├── PollingExhausted        maxAttempts used up
@@ -105,6 +107,11 @@ class InternalError(LamrunnerError):
             f"workflow; please report it on lamrunner's issue tracker with the log from "
             f"`lamrunner {command} ... -v`"
         )
+
+
+class HostLimitError(LamrunnerError):
+    """What a step produced is larger than the host (a cloud function) can checkpoint or carry:
+    the message names the step, the size and the limit, so it fails the same way locally."""
 
 
 class PollingError(LamrunnerError):

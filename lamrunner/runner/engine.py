@@ -97,10 +97,18 @@ class Engine:
         state = RunState.start(self.workflow.name, {} if input_data is None else input_data, run_id)
         return await self.resume(state, budget=budget)
 
-    async def resume(self, state: RunState, *, budget: float | None = None) -> dict[str, Any]:
+    async def resume(
+        self, state: RunState, *, budget: float | None = None, steps: int | None = None
+    ) -> dict[str, Any]:
         """Continue a (saved) run from its next step or its in-flight poll. A SUSPENDED state
-        resumed before its `resume_at` first waits until then; the budget counts from then."""
+        resumed before its `resume_at` first waits until then; the budget counts from then.
+        With `steps`, the run stops RUNNING once that many steps have completed (a host that
+        checkpoints each step itself advances one at a time)."""
         _check_budget(budget)
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
+            raise DefinitionError(f"steps: expected a number of steps >= 1, got {steps!r}")
+        if steps is not None and steps < 1:
+            raise DefinitionError(f"steps: expected a number of steps >= 1, got {steps!r}")
         secrets = Secrets.of_config(self.config)
         with run_logging(state.run_id, self.workflow.name, secrets):  # handlers' lines too
             log = get_logger(run_id=state.run_id, workflow=self.workflow.name)
@@ -112,26 +120,35 @@ class Engine:
                 state.status = RUNNING
             end = None if budget is None else self.clock.now() + budget
             async with AsyncExitStack() as stack:
-                ctx = RunContext(
-                    run_id=state.run_id,
-                    workflow=self.workflow,
-                    config=self.config,
-                    secrets=secrets,
-                    log=log,
-                    transport=await self._run_transport(stack),
-                    js=self._run_js(stack),
-                    clock=self.clock,
-                    observer=self._observer,
-                    budget_end=end,
-                )
-                await _drive(ctx, state)
+                ctx = await self._context(stack, state.run_id, secrets, log, self._observer, end)
+                await _drive(ctx, state, steps)
             if state.status == SUSPENDED:
                 at = state.resume_at
                 log.info("run.suspended", resume_at=None if at is None else iso_ms(at))
+            elif state.status == RUNNING:
+                log.debug("run.paused", next_step=state.next_step)
             else:
                 level = log.info if state.status == SUCCESS else log.error
                 level("run.done", status=state.status, error=(state.error or {}).get("message"))
             return state.record()
+
+    async def call_handler(self, state: RunState) -> Any:
+        """What the handler of the run's next step returns, called on the run's GWO; nothing
+        else happens and `state` is unchanged. For a host that checkpoints each handler call
+        itself (a durable function's step): it then sets `state.pending =
+        PendingStep.begin(output)` and resumes, so the engine carries out that output
+        without calling the handler again."""
+        step = self.workflow.steps[state.next_step]
+        secrets = Secrets.of_config(self.config)
+        with run_logging(state.run_id, self.workflow.name, secrets), step_logging(step.name):
+            log = get_logger(run_id=state.run_id, workflow=self.workflow.name)
+            async with AsyncExitStack() as stack:
+                ctx = await self._context(stack, state.run_id, secrets, log, self._observer)
+                log.info("step.start", step=step.name, handler=step.handler.spec)
+                try:
+                    return await _call_handler(ctx, step, state)
+                except LamrunnerError as exc:
+                    raise exc.in_step(step.name) from None
 
     async def _wait_for(self, state: RunState, log: Any) -> None:
         """Until a suspended run's `resume_at`, if it is still ahead."""
@@ -166,20 +183,34 @@ class Engine:
         run_id = run_id or new_run_id()
         with run_logging(run_id, self.workflow.name, secrets):
             async with AsyncExitStack() as stack:
-                ctx = RunContext(
-                    run_id=run_id,
-                    workflow=self.workflow,
-                    config=self.config,
-                    secrets=secrets,
-                    log=get_logger(run_id=run_id, workflow=self.workflow.name),
-                    transport=await self._run_transport(stack),
-                    js=self._run_js(stack),
-                    clock=self.clock,
-                    observer=Observers(()),
-                )
+                log = get_logger(run_id=run_id, workflow=self.workflow.name)
+                ctx = await self._context(stack, run_id, secrets, log, Observers(()))
                 poller = await open_poller(ctx, Element(rendered, spec, on_history=on_history))
                 async with poller:
                     yield poller
+
+    async def _context(
+        self,
+        stack: AsyncExitStack,
+        run_id: str,
+        secrets: Secrets,
+        log: Any,
+        observer: Observers,
+        budget_end: float | None = None,
+    ) -> RunContext:
+        """One run's context; what it opens for the run is closed with `stack`."""
+        return RunContext(
+            run_id=run_id,
+            workflow=self.workflow,
+            config=self.config,
+            secrets=secrets,
+            log=log,
+            transport=await self._run_transport(stack),
+            js=self._run_js(stack),
+            clock=self.clock,
+            observer=observer,
+            budget_end=budget_end,
+        )
 
     async def _run_transport(self, stack: AsyncExitStack) -> Transport:
         """The shared transport, or one for this run, closed with `stack`."""
@@ -203,13 +234,13 @@ class Engine:
         return js
 
 
-async def _drive(ctx: RunContext, state: RunState) -> None:
+async def _drive(ctx: RunContext, state: RunState, steps: int | None = None) -> None:
     """The run between its observers' `run_started` and `run_finished`: a failure ends it
     FAILED with its error in the state, which is saved at the end."""
     ctx.observer.run_started(state)
     try:
         try:
-            await _advance(ctx, state)
+            await _advance(ctx, state, steps)
         except LamrunnerError as exc:
             _fail(ctx, state, exc)
         ctx.observer.save_run(state)
@@ -217,15 +248,19 @@ async def _drive(ctx: RunContext, state: RunState) -> None:
         ctx.observer.run_finished(state)
 
 
-async def _advance(ctx: RunContext, state: RunState) -> None:
+async def _advance(ctx: RunContext, state: RunState, limit: int | None = None) -> None:
     steps = ctx.workflow.steps
+    done = 0
     while state.next_step < len(steps) and state.status == RUNNING:
+        if limit is not None and done == limit:
+            return  # paused RUNNING: the host advances it again
         step = steps[state.next_step]
         with step_logging(step.name):
             try:
                 await _run_step(ctx, step, state)
             except LamrunnerError as exc:
                 raise exc.in_step(step.name) from None
+        done += 1
     if state.status == RUNNING:
         state.status = SUCCESS
         state.result = _step_result(state.gwo.get(steps[-1].key))
@@ -285,7 +320,7 @@ async def _requests(
     rendered = [render_request(spec, ctx.config) for spec in directive.requests]
     for request in rendered:
         ctx.secrets.add_headers(request.headers)
-    if state.pending is None:
+    if state.pending is None or (rendered and not state.pending.elements):  # not yet begun
         state.pending = PendingStep.start(output, len(rendered))
         ctx.observer.save_run(state)
     batch = _Batch(directive, rendered, asyncio.Semaphore(ctx.workflow.limits.concurrency))

@@ -115,6 +115,12 @@ class PendingStep:
     def start(cls, output: Any, requests: int) -> PendingStep:
         return cls(output, [None] * requests)
 
+    @classmethod
+    def begin(cls, output: Any) -> PendingStep:
+        """A step whose handler a host has called (`Engine.call_handler`): resuming the run
+        carries out `output` without calling the handler again; no request has started."""
+        return cls(output, [])
+
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "elements": [_element_dict(e) for e in self.elements]}
 
