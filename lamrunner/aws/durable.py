@@ -183,7 +183,10 @@ class _DurableRun:
         while _waits_briefly(state, self.clock) and time.monotonic() - started < IN_PROCESS_LIMIT:
             self._await(self.engine.resume(state, budget=0, steps=1))
         text = _json(_progress(state, step))
-        if len(text.encode()) > CHECKPOINT_LIMIT:
+        size = len(text.encode())
+        log = get_logger(run_id=state.run_id, workflow=state.workflow)
+        log.info("durable.checkpoint", step=step.name, status=state.status, bytes=size)
+        if size > CHECKPOINT_LIMIT:
             failed = _too_large(step, "requests' progress (their responses so far)", text)
             return _json({"status": FAILED, "error": self._masked(failed)})
         return text
