@@ -401,8 +401,75 @@ def _check_commands(block: Block) -> None:
                 assert (ROOT / words[2]).is_dir(), f"{block.id}: no module {words[2]}"
             else:
                 assert (ROOT / target).is_file(), f"{block.id}: {target} does not exist"
+        elif program == "aws":
+            _check_aws(words[1:], f"{block.id}: {command}")
+        elif program in _CLOUD_TOOLS:
+            _check_cloud_tool(words, f"{block.id}: {command}")
         else:
             assert command.startswith(_OK_COMMANDS), f"{block.id}: no check knows {command!r}"
+
+
+# The AWS CLI is generated from botocore's service models (installed here with boto3, which the
+# durable execution SDK needs), so an `aws SERVICE OPERATION --param` line is checked against
+# the model the real CLI reads; these are the CLI's own options on top of the API's.
+_AWS_CLI_OPTIONS = {"--cli-binary-format", "--query", "--output", "--region", "--profile"}
+_AWS_OUTFILE = {"invoke"}  # operations whose response payload goes to a trailing file name
+# sam and gcloud are not installable from PyPI: their commands are checked against the
+# subcommands and options their references document, for the lines the docs use.
+_CLOUD_TOOLS = {
+    "sam": {
+        "deploy": {"--guided", "--template-file", "--stack-name", "--capabilities"},
+        "build": {"--template-file"},
+        "logs": {"--stack-name", "--name", "--tail"},
+    },
+    "gcloud": {
+        "functions deploy": {
+            "--gen2",
+            "--runtime",
+            "--entry-point",
+            "--trigger-http",
+            "--source",
+            "--set-env-vars",
+            "--region",
+            "--timeout",
+            "--no-allow-unauthenticated",
+            "--service-account",
+            "--memory",
+        },
+        "functions describe": {"--gen2", "--region", "--format"},
+        "tasks queues create": {"--location", "--max-attempts", "--min-backoff"},
+        "auth print-identity-token": set(),
+    },
+}
+
+
+def _check_aws(words: list[str], where: str) -> None:
+    import botocore.session
+
+    service, operation, *rest = words
+    model = botocore.session.get_session().get_service_model(service)
+    names = {botocore.xform_name(op, "-"): op for op in model.operation_names}
+    assert operation in names, f"{where}: no operation {operation!r} in aws {service}"
+    shape = model.operation_model(names[operation]).input_shape
+    params = {"--" + botocore.xform_name(m, "-") for m in (shape.members if shape else {})}
+    flags = [w for w in rest if w.startswith("--")]
+    for flag in flags:
+        assert flag in params | _AWS_CLI_OPTIONS, (
+            f"{where}: aws {service} {operation} has no {flag}"
+        )
+    if operation in _AWS_OUTFILE:
+        assert not rest[-1].startswith("-"), f"{where}: {operation} needs an output file last"
+
+
+def _check_cloud_tool(words: list[str], where: str) -> None:
+    commands = _CLOUD_TOOLS[words[0]]
+    plain = [w for w in words[1:] if not w.startswith("-")]
+    command = next((c for c in commands if plain[: len(c.split())] == c.split()), None)
+    assert command is not None, f"{where}: no documented {words[0]} command"
+    for word in words[1:]:
+        flag = word.split("=", 1)[0]
+        if flag.startswith("--"):
+            assert flag in commands[command], f"{where}: {words[0]} {command} has no {flag}"
 
 
 def _check_lamrunner(words: list[str], options: dict[str, set[str]], where: str) -> None:
