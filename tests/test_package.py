@@ -4,18 +4,23 @@ Each bundle is built once per session (the aws stack for x86_64 and arm64, the g
 pip's downloads are cached in a folder under pytest's temporary folder, never in $HOME. The
 bundles are checked the way the cloud would use them: the zip's layout and the platform tags of
 its wheels, the SAM template through cfn-lint, the x86_64 bundle imported by this very Python
-with nothing but the bundle on its path, the gcp folder's main.py imported.
+with nothing but the bundle on its path and running a sample to SUCCESS under the durable
+testing runner (the one thing not in the bundle), the gcp folder's main.py imported.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import threading
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +146,143 @@ def test_aws_bundle_imports_with_nothing_but_itself_on_the_path(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "process-dataset ['javascript', 'python']"
+
+
+@pytest.fixture
+def jobapi_url() -> Iterator[str]:
+    """samples/jobapi.py as a subprocess on 127.0.0.1 (a free port), with fast job phases."""
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "samples" / "jobapi.py"), "--port", "0", "--quiet",
+         "--phase-seconds", "0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "JOBAPI_API_KEY"},  # its key: dev-key
+    )  # fmt: skip
+    assert server.stdout is not None
+    stdout = server.stdout
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
+    try:
+        reader.start()
+        reader.join(30)
+        line = lines[0].strip() if lines else ""
+        assert line.startswith("jobapi listening on http://127.0.0.1:"), line
+        yield line.rsplit(" ", 1)[1]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        stdout.close()
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _runner_only(bundle: Path, folder: Path) -> set[str]:
+    """`folder` gets the durable testing runner and those of its dependencies the bundle lacks
+    (links into this venv), nothing else; returns the distributions linked."""
+    held = {_norm(p.name.split("-", 1)[0]) for p in bundle.glob("*.dist-info")}
+    todo, linked = ["aws-durable-execution-sdk-python-testing"], set()
+    while todo:
+        name = _norm(todo.pop())
+        if name in linked or name in held:
+            continue
+        linked.add(name)
+        dist = importlib.metadata.distribution(name)
+        todo += [re.split(r"[\s;<>=!~\[(]", r, maxsplit=1)[0] for r in dist.requires or []
+                 if "extra ==" not in r]  # fmt: skip
+        tops = {f.parts[0] for f in dist.files or () if f.parts[0] not in ("..", "__pycache__")}
+        for top in tops:
+            (folder / top).symlink_to(Path(str(dist.locate_file(top))))
+    return linked
+
+
+def test_aws_bundle_runs_a_sample_under_the_durable_testing_runner(
+    aws_x86: Result, tmp_path: Path, jobapi_url: str
+) -> None:
+    """The unpacked zip, in an empty folder, is all lamrunner has: `python -I -S` (no
+    site-packages, no .pth files, so not this checkout's editable lamrunner) with the bundle
+    first on sys.path and only the testing runner (not in the bundle) appended after it runs
+    the bundled sample to SUCCESS as a durable execution, against the job API, as Lambda
+    would run it: the handler the template names, the workflow its environment names."""
+    bundle, runner_path = tmp_path / "bundle", tmp_path / "runner-only"
+    bundle.mkdir()
+    runner_path.mkdir()
+    _zip(aws_x86).extractall(bundle)
+    manifest = json.loads((bundle / "lamrunner-package.json").read_text())
+    template = Path(aws_x86.record["artifacts"][1]).read_text()
+    assert f'LAMRUNNER_WORKFLOW: "{manifest["workflow"]}"' in template
+    assert "Handler: lamrunner.aws.durable_handler" in template
+    linked = _runner_only(bundle, runner_path)
+    assert "aws-durable-execution-sdk-python" not in linked  # the bundle's SDK serves both
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        sys.path[:0] = [sys.argv[1]]
+        sys.path.append(sys.argv[2])
+        from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
+        from lamrunner.aws import durable_handler
+        event = {"input": {"datasetId": "bundled-ds"}}
+        with DurableFunctionTestRunner(handler=durable_handler) as runner:
+            result = runner.run(
+                input=json.dumps(event), execution_timeout=30, execution_name="bundle-run"
+            )
+        names = ("lamrunner", "aiohttp", "quickjs", "yaml", "structlog",
+                 "aws_durable_execution_sdk_python", "aws_durable_execution_sdk_python_testing")
+        print(json.dumps({
+            "status": result.status.name,
+            "record": json.loads(result.result) if result.result else None,
+            "error": str(result.error) if result.error else None,
+            "from": {n: sys.modules[n].__file__ for n in names},
+            "files": [getattr(m, "__file__", None) or "" for m in list(sys.modules.values())],
+        }))
+        """
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "LAMRUNNER_")) and k not in ("JOBAPI_URL", "PROCESSOR_API_KEY")
+    }
+    env.update(
+        LAMRUNNER_WORKFLOW=manifest["workflow"],
+        JOBAPI_URL=jobapi_url,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",  # dummies: the in-process service checks nothing
+        AWS_DEFAULT_REGION="us-west-2",
+        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe, str(bundle), str(runner_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=bundle,  # the function's code root, as /var/task is on Lambda
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in ("lamrunner", "aiohttp", "quickjs", "yaml", "structlog"):
+        assert report["from"][name].startswith(f"{bundle}/"), (name, report["from"][name])
+    sdk = report["from"]["aws_durable_execution_sdk_python"]
+    assert sdk.startswith(f"{bundle}/"), sdk
+    testing = report["from"]["aws_durable_execution_sdk_python_testing"]
+    assert testing.startswith(f"{runner_path}/"), testing
+    site_packages = str(Path(importlib.metadata.distribution("aiohttp").locate_file("")))
+    assert not [f for f in report["files"] if f.startswith(site_packages)], report["files"]
+
+    assert report["status"] == "SUCCEEDED", (report["error"], done.stderr[-3000:])
+    record = report["record"]
+    assert record["status"] == "SUCCESS" and record["error"] is None, record
+    assert record["runId"] == "bundle-run" and record["workflow"] == "process-dataset"
+    result = record["result"]
+    assert result["datasetId"] == "bundled-ds" and result["status"] == "completed", result
+    assert result["location"].endswith("bundled-ds.parquet") and result["attempts"] >= 2
 
 
 def test_aws_template_is_a_durable_function_and_passes_cfn_lint(aws_x86: Result) -> None:
