@@ -153,9 +153,17 @@ def execute(
         history = runner.get_execution_history(arn, include_execution_data=True)
     # The testing SDK's Scheduler stops its event loop but never closes it (1.4.0).
     runner._scheduler._loop.close()
-    assert result.result is not None, result.error
+    if result.error is not None:  # a FAILED run fails the execution, its record the data
+        assert result.result is None and result.error.type.endswith(".RunFailed"), result.error
+        record = json.loads(result.error.data)
+        error = record["error"]
+        step = f"step {error['step']}: " if error.get("step") else ""
+        assert result.error.message == f"{error['type']}: {step}{error['message']}"
+    else:
+        assert result.result is not None
+        record = json.loads(result.result)
     return Execution(
-        record=json.loads(result.result),
+        record=record,
         status=str(result.execution_status.value if result.execution_status else None),
         operations=[op.name or "" for op in result.operations],
         events=[json.loads(json.dumps(e.to_dict(), default=str)) for e in history.events],
@@ -405,7 +413,7 @@ def test_failwhen_ends_the_run_failed_with_the_step_and_the_attempts(
     }
     run = execute(poll_workflow(wf, api.url, loop, polls=2, name="doomed"), {}, monkeypatch)
     record = run.record
-    assert run.status == "SUCCEEDED"  # the function worked; the record says the run failed
+    assert run.status == "FAILED"  # alarms on the execution's status see it
     assert record["status"] == "FAILED" and record["result"] is None
     assert record["error"]["type"] == "PollingFailed" and record["error"]["step"] == "wait"
     assert "step_3" not in record["gwo"]
@@ -441,7 +449,8 @@ def test_a_bad_event_is_a_failed_record_naming_it_and_nothing_is_sent(
 ) -> None:
     path = poll_workflow(wf, api.url, {"condition": COMPLETED})
     run = execute(path, {"input": {}, "confg": {"apiKey": "x"}}, monkeypatch)
-    assert run.record["status"] == "FAILED"
+    assert run.status == "FAILED" and run.record["status"] == "FAILED"
+    assert run.record["runId"] == "run-1" and run.record["workflow"] == "test-flow"
     assert run.record["error"]["type"] == "DefinitionError"
     assert "confg" in run.record["error"]["message"]
     run = execute(path, {"config": ["not", "an", "object"]}, monkeypatch, name="run-2")
