@@ -11,7 +11,6 @@ testing runner (the one thing not in the bundle), the gcp folder's main.py impor
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import json
 import os
 import re
@@ -358,24 +357,39 @@ def test_gcp_folder_has_the_entry_point_requirements_and_workflow(gcp: Result) -
 
 
 def test_gcp_main_imports_the_entry_point(gcp: Result) -> None:
-    """`import main` from the source folder, as functions-framework does. Until
-    lamrunner.gcp exists it fails on exactly that import; once the entry point lands, this
-    test holds it to exporting http_function (extend it then: call it with a request)."""
+    """`import main` from the source folder, as functions-framework does, with the
+    environment the deploy command sets: the entry point loads the bundled workflow and
+    answers (tests/test_gcp.py serves it for real, runs included)."""
     folder = Path(gcp.record["artifacts"][0])
+    probe = textwrap.dedent(
+        """
+        import json, main
+
+        class Request:
+            def __init__(self, method, body):
+                self.method, self.body = method, body
+            def get_data(self):
+                return self.body
+
+        for method, body in (("GET", b""), ("POST", b'{"inptu": {}}')):
+            text, status, headers = main.http_function(Request(method, body))
+            print(status, headers["Content-Type"], json.loads(text)["error"]["message"])
+        """
+    )
+    env = {**os.environ, "LAMRUNNER_WORKFLOW": gcp.record["workflowFile"]}
     done = subprocess.run(
-        [sys.executable, "-c", "import main; print(callable(main.http_function))"],
+        [sys.executable, "-c", probe],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
         cwd=folder,
+        env=env,
     )
-    if importlib.util.find_spec("lamrunner.gcp") is None:
-        assert done.returncode == 1
-        assert "No module named 'lamrunner.gcp'" in done.stderr, done.stderr
-    else:
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "True"
+    assert done.returncode == 0, done.stderr
+    get, post = done.stdout.strip().splitlines()
+    assert get == "405 application/json GET: not supported; POST a JSON body"
+    assert post.startswith("400 application/json request body: unknown key 'inptu'"), post
 
 
 def test_a_handler_importing_a_missing_module_is_refused(
