@@ -31,11 +31,13 @@ from __future__ import annotations
 import argparse
 import ast
 import base64
+import compileall
 import hashlib
 import importlib.metadata
 import importlib.util
 import json
 import os
+import py_compile
 import re
 import shutil
 import subprocess
@@ -559,6 +561,7 @@ def aws(options: Options, workflow: Workflow, app: AppFiles) -> dict[str, Any]:
         check_imports(app, provided, options.python, "aws")
         app.copy_to(build, provided)
         (build / MANIFEST).write_text(json.dumps(app.manifest(options), indent=2) + "\n")
+        _precompile(build, options.python)
         unpacked = _size(build)
         _write_zip(build, zip_path)
     template_path.write_text(sam_template(workflow, options, app, zip_path.name), encoding="utf-8")
@@ -574,6 +577,30 @@ def aws(options: Options, workflow: Workflow, app: AppFiles) -> dict[str, Any]:
         "sizeBytes": {"zip": zip_path.stat().st_size, "unpacked": unpacked},
         "deploy": deploy,
     }
+
+
+def _precompile(folder: Path, python: str) -> None:
+    """Bytecode in the zip: Lambda's code folder is read-only, so without it every cold start
+    compiles every module again (about 0.8 s more for lamrunner.aws). Only this interpreter's
+    version can be compiled; `unchecked-hash` pycs skip the timestamp check, which a zip's
+    fixed timestamps would defeat."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if python != here:
+        get_logger().warning(
+            "package.no_bytecode",
+            note=f"the function's Python is {python} and this one {here}: the zip ships "
+            f"without bytecode and compiles on each cold start; run `lamrunner package` with "
+            f"Python {python} to include it",
+        )
+        return
+    ok = compileall.compile_dir(
+        folder,
+        quiet=2,
+        workers=0,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    if not ok:
+        get_logger().warning("package.bytecode_incomplete", note="some modules did not compile")
 
 
 def _write_zip(folder: Path, path: Path) -> None:
