@@ -510,6 +510,16 @@ async def test_handler_exception_has_its_location(wf):
     assert "boom.py:3" in error["message"] and "ValueError: bad row" in error["message"]
 
 
+async def test_handler_exception_names_a_handler_outside_the_workflow_folder_once(wf):
+    (wf.root / "flows").mkdir()
+    (wf.root / "handlers").mkdir()
+    wf.handler("handlers/boom.py", "def transform(data):\n    raise ValueError('bad row')\n")
+    path = wf.workflow([{"name": "parse", "handler": "../handlers/boom.py"}])
+    path = path.rename(wf.root / "flows" / "workflow.yaml")
+    message = (await run_path(path))["error"]["message"]
+    assert message == f"{wf.root / 'handlers' / 'boom.py'}:2 in transform: ValueError: bad row"
+
+
 async def test_handler_returning_non_json_is_an_error(wf):
     record = await run_path(wf.workflow([wf.py_step("a", "{1, 2}")]))
     assert record["error"]["type"] == "HandlerError"

@@ -164,7 +164,7 @@ async def _call_python(handler: Handler, data: Any, timeout: float | None) -> An
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
         if isinstance(exc, TimeoutError) and deadline.expired():
             raise HandlerError(_timed_out(handler, timeout)) from None
-        raise HandlerError(f"{handler.location}: {_where_raised(exc)}") from None
+        raise HandlerError(_in_handler(handler.location, _where_raised(exc))) from None
     except SystemExit as exc:  # a handler cannot end the runner's process
         raise HandlerError(
             f"{handler.location}: the handler called sys.exit({exc.code!r}); "
@@ -310,6 +310,14 @@ def _as_json(result: Any, handler: Handler) -> Any:
         ) from None
 
 
+def _in_handler(location: str, where: str) -> str:
+    """`handlers/x.py:12 in transform: ...`: the handler's own path once, not twice."""
+    path = os.path.abspath(location)
+    if where.startswith(path + ":"):
+        return os.path.normpath(location) + where[len(path) :]
+    return f"{os.path.normpath(location)}: {where}"
+
+
 def _where_raised(exc: BaseException) -> str:
     """`file.py:12 in transform: ValueError: msg` for the innermost frame of user code."""
     stack = traceback.extract_tb(exc.__traceback__)
@@ -320,7 +328,7 @@ def _where_raised(exc: BaseException) -> str:
     if not frames:
         return message
     last = frames[-1]
-    return f"{last.filename}:{last.lineno} in {last.name}: {message}"
+    return f"{os.path.normpath(last.filename)}:{last.lineno} in {last.name}: {message}"
 
 
 def _read(path: Path, where: str) -> str:
