@@ -435,11 +435,18 @@ _CLOUD_TOOLS = {
             "--no-allow-unauthenticated",
             "--service-account",
             "--memory",
+            "--update-env-vars",
         },
         "functions describe": {"--gen2", "--region", "--format"},
+        "functions add-invoker-policy-binding": {"--region", "--member"},
         "tasks queues create": {"--location", "--max-attempts", "--min-backoff"},
         "auth print-identity-token": set(),
+        "iam service-accounts create": {"--display-name"},
+        "iam service-accounts add-iam-policy-binding": {"--member", "--role"},
+        "projects add-iam-policy-binding": {"--member", "--role"},
+        "logging read": {"--limit", "--format", "--freshness"},
     },
+    "curl": {"": set()},  # no subcommands; the docs use its short options only
 }
 
 
