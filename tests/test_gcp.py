@@ -166,15 +166,22 @@ def queue(emulator: str) -> tasks_v2.CloudTasksClient:
 
 
 class Callbacks(ThreadingHTTPServer):
-    """Where callbackUrl points: keeps every POST's headers and JSON body."""
+    """Where callbackUrl points: keeps every POST (its status, headers and JSON body); a path
+    in `refuse` is answered 503 that many times first."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _CallbackHandler)
-        self.received: list[tuple[dict[str, str], Any]] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/done"
+        self.received: list[tuple[int, dict[str, str], Any]] = []
+        self.refuse: dict[str, int] = {}
+        self.base = f"http://127.0.0.1:{self.server_address[1]}"
+        self.url = self.base + "/done"
 
     def of(self, run_id: str) -> list[Any]:
-        return [body for _, body in self.received if body.get("runId") == run_id]
+        """The records of `run_id` it accepted."""
+        return [b for status, _, b in self.received if status == 200 and b["runId"] == run_id]
+
+    def tries(self, run_id: str) -> list[int]:
+        return [status for status, _, b in self.received if b["runId"] == run_id]
 
 
 class _CallbackHandler(BaseHTTPRequestHandler):
@@ -182,8 +189,11 @@ class _CallbackHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.received.append((dict(self.headers), json.loads(body)))
-        self.send_response(200)
+        refused = self.server.refuse.get(self.path, 0)
+        self.server.refuse[self.path] = max(0, refused - 1)
+        status = 503 if refused else 200
+        self.server.received.append((status, dict(self.headers), json.loads(body)))
+        self.send_response(status)
         self.end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
@@ -404,6 +414,45 @@ def test_a_suspended_run_continues_from_cloud_tasks_and_calls_back_its_record(
     assert SECRET not in json.dumps(callbacks.received)
 
 
+def test_a_callback_the_receiver_refuses_is_delivered_again(
+    suspending: Function, callbacks: Callbacks
+) -> None:
+    callbacks.refuse["/flaky"] = 1
+    status, started = suspending.post(
+        {"input": {"datasetId": "ds-gcp-flaky"}, "callbackUrl": callbacks.base + "/flaky"}
+    )
+    assert status == 202
+    [record] = wait(lambda: callbacks.of(started["runId"]))
+    assert record["status"] == "SUCCESS"
+    assert callbacks.tries(started["runId"]) == [503, 200]  # Cloud Tasks retried the delivery
+
+
+def test_a_continuation_that_comes_early_schedules_itself_again_and_runs_nothing(
+    suspending: Function, jobapi: JobApi, queue: tasks_v2.CloudTasksClient
+) -> None:
+    """A resumeAt past Cloud Tasks' 30 days is reached by hops: a continuation that finds its
+    run not yet due schedules the next one, as far ahead as it may, and sends nothing."""
+    queue.pause_queue(name=QUEUE)
+    try:
+        status, started = suspending.post({"input": {"datasetId": "ds-gcp-early"}})
+        run_id = started["runId"]
+        [first] = tasks_of(queue, run_id)
+        body = json.loads(first.http_request.body)
+        later = time.time() + 40 * 86400
+        body["state"]["pending"]["elements"][0]["poll"]["next_due"] = later
+        status, record = suspending.post(body)
+        assert status == 202 and record["resumeAt"]["epoch"] == later
+        [hop] = [t for t in tasks_of(queue, run_id) if t.name.endswith("-c2")]
+        assert 29 * 86400 < hop.schedule_time.timestamp() - time.time() <= 30 * 86400
+        wait(lambda: len([r for r in suspending.records() if r["run_id"] == run_id]) == 2)
+        attempts = [line for line in suspending.process.lines if run_id in line]
+        assert sum('"poll.attempt"' in line for line in attempts) == 1  # the start's only
+        assert not any('"run.resume"' in line for line in attempts)
+    finally:
+        queue.purge_queue(name=QUEUE)  # (paused: the dispatcher holds no task of it)
+        queue.resume_queue(name=QUEUE)
+
+
 def test_a_retried_continuation_schedules_the_next_one_once(
     suspending: Function, jobapi: JobApi, callbacks: Callbacks, queue: tasks_v2.CloudTasksClient
 ) -> None:
@@ -451,13 +500,14 @@ def test_a_state_too_large_for_a_task_ends_the_run_failed_naming_run_and_size(
     assert tasks_of(queue, record["runId"]) == []
 
 
-def test_no_log_line_of_either_function_holds_the_secret(
+def test_no_log_line_of_either_function_holds_the_secret_or_a_traceback(
     quick: Function, suspending: Function
 ) -> None:
     for function in (quick, suspending):
         assert function.records(), "no run.record lines"
-        assert SECRET not in function.process.text()
-        assert "Traceback" not in function.process.text()
+        text = function.process.text()
+        assert SECRET not in text and "Traceback" not in text
+        assert "FutureWarning" not in text  # google-api-core's notice, filtered where imported
 
 
 # -- in-process: the pieces ------------------------------------------------------------------
@@ -482,6 +532,29 @@ def test_a_task_is_scheduled_at_most_30_days_ahead_with_a_deadline_cloud_tasks_a
     for asked, given in ((1.0, 15.0), (600.0, 600.0), (7200.0, 1800.0)):
         task = tasks.HttpTask("r", "c1", "https://f.example/", b"{}", deadline=asked)
         assert queue._task(task).dispatch_deadline.total_seconds() == given
+
+
+def test_what_cloud_tasks_refuses_or_cannot_take_becomes_a_cloud_tasks_error(
+    emulator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = tasks.HttpTask("r-9", "c1", None, b"{}", what="continuation")
+    missing = tasks.TaskSettings(QUEUE + "-gone", "http://127.0.0.1:9/", endpoint=emulator)
+    with pytest.raises(tasks.CloudTasksError) as refused:
+        tasks.TaskQueue(missing).create(task)
+    assert refused.value.kind == "refused"
+    assert refused.value.message.startswith(
+        f"run r-9: Cloud Tasks did not take its continuation task on {QUEUE}-gone: "
+        "FailedPrecondition: "
+    )
+    from google.api_core import retry
+
+    quick = retry.Retry(predicate=retry.if_transient_error, initial=0.05, timeout=0.5)
+    monkeypatch.setattr(tasks, "_retry", lambda: quick)
+    down = tasks.TaskSettings(QUEUE, "http://127.0.0.1:9/", endpoint=f"127.0.0.1:{free_port()}")
+    with pytest.raises(tasks.CloudTasksError) as unavailable:
+        tasks.TaskQueue(down).create(task)
+    assert unavailable.value.kind == "unavailable"
+    assert "still unavailable after retrying" in unavailable.value.message, unavailable.value
 
 
 def test_settings_name_the_variable_that_is_wrong() -> None:

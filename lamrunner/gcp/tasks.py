@@ -147,9 +147,8 @@ def _create(settings: TaskSettings, made: Task, task: HttpTask) -> bool:
         kind = "unavailable" if _transient(exc) else "refused"
         raise _error(task, settings, kind, f"{type(exc).__name__}: {exc.message}") from None
     except exceptions.RetryError as exc:
-        raise _error(
-            task, settings, "unavailable", f"gave up after {RETRY_FOR:g}s: {exc.cause}"
-        ) from None
+        reason = f"still unavailable after retrying for {RETRY_FOR:g}s: {exc.cause}"
+        raise _error(task, settings, "unavailable", reason) from None
     except GoogleAuthError as exc:
         raise _error(task, settings, "refused", f"no credentials ({type(exc).__name__})") from None
     return True
