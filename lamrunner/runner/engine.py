@@ -387,19 +387,20 @@ def _attempt_hook(ctx: RunContext, step: Step, state: RunState, i: int, of: int)
     report its progress."""
     assert state.pending is not None
     elements = state.pending.elements
-    key = f"{step.key}[{i}]"
+    key, name = f"{step.key}[{i}]", step.name
+    save, progress = ctx.observer.save_element, ctx.observer.poll_progress
+    report, now = ctx.observer.wants_progress, ctx.clock.now  # no one shown: no countdown made
 
     def on_attempt(poll_state: PollState) -> None:
         entry = elements[i]  # a snapshot of the loop's state as of this attempt
         if entry is None or entry.poll is None:
             entry = elements[i] = ElementState(poll=poll_state.copy())
-        else:  # in place, as this runs after every attempt: observers serialize it at once
+        else:  # in place, as this runs after every attempt (see ElementState)
             entry.poll.update_from(poll_state)
-        ctx.observer.save_element(state, i, entry)
-        due = max(0.0, poll_state.next_due - ctx.clock.now())
-        ctx.observer.poll_progress(
-            key, step.name, poll_state.attempt, of, poll_state.last_status, due
-        )
+        save(state, i, entry)
+        if report:
+            due = max(0.0, poll_state.next_due - now())
+            progress(key, name, poll_state.attempt, of, poll_state.last_status, due)
 
     return on_attempt
 
@@ -409,7 +410,13 @@ def _history_hook(ctx: RunContext, step: Step, state: RunState, index: int) -> H
     them (none overrides save_attempt)."""
     if not ctx.observer.wants_attempts:
         return None
-    return lambda row: ctx.observer.save_attempt(state, index, {**row, "stepName": step.name})
+    save, name = ctx.observer.save_attempt, step.name
+
+    def on_history(row: dict[str, Any]) -> None:
+        row["stepName"] = name  # the row is made for this call alone: no copy
+        save(state, index, row)
+
+    return on_history
 
 
 def _settle(

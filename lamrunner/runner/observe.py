@@ -8,7 +8,7 @@ so a checkpoint is written before the run goes on (keep them quick: the event lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lamrunner.runner.state import ElementState, RunState
@@ -52,57 +52,61 @@ class RunObserver:
 
 
 class Observers(RunObserver):
-    """Fan-out: every hook goes to each observer in order."""
+    """Fan-out: every hook goes to each observer in order.
+
+    Each hook is bound once, here, to only the observers that do something on it (a hook an
+    observer leaves a no-op is skipped): with one such observer the hook *is* that observer's
+    method, and with none it is a no-op, so the calls made after every poll attempt
+    (save_element, save_attempt, poll_progress) cost one call each, not a loop over no-ops.
+    `wants_attempts` and `wants_progress` say whether anyone listens to those two at all, so
+    the engine can skip making what they would be given. The observers are fixed at
+    construction (hooks overridden on an observer later are not seen)."""
 
     wants_attempts: bool  # some observer keeps history rows (so they are worth making)
+    wants_progress: bool  # some observer shows poll progress (so it is worth computing)
 
     def __init__(self, observers: Iterable[RunObserver] = ()) -> None:
         self._all = tuple(observers)
-        self.wants_attempts = any(
-            o.wants_attempts if isinstance(o, Observers) else _overrides(o, "save_attempt")
-            for o in self._all
-        )
-
-    def run_started(self, state: RunState) -> None:
-        for observer in self._all:
-            observer.run_started(state)
-
-    def save_run(self, state: RunState) -> None:
-        for observer in self._all:
-            observer.save_run(state)
-
-    def save_element(self, state: RunState, index: int, entry: ElementState) -> None:
-        for observer in self._all:
-            observer.save_element(state, index, entry)
-
-    def save_attempt(self, state: RunState, index: int, row: dict[str, Any]) -> None:
-        for observer in self._all:
-            observer.save_attempt(state, index, row)
-
-    def poll_progress(
-        self,
-        key: str,
-        step_name: str,
-        attempt: int,
-        max_attempts: int,
-        last_status: int | None,
-        due_in_seconds: float,
-    ) -> None:
-        for observer in self._all:
-            observer.poll_progress(
-                key, step_name, attempt, max_attempts, last_status, due_in_seconds
-            )
-
-    def poll_done(self, key: str) -> None:
-        for observer in self._all:
-            observer.poll_done(key)
-
-    def run_finished(self, state: RunState) -> None:
-        for observer in self._all:
-            observer.run_finished(state)
+        for hook in _HOOKS:
+            targets = [m for m in (_listening(o, hook) for o in self._all) if m is not None]
+            setattr(self, hook, _fan_out(targets))
+        self.wants_attempts = _listening(self, "save_attempt") is not None
+        self.wants_progress = _listening(self, "poll_progress") is not None
 
 
-def _overrides(observer: RunObserver, hook: str) -> bool:
-    """Whether `observer` does something on `hook` (so work made only for it can be skipped)."""
-    mine = getattr(type(observer), hook, None)
-    return mine is not None and mine is not getattr(RunObserver, hook)
+_HOOKS = (
+    "run_started",
+    "save_run",
+    "save_element",
+    "save_attempt",
+    "poll_progress",
+    "poll_done",
+    "run_finished",
+)
+
+
+def _nothing(*_args: Any) -> None:
+    """A hook no observer listens to."""
+
+
+def _listening(observer: RunObserver, hook: str) -> Callable[..., None] | None:
+    """`observer`'s `hook` when it does something (so work made only for it can be skipped),
+    else None: RunObserver's own no-op, or a fan-out's hook that reaches no one."""
+    method = getattr(observer, hook)
+    if method is _nothing or getattr(method, "__func__", None) is getattr(RunObserver, hook):
+        return None
+    return method  # type: ignore[no-any-return]
+
+
+def _fan_out(targets: list[Callable[..., None]]) -> Callable[..., None]:
+    if not targets:
+        return _nothing
+    if len(targets) == 1:
+        return targets[0]
+    hooks = tuple(targets)
+
+    def each(*args: Any) -> None:
+        for hook in hooks:
+            hook(*args)
+
+    return each
