@@ -93,20 +93,18 @@ async def perform(ctx: RunContext, element: Element, poll: PollState | None = No
     return await call.poll(element.spec.loop, poll)
 
 
-@dataclass(frozen=True)
 class _Call:
-    """One request object being performed, in its run."""
+    """One request object being performed, in its run. Its parts are plain attributes: they
+    are read several times in every attempt."""
 
-    ctx: RunContext
-    element: Element
+    __slots__ = ("ctx", "element", "on_history", "request", "spec")
 
-    @property
-    def request(self) -> RenderedRequest:
-        return self.element.request
-
-    @property
-    def spec(self) -> RequestSpec:
-        return self.element.spec
+    def __init__(self, ctx: RunContext, element: Element) -> None:
+        self.ctx = ctx
+        self.element = element
+        self.request: RenderedRequest = element.request
+        self.spec: RequestSpec = element.spec
+        self.on_history: HistoryHook | None = element.on_history
 
     async def once(self) -> CallResult:
         clock = self.ctx.clock
@@ -132,6 +130,7 @@ class _Call:
         last_info = float("-inf")
         debug = log.is_enabled_for(logging.DEBUG)
         poller = await Poller.open(self, policy)
+        attempt, on_attempt = poller._attempt, self.element.on_attempt
         try:
             while True:
                 now = clock.now()
@@ -139,11 +138,11 @@ class _Call:
                     if end is not None and state.next_due > end:
                         raise Suspended(state.next_due)
                     await clock.sleep(state.next_due - now)
-                outcome = await poller.attempt(state)
-                decision = outcome.decision
+                    now = clock.now()
+                decision, result = await attempt(state, now)
                 if isinstance(decision, Succeed):
-                    assert outcome.result is not None
-                    return outcome.result
+                    assert result is not None
+                    return result
                 if isinstance(decision, Fail):
                     raise decision.error
                 now = decision.until - decision.delay
@@ -159,8 +158,8 @@ class _Call:
                         status=state.last_status,
                         next_in=format_duration(decision.delay),
                     )
-                if self.element.on_attempt is not None:
-                    self.element.on_attempt(state)
+                if on_attempt is not None:
+                    on_attempt(state)
         finally:
             await poller.aclose()
 
@@ -174,14 +173,13 @@ class _Call:
         decision: Decision,
         last: Response | None,
     ) -> None:
-        """The attempt's history row, made only when someone keeps rows."""
-        hook = self.element.on_history
-        if hook is not None:
-            ended = self.ctx.clock.now()
-            row = attempt_row(
-                state, began, ended, response, problem, error, decision, last, self.ctx.secrets
-            )
-            hook(row)
+        """The attempt's history row, for `on_history` (call it only when there is one)."""
+        assert self.on_history is not None
+        ended = self.ctx.clock.now()
+        row = attempt_row(
+            state, began, ended, response, problem, error, decision, last, self.ctx.secrets
+        )
+        self.on_history(row)
 
     async def _decide(
         self,
@@ -399,25 +397,30 @@ class Poller:
 
     async def attempt(self, state: PollState) -> AttemptOutcome:
         """Attempt number `state.attempt + 1`, now (call it at or after `state.next_due`)."""
+        decision, result = await self._attempt(state, self._call.ctx.clock.now())
+        return AttemptOutcome(state, decision, result)
+
+    async def _attempt(self, state: PollState, now: float) -> tuple[Decision, CallResult | None]:
+        """`attempt` as the engine's poll loop makes it, `now` being the time it starts: the
+        decision, and on `Succeed` the result (no AttemptOutcome made in the loop)."""
         call, policy = self._call, self.policy
-        clock = call.ctx.clock
-        now = clock.now()
         if state.deadline is not None and now >= state.deadline:
-            return AttemptOutcome(state, Fail(deadline_error(policy, state)))
+            return Fail(deadline_error(policy, state)), None
         response, error, sent = await call._send(call.spec.retry, state.deadline, validate=False)
         state.attempt += 1
         state.requests += sent
         last = self._last = response or self._last
         decision, problem = await call._decide(policy, state, response, error, self._checks, last)
-        call._history(state, now, response, problem, error, decision, last)
+        if call.on_history is not None:
+            call._history(state, now, response, problem, error, decision, last)
         if isinstance(decision, Wait):
             state.next_due = decision.until
-            return AttemptOutcome(state, decision)
+            return decision, None
         if isinstance(decision, Succeed):
             assert response is not None
-            result = _result(response, state.requests, clock.now() - state.started_at)
-            return AttemptOutcome(state, decision, result)
-        return AttemptOutcome(state, decision)
+            elapsed = call.ctx.clock.now() - state.started_at
+            return decision, _result(response, state.requests, elapsed)
+        return decision, None
 
     async def aclose(self) -> None:
         for check in self._checks:
