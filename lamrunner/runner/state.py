@@ -61,8 +61,10 @@ class ElementState:
     error's other attributes — `status`, `attempts`, `kind`, `last_status` — masked).
 
     While a request polls, the engine updates its record's `poll` in place after each attempt
-    (it is a snapshot of the loop's state, not the loop's own): an observer serializes the
-    entry it is given (`to_dict`) in its hook rather than keep the object."""
+    (it is a snapshot of the loop's state, not the loop's own), just before it hands the record
+    to `save_element` again: an observer serializes the entry it is given (`to_dict`) in its
+    hook, or keeps the object only as that element's latest progress (the run store does,
+    until its next commit), never as the snapshot of one attempt."""
 
     poll: PollState | None = None
     result: dict[str, Any] | None = None
