@@ -104,7 +104,11 @@ def test_aws_zip_holds_the_workflow_lamrunner_and_linux_x86_64_wheels(aws_x86: R
         assert module in names, module
     for top in ("aiohttp/", "quickjs/", "structlog/", "aws_durable_execution_sdk_python/"):
         assert any(n.startswith(top) for n in names), top
-    assert not any(n.startswith(("bin/", "__pycache__/")) or "/__pycache__/" in n for n in names)
+    assert not any(n.startswith("bin/") for n in names)
+    # Built with the function's own Python: bytecode ships, so a cold start compiles nothing.
+    tag = f"cpython-{HERE.replace('.', '')}"
+    for module in ("lamrunner/aws/__pycache__/durable", "aiohttp/__pycache__/client"):
+        assert f"{module}.{tag}.pyc" in names, module
     # Binary wheels for the Lambda platform, not this machine's: tags and .so names say so.
     for dist in ("aiohttp", "pyyaml", "quickjs_ng"):
         tags = _wheel_tags(names, archive, dist)
@@ -328,6 +332,10 @@ def test_aws_arm64_bundle_has_aarch64_wheels(aws_arm: Result) -> None:
     assert any(n.endswith("cpython-312-aarch64-linux-gnu.so") for n in names)
     template = Path(aws_arm.record["artifacts"][1]).read_text()
     assert "- arm64" in template and "Runtime: python3.12" in template
+    # Bytecode only for the Python that runs `package`; for another, a warning says so.
+    compiled = any("/__pycache__/" in n for n in names)
+    assert compiled == (HERE == "3.12")
+    assert ("package.no_bytecode" in aws_arm.stderr) == (HERE != "3.12"), aws_arm.stderr[-800:]
 
 
 def test_gcp_folder_has_the_entry_point_requirements_and_workflow(gcp: Result) -> None:
