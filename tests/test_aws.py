@@ -29,6 +29,7 @@ from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestR
 
 from lamrunner.aws import durable_handler
 from lamrunner.aws.durable import CHECKPOINT_LIMIT
+from lamrunner.aws.function import _configure_logs
 from lamrunner.logs.chain import detach_stdlib
 from tests.conftest import WorkflowDir
 
@@ -108,6 +109,7 @@ def _host_logging() -> Iterator[None]:
     yield
     detach_stdlib()
     structlog.reset_defaults()
+    _configure_logs.cache_clear()
 
 
 # -- running the handler -----------------------------------------------------------------------

@@ -1,9 +1,5 @@
-"""What a deployed workflow reads from its function: the environment contract and the event.
-
-`LAMRUNNER_WORKFLOW` (default `workflow.yaml`, relative to the function's code root) names the
-workflow, `LAMRUNNER_CONFIG` (`a.yaml:b.yaml`) its config files; `lamrunner package` writes both.
-They are loaded once per container: a warm invocation pays nothing for them.
-"""
+"""The durable function's workflow (`lamrunner.deployed`: loaded once per container) and its
+event, `{"input": ..., "config": {...}}`."""
 
 from __future__ import annotations
 
@@ -11,15 +7,14 @@ import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from lamrunner.definition.config import build_config, deep_merge
-from lamrunner.definition.workflow import Workflow, load_workflow
+from lamrunner.definition.config import deep_merge
+from lamrunner.definition.workflow import Workflow
+from lamrunner.deployed import load_deployed
 from lamrunner.errors import DefinitionError
-from lamrunner.logs.chain import configure, handler_output
+from lamrunner.logs.chain import configure
 
-DEFAULT_WORKFLOW = "workflow.yaml"
 _EVENT_KEYS = ("input", "config")
 
 
@@ -37,18 +32,13 @@ class DeployedApp:
 
 def deployed_app() -> DeployedApp:
     """The function's workflow and config, from its environment (once per container)."""
-    env = os.environ
-    return _load(env.get("LAMRUNNER_WORKFLOW") or DEFAULT_WORKFLOW, env.get("LAMRUNNER_CONFIG", ""))
+    _configure_logs()
+    return DeployedApp(*load_deployed(os.environ))
 
 
 @functools.cache
-def _load(workflow: str, config_files: str) -> DeployedApp:
+def _configure_logs() -> None:
     configure("json", capture_logging=True)  # one JSON line per event: what CloudWatch reads
-    env = dict(os.environ)
-    with handler_output():
-        loaded = load_workflow(Path(workflow), env)
-    files = [f for f in config_files.split(":") if f]
-    return DeployedApp(loaded, build_config(loaded.config, files, (), env))
 
 
 def parse_event(event: Any) -> tuple[Any, dict[str, Any]]:

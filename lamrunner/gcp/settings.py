@@ -11,27 +11,22 @@ finish within the budget needs no queue.
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lamrunner.definition.config import build_config
-from lamrunner.definition.workflow import Workflow, load_workflow
+from lamrunner.definition.workflow import Workflow
+from lamrunner.deployed import config_files, load_deployed, workflow_path
 from lamrunner.errors import DefinitionError
 from lamrunner.units import format_duration, parse_duration
 
-WORKFLOW = "LAMRUNNER_WORKFLOW"
-CONFIG = "LAMRUNNER_CONFIG"
 BUDGET = "LAMRUNNER_BUDGET"
 QUEUE = "LAMRUNNER_TASKS_QUEUE"
 SELF_URL = "LAMRUNNER_SELF_URL"
 SERVICE_ACCOUNT = "LAMRUNNER_TASKS_SERVICE_ACCOUNT"
 ENDPOINT = "LAMRUNNER_TASKS_ENDPOINT"
 
-DEFAULT_WORKFLOW = "workflow.yaml"
 DEFAULT_BUDGET = 9 * 60.0  # seconds: under the 10 minutes the docs deploy the function with
 # A continuation is an HTTP task, whose request Cloud Tasks cancels after at most 30 minutes
 # (dispatch_deadline): a budget must leave room for the request in flight and the scheduling.
@@ -59,12 +54,11 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """The settings, or a DefinitionError naming the variable that is wrong."""
-        files = tuple(f for f in env.get(CONFIG, "").split(":") if f)
-        return cls(env.get(WORKFLOW) or DEFAULT_WORKFLOW, files, _budget(env), env)
+        return cls(workflow_path(env), config_files(env), _budget(env), env)
 
     def load(self) -> tuple[Workflow, dict[str, Any]]:
         """The workflow and its config (workflow `config:` under the config files)."""
-        return _loaded(self.workflow, self.config_files)
+        return load_deployed(self.env)
 
     def tasks(self) -> TaskSettings:
         """The Cloud Tasks settings a suspended run needs; a DefinitionError if one is missing."""
@@ -97,11 +91,3 @@ def _budget(env: Mapping[str, str]) -> float:
             "cancels a continuation's request after 30 minutes"
         )
     return budget
-
-
-@functools.lru_cache(maxsize=8)
-def _loaded(workflow: str, config_files: tuple[str, ...]) -> tuple[Workflow, dict[str, Any]]:
-    """Cached by the paths: one load per container, kept between requests (a failed load is
-    not cached, so the next request reports the problem again)."""
-    loaded = load_workflow(workflow, os.environ)
-    return loaded, build_config(loaded.config, config_files, (), os.environ)

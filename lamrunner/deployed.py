@@ -1,0 +1,45 @@
+"""A workflow deployed as a cloud function: the environment contract both hosts share.
+
+`lamrunner package` writes `LAMRUNNER_WORKFLOW` (the workflow's path relative to the function's
+code root, its working directory; default `workflow.yaml`) and `LAMRUNNER_CONFIG` (config
+files, `:`-separated) into what it builds. The workflow is loaded (handlers resolved,
+JavaScript compiled, config files read) once per (workflow, config files) and kept between
+requests, because that is what a cold start costs; a failed load is not kept, so the next
+request reports the problem again.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from lamrunner.definition.config import build_config
+from lamrunner.definition.workflow import Workflow, load_workflow
+from lamrunner.logs.chain import handler_output
+
+WORKFLOW = "LAMRUNNER_WORKFLOW"
+CONFIG = "LAMRUNNER_CONFIG"
+DEFAULT_WORKFLOW = "workflow.yaml"
+
+
+def workflow_path(env: Mapping[str, str]) -> str:
+    return env.get(WORKFLOW) or DEFAULT_WORKFLOW
+
+
+def config_files(env: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(f for f in env.get(CONFIG, "").split(":") if f)
+
+
+def load_deployed(env: Mapping[str, str]) -> tuple[Workflow, dict[str, Any]]:
+    """The deployed workflow and its config (its `config:` under the config files)."""
+    return _loaded(workflow_path(env), config_files(env))
+
+
+@functools.lru_cache(maxsize=8)
+def _loaded(workflow: str, files: tuple[str, ...]) -> tuple[Workflow, dict[str, Any]]:
+    env = dict(os.environ)
+    with handler_output():  # a handler module that prints on import: a log line, not output
+        loaded = load_workflow(workflow, env)
+    return loaded, build_config(loaded.config, files, (), env)
