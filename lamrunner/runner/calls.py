@@ -97,7 +97,7 @@ class _Call:
     """One request object being performed, in its run. Its parts are plain attributes: they
     are read several times in every attempt."""
 
-    __slots__ = ("ctx", "element", "on_history", "request", "spec")
+    __slots__ = ("ctx", "debug", "element", "on_history", "request", "spec")
 
     def __init__(self, ctx: RunContext, element: Element) -> None:
         self.ctx = ctx
@@ -105,6 +105,7 @@ class _Call:
         self.request: RenderedRequest = element.request
         self.spec: RequestSpec = element.spec
         self.on_history: HistoryHook | None = element.on_history
+        self.debug: bool = ctx.log.is_enabled_for(logging.DEBUG)  # else no per-send line made
 
     async def once(self) -> CallResult:
         clock = self.ctx.clock
@@ -128,7 +129,7 @@ class _Call:
         state = state or PollState.start(policy, clock.now())
         end = self.ctx.budget_end
         last_info = float("-inf")
-        debug = log.is_enabled_for(logging.DEBUG)
+        debug = self.debug
         poller = await Poller.open(self, policy)
         attempt, on_attempt = poller._attempt, self.element.on_attempt
         try:
@@ -335,14 +336,15 @@ class _Call:
                 error=exc.message,
             )
             return None, exc
-        log.debug(
-            "http.response",
-            where=request.where,
-            method=request.method,
-            url=request.url,
-            status=response.status,
-            ms=round(response.elapsed * 1000),
-        )
+        if self.debug:
+            log.debug(
+                "http.response",
+                where=request.where,
+                method=request.method,
+                url=request.url,
+                status=response.status,
+                ms=round(response.elapsed * 1000),
+            )
         return response, None
 
 
