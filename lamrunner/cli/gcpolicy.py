@@ -11,11 +11,19 @@ minute), and again when the last holder lets go.
 It changes the collector for the whole process, so it is the host's choice, not the run
 core's: the CLI holds it around every run, and embedders opt in by running their runs inside
 `async with gcpolicy.hold():`.
+
+`freeze_at_exit()` is for a process that ends when its runs do (the CLI): when the interpreter
+exits, the garbage there is then is collected once (its finalizers run: the run store's
+connection closes) and the survivors are frozen, so the interpreter's own closing full
+collections, each walking every object again while modules are torn down, skip memory the
+operating system takes back anyway. Objects are still freed by reference counting as before;
+only cycles that form during that teardown are left to the operating system.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import gc
 import time
@@ -25,6 +33,7 @@ FREEZE_EVERY = 2.0
 FULL_EVERY = 600.0
 _holders = 0
 _task: asyncio.Task[None] | None = None
+_exit_freeze = False
 
 
 @contextlib.asynccontextmanager
@@ -54,3 +63,17 @@ async def _keep_freezing() -> None:
             last_full = time.monotonic()
         gc.collect(1)  # young cyclic garbage dies here, before anything is frozen
         gc.freeze()
+
+
+def freeze_at_exit() -> None:
+    """When the interpreter exits: one full collection, then freeze what survived, before the
+    interpreter's own last collections (registered once a process, however often called)."""
+    global _exit_freeze
+    if not _exit_freeze:
+        _exit_freeze = True
+        atexit.register(_collect_and_freeze)
+
+
+def _collect_and_freeze() -> None:
+    gc.collect()
+    gc.freeze()

@@ -165,6 +165,7 @@ def _drive(
     command: str,
     budget: float | None = None,
 ) -> dict[str, Any]:
+    gcpolicy.freeze_at_exit()  # the command ends with its run: no final sweeps of the heap
     if store is not None:
         store.begin(state, invocation.to_dict())
     # The run masks its own lines; this masks the CLI's about it (interrupted, a traceback).
