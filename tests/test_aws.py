@@ -251,6 +251,84 @@ def jobapi_url() -> Iterator[str]:
         server.stdout.close()
 
 
+@pytest.fixture(scope="module")
+def quick_jobapi_url() -> Iterator[str]:
+    """samples/jobapi.py with jobs done in 0.1 s of real time: with skip_time the runner's
+    modelled clock runs ahead of the API's real one, so the jobs must not take long."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "samples/jobapi.py"),
+            "--port",
+            "0",
+            "--quiet",
+            "--phase-seconds",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    try:
+        line = server.stdout.readline().strip()
+        assert line.startswith("jobapi listening on http://127.0.0.1:"), line
+        yield line.rsplit(" ", 1)[1]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        server.stdout.close()
+
+
+@pytest.mark.parametrize(
+    ("sample", "given", "status"),
+    [
+        ("process-dataset", "process-dataset", "SUCCESS"),
+        ("job-lifecycle", "job-ok", "SUCCESS"),
+        ("job-lifecycle", "job-fails", "FAILED"),
+        ("batch", "batch", "SUCCESS"),
+    ],
+)
+def test_every_sample_runs_as_a_durable_function_with_skipped_time(
+    sample: str,
+    given: str,
+    status: str,
+    quick_jobapi_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The same record as `lamrunner run` prints, the durable way."""
+    monkeypatch.setenv("JOBAPI_URL", quick_jobapi_url)
+    input_data = json.loads((ROOT / f"samples/inputs/{given}.json").read_text())
+    input_data = {**input_data, "datasetId": f"{input_data.get('datasetId', 'x')}-{sample}"}
+    run = execute(ROOT / f"samples/{sample}.yaml", {"input": input_data}, monkeypatch)
+    local = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lamrunner",
+            "run",
+            str(ROOT / f"samples/{sample}.yaml"),
+            "--input",
+            json.dumps(input_data),
+            "--store",
+            str(tmp_path / "runs.db"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JOBAPI_URL": quick_jobapi_url},
+        timeout=60,
+        check=False,
+    )
+    expected = json.loads(local.stdout)
+    assert run.record["status"] == expected["status"] == status, run.record["error"]
+    assert run.status == ("SUCCEEDED" if status == "SUCCESS" else "FAILED")
+    assert set(run.record) == set(expected)
+    assert sorted(run.record["gwo"]) == sorted(expected["gwo"])
+    if status == "FAILED":
+        assert run.record["error"]["type"] == expected["error"]["type"] == "PollingFailed"
+        assert run.record["error"]["step"] == expected["error"]["step"]
+
+
 def test_the_job_lifecycle_sample_runs_as_a_durable_function_in_real_time(
     jobapi_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
