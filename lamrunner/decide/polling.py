@@ -14,12 +14,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from lamrunner.definition.policies import (
-    RETRY_AFTER_STATUSES,
-    PollPolicy,
-    RetryPolicy,
-    delay_before,
-)
+from lamrunner.decide.schedules import delay_before
+from lamrunner.definition.policies import RETRY_AFTER_STATUSES, PollPolicy, RetryPolicy
 from lamrunner.errors import (
     DeadlineExceeded,
     DefinitionError,

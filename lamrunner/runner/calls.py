@@ -25,8 +25,9 @@ from lamrunner.decide.polling import (
     decide_poll,
     decide_retry,
 )
+from lamrunner.decide.schedules import retry_after_seconds
 from lamrunner.definition.directives import RequestSpec
-from lamrunner.definition.policies import PollPolicy, RetryPolicy, retry_after_seconds
+from lamrunner.definition.policies import PollPolicy, RetryPolicy
 from lamrunner.errors import (
     ConditionError,
     HttpStatusError,
