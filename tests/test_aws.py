@@ -30,6 +30,7 @@ from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestR
 from lamrunner.aws import durable_handler
 from lamrunner.aws.durable import CHECKPOINT_LIMIT
 from lamrunner.aws.function import _configure_logs
+from lamrunner.deployed import _loaded
 from lamrunner.logs.chain import detach_stdlib
 from tests.conftest import WorkflowDir
 
@@ -104,12 +105,14 @@ def api() -> Iterator[CountingApi]:
 
 
 @pytest.fixture(autouse=True)
-def _host_logging() -> Iterator[None]:
-    """The handler configures logging for its container; give the next test a clean chain."""
+def _new_container() -> Iterator[None]:
+    """The handler configures logging and loads its workflow once per container: give the
+    next test a new one."""
     yield
     detach_stdlib()
     structlog.reset_defaults()
     _configure_logs.cache_clear()
+    _loaded.cache_clear()  # a container's workflow: the next test deploys its own
 
 
 # -- running the handler -----------------------------------------------------------------------
