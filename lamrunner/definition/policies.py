@@ -19,6 +19,7 @@ from lamrunner.definition.validation import (
     expect_int,
     expect_number,
     expect_str,
+    type_name,
 )
 from lamrunner.errors import DefinitionError
 from lamrunner.units import parse_duration
@@ -39,6 +40,7 @@ class Backoff:
     max_delay: float = defaults.MAX_DELAY
     multiplier: float = defaults.MULTIPLIER
     jitter: str = defaults.JITTER
+    delays: tuple[float, ...] = ()  # an explicit schedule (`delays:`); the last one repeats
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class RetryPolicy:
     backoff: Backoff
     retryable_statuses: frozenset[int] = DEFAULT_RETRYABLE_STATUSES
     retryable_exceptions: frozenset[str] = defaults.RETRYABLE_EXCEPTIONS
+    max_throttle_wait: float = defaults.MAX_THROTTLE_WAIT
 
 
 @dataclass(frozen=True)
@@ -61,16 +64,20 @@ class PollPolicy:
     fail_when: str | None = None
     timeout: float | None = None
     ignore_errors: bool = False
+    next_delay: str | None = None  # JS: (ctx) => milliseconds before the next attempt
+    max_throttle_wait: float = defaults.MAX_THROTTLE_WAIT
 
 
 def base_delay(backoff: Backoff, attempt: int) -> float:
     """Seconds before attempt `attempt` (1-based), before jitter.
 
-    fixed: initialDelay. exponential: min(initialDelay * multiplier^(n-2), maxDelay), computed
+    delays: the (n-1)th of them, the last repeating. fixed: initialDelay. exponential: min(initialDelay * multiplier^(n-2), maxDelay), computed
     without overflow for any attempt number.
     """
     if attempt < 2:
         return 0.0
+    if backoff.delays:
+        return backoff.delays[min(attempt - 2, len(backoff.delays) - 1)]
     if backoff.strategy == "fixed":
         return backoff.initial_delay
     if backoff.initial_delay <= 0:
@@ -93,6 +100,14 @@ def delay_before(backoff: Backoff, attempt: int, rand: float = 0.5) -> float:
     return delay
 
 
+def delay_bounds(backoff: Backoff) -> tuple[float, float]:
+    """[floor, ceiling] of the delays the server or the body decide: [initialDelay, maxDelay],
+    or with `delays` [the shortest, the longest of them]."""
+    if backoff.delays:
+        return min(backoff.delays), max(backoff.delays)
+    return backoff.initial_delay, max(backoff.initial_delay, backoff.max_delay)
+
+
 def retry_after_seconds(value: str | None, now_epoch: float) -> float | None:
     """Seconds a `Retry-After` header asks for (delta-seconds or HTTP date), or None."""
     if not value:
@@ -111,9 +126,50 @@ def retry_after_seconds(value: str | None, now_epoch: float) -> float | None:
     return max(0.0, seconds)
 
 
-_BACKOFF_KEYS = ("strategy", "initialDelay", "maxDelay", "multiplier", "jitter")
-RETRY_KEYS = ("maxAttempts", *_BACKOFF_KEYS, "retryableStatusCodes", "retryableExceptions")
-LOOP_KEYS = ("condition", "maxAttempts", *_BACKOFF_KEYS, "failWhen", "timeout", "ignoreErrors")
+def server_delay(headers: Mapping[str, str], now_epoch: float) -> float | None:
+    """Seconds the response's headers ask to wait before the next request, or None: the
+    longest of `Retry-After` (seconds or an HTTP date), `X-Poll-Interval` (seconds) and
+    `RateLimit-Reset` (seconds) when `RateLimit-Remaining` is 0. Names are lower-cased."""
+    asked = [
+        retry_after_seconds(headers.get("retry-after"), now_epoch),
+        _seconds(headers.get("x-poll-interval")),
+    ]
+    if (headers.get("ratelimit-remaining") or "").strip() == "0":
+        asked.append(_seconds(headers.get("ratelimit-reset")))
+    found = [s for s in asked if s is not None]
+    return max(found) if found else None
+
+
+def _seconds(value: str | None) -> float | None:
+    """A header's delta-seconds (a number >= 0), or None when absent or not a number."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+_BACKOFF_KEYS = ("strategy", "initialDelay", "maxDelay", "multiplier", "jitter", "delays")
+_REPLACED_BY_DELAYS = ("strategy", "initialDelay", "maxDelay", "multiplier")
+RETRY_KEYS = (
+    "maxAttempts",
+    *_BACKOFF_KEYS,
+    "retryableStatusCodes",
+    "retryableExceptions",
+    "maxThrottleWait",
+)
+LOOP_KEYS = (
+    "condition",
+    "maxAttempts",
+    *_BACKOFF_KEYS,
+    "failWhen",
+    "timeout",
+    "ignoreErrors",
+    "nextDelay",
+    "maxThrottleWait",
+)
 
 
 def parse_retry(data: Any, where: str) -> RetryPolicy:
@@ -134,6 +190,7 @@ def parse_retry(data: Any, where: str) -> RetryPolicy:
         backoff=_parse_backoff(data, where, default_strategy=defaults.RETRY_STRATEGY),
         retryable_statuses=frozenset(statuses),
         retryable_exceptions=frozenset(kinds),
+        max_throttle_wait=_throttle_wait(data, where),
     )
 
 
@@ -144,6 +201,7 @@ def parse_loop_until(data: Any, where: str) -> PollPolicy:
     check_keys(data, LOOP_KEYS, where, required=("condition",))
     fail_when = data.get("failWhen")
     timeout = data.get("timeout")
+    next_delay = data.get("nextDelay")
     return PollPolicy(
         condition=expect_str(data["condition"], f"{where}.condition"),
         max_attempts=expect_int(
@@ -153,7 +211,32 @@ def parse_loop_until(data: Any, where: str) -> PollPolicy:
         fail_when=None if fail_when is None else expect_str(fail_when, f"{where}.failWhen"),
         timeout=None if timeout is None else parse_duration(timeout, f"{where}.timeout"),
         ignore_errors=expect_bool(data.get("ignoreErrors", False), f"{where}.ignoreErrors"),
+        next_delay=None if next_delay is None else expect_str(next_delay, f"{where}.nextDelay"),
+        max_throttle_wait=_throttle_wait(data, where),
     )
+
+
+def _throttle_wait(data: Mapping[str, Any], where: str) -> float:
+    value = data.get("maxThrottleWait", defaults.MAX_THROTTLE_WAIT)
+    return parse_duration(value, f"{where}.maxThrottleWait")
+
+
+def _parse_delays(data: Mapping[str, Any], where: str) -> tuple[float, ...]:
+    """`delays: [1s, 5s, 30s, 2m]`: a non-empty list of durations, alone of the schedule."""
+    if "delays" not in data:
+        return ()
+    value = data["delays"]
+    if not isinstance(value, list) or not value:
+        raise DefinitionError(
+            f"{where}.delays: expected a non-empty list of durations, got {type_name(value)}"
+        )
+    both = [key for key in _REPLACED_BY_DELAYS if key in data]
+    if both:
+        raise DefinitionError(
+            f"{where}: delays and {both[0]} together; delays is the whole schedule "
+            f"(it replaces {', '.join(_REPLACED_BY_DELAYS)})"
+        )
+    return tuple(parse_duration(d, f"{where}.delays[{i}]") for i, d in enumerate(value))
 
 
 def _parse_backoff(data: Mapping[str, Any], where: str, *, default_strategy: str) -> Backoff:
@@ -173,6 +256,7 @@ def _parse_backoff(data: Mapping[str, Any], where: str, *, default_strategy: str
             data.get("multiplier", defaults.MULTIPLIER), f"{where}.multiplier", minimum=1
         ),
         jitter=jitter,
+        delays=_parse_delays(data, where),
     )
 
 
