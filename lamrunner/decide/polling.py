@@ -21,8 +21,8 @@ from lamrunner.definition.policies import (
     Backoff,
     PollPolicy,
     RetryPolicy,
-    delay_bounds,
     delay_before,
+    delay_bounds,
 )
 from lamrunner.errors import (
     DeadlineExceeded,
@@ -108,9 +108,9 @@ _OPTIONAL = frozenset({"throttled", "throttled_s"})  # later additions: 0 when n
 
 def _seconds(data: dict[str, Any], key: str, where: str) -> float:
     value = data[key]
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        if value >= 0:
-            return float(value)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value >= 0:
+        return float(value)
     raise DefinitionError(f"{where}: {key}: expected seconds >= 0 (a number), got {_shown(value)}")
 
 
@@ -316,6 +316,9 @@ def _counts(state: PollState) -> dict[str, Any]:
 
 def _summary(what: str, state: PollState) -> str:
     parts = [what, f"attempts: {state.attempt}"]
+    if state.throttled or state.throttled_s:
+        waited = format_duration(state.throttled_s)
+        parts.append(f"throttled: {state.throttled} attempts, {waited} waited")
     if state.last_status is not None:
         parts.append(f"last status: {state.last_status}")
     if state.last_error:

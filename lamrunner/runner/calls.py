@@ -293,7 +293,7 @@ class _Call:
             except Unsupported:
                 pass
         try:
-            return await check.js.evaluate(_ctx_json(response, state, now))
+            return bool(await check.js.evaluate(_ctx_json(response, state, now)))
         except ScriptError as exc:
             if exc.kind == "badjson":  # Python's parse says what is wrong, and raises for it
                 response.value  # noqa: B018
