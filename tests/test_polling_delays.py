@@ -569,3 +569,47 @@ async def test_a_real_clock_retry_waits_out_a_rate_limit(api, wf):
     assert record["status"] == "SUCCESS", record["error"]
     assert loop.time() - started >= 0.38
     assert record["gwo"]["step_1"]["http"]["throttledMs"] == 400
+
+
+async def test_runs_show_marks_throttled_attempts(api, wf):
+    from lamrunner.runner.observe import RunObserver
+
+    rows: list[dict] = []
+    progress: list[tuple[int, int]] = []
+
+    class Keep(RunObserver):
+        def save_attempt(self, state, index, row):
+            rows.append(row)
+
+        def poll_progress(self, key, name, attempt, of, status, due):
+            progress.append((attempt, of))
+
+    limited = Reply(status=429, json={}, headers={"Retry-After": "3"})
+    api.script(
+        "GET", "/job", Reply(json={"state": "running"}), limited, Reply(json={"state": "done"})
+    )
+    request = poll(api.url + "/job", maxAttempts=2, initialDelay="1s")
+    record = await run_path(
+        wf.workflow([wf.request_step("p", request)]), clock=FakeClock(), observers=[Keep()]
+    )
+    assert record["status"] == "SUCCESS", record["error"]
+    assert [r["outcome"] for r in rows] == ["wait", "throttled", "success"]
+    assert progress == [(1, 2), (1, 2)]  # the live line counts attempts of maxAttempts
+
+
+def test_bare_thousands_in_the_new_durations_warn_as_seconds():
+    directive = parse_directive(
+        {
+            "lam.httpRequest": {
+                "method": "GET",
+                "url": "http://x/",
+                "loopUntil": {"condition": "true", "delays": ["1s", 2000], "maxThrottleWait": 5000},
+            }
+        }
+    )
+    assert directive.warnings == (
+        "lam.httpRequest.loopUntil.delays[1]: 2000 seconds (33m20s); "
+        "write '2000ms' if you meant milliseconds",
+        "lam.httpRequest.loopUntil.maxThrottleWait: 5000 seconds (1h23m); "
+        "write '5000ms' if you meant milliseconds",
+    )

@@ -163,6 +163,7 @@ class _Call:
                         of=policy.max_attempts,
                         status=state.last_status,
                         next_in=format_duration(decision.delay),
+                        **({"throttled": state.throttled} if state.throttled else {}),
                     )
                 if on_attempt is not None:
                     on_attempt(state)
