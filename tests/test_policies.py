@@ -1,4 +1,5 @@
-"""Retry and polling policies: defaults, validation, and the delay schedule as a pure function."""
+"""Retry and polling policies (defaults, validation) and their delay schedules, pure functions
+(`lamrunner.decide.schedules`)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from lamrunner.definition.policies import (
-    Backoff,
-    base_delay,
-    delay_before,
-    parse_loop_until,
-    parse_retry,
-    retry_after_seconds,
-)
+from lamrunner.decide.schedules import base_delay, delay_before, retry_after_seconds
+from lamrunner.definition.policies import Backoff, parse_loop_until, parse_retry
 from lamrunner.errors import DefinitionError
 
 

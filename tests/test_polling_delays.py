@@ -1,7 +1,7 @@
 """Delays the server or the body decide, throttled waits, and the explicit `delays` schedule.
 
 The rules are pure (decide.polling.choose_delay / decide_poll / decide_retry_wait,
-definition.policies.server_delay / base_delay) and tested here without sleeping; the engine's use
+decide.schedules.server_delay / base_delay) and tested here without sleeping; the engine's use
 of them runs against a real aiohttp server on 127.0.0.1, on a FakeClock (no sleeping) and, for one
 case each, on the real clock with short delays.
 """
@@ -25,16 +25,14 @@ from lamrunner.decide.polling import (
     decide_poll,
     decide_retry_wait,
 )
+from lamrunner.decide.schedules import base_delay, delay_before, server_delay
 from lamrunner.definition.directives import parse_directive
 from lamrunner.definition.policies import (
     Backoff,
     PollPolicy,
     RetryPolicy,
-    base_delay,
-    delay_before,
     parse_loop_until,
     parse_retry,
-    server_delay,
 )
 from lamrunner.errors import ConditionError, DeadlineExceeded, DefinitionError, PollingExhausted
 from lamrunner.js.runtime import CONDITION_LIMITS, JsEngine

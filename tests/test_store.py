@@ -327,3 +327,26 @@ async def test_a_state_it_cannot_read_is_refused_by_name(
         assert code == 2 and error["type"] == "DefinitionError"
         assert message in error["message"] and run_id in error["message"]
     assert api.seen == []
+
+
+async def test_a_fast_polls_grouped_entry_is_serialized_when_its_group_commits(tmp_path):
+    """The store keeps a grouped poll entry as the record (the engine refreshes it in place
+    right before each save_element): the commit writes what the last save handed over."""
+    store = RunStore(tmp_path / "s.sqlite3")
+    state = RunState.start("wf", {}, run_id="r3")
+    store.begin(state, {"workflow": "w.yaml", "configFiles": [], "sets": []})
+    state.pending = PendingStep.start({"lam.httpRequests": []}, 1)
+    store.save_run(state)
+    poll = PollState(started_at=time.time(), attempt=1, next_due=time.time())  # due at once
+    entry = ElementState(poll=poll)
+    store.save_element(state, 0, entry)
+    poll.attempt, poll.last_status = 2, 202  # the next attempt's refresh, then its save
+    store.save_element(state, 0, entry)
+    other = RunStore(tmp_path / "s.sqlite3")  # another process reading: not committed yet
+    assert other.load("r3")[0].pending.elements == [None]
+    await asyncio.sleep(0.1)  # the group's commit (GROUP_WINDOW later)
+    saved = other.load("r3")[0].pending.elements[0]
+    assert saved is not None and saved.poll is not None
+    assert (saved.poll.attempt, saved.poll.last_status) == (2, 202)
+    store.close()
+    other.close()

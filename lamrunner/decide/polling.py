@@ -16,14 +16,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from lamrunner.definition.policies import (
-    RETRY_AFTER_STATUSES,
-    Backoff,
-    PollPolicy,
-    RetryPolicy,
-    delay_before,
-    delay_bounds,
-)
+from lamrunner.decide.schedules import delay_before, delay_bounds
+from lamrunner.definition.policies import RETRY_AFTER_STATUSES, Backoff, PollPolicy, RetryPolicy
 from lamrunner.errors import (
     DeadlineExceeded,
     DefinitionError,

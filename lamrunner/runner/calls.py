@@ -26,8 +26,9 @@ from lamrunner.decide.polling import (
     decide_poll,
     decide_retry_wait,
 )
+from lamrunner.decide.schedules import server_delay
 from lamrunner.definition.directives import RequestSpec
-from lamrunner.definition.policies import PollPolicy, RetryPolicy, server_delay
+from lamrunner.definition.policies import PollPolicy, RetryPolicy
 from lamrunner.errors import (
     ConditionError,
     HttpStatusError,
