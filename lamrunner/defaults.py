@@ -28,6 +28,7 @@ INITIAL_DELAY = 1.0
 MAX_DELAY = 30.0
 MULTIPLIER = 2.0
 JITTER = "none"
+MAX_THROTTLE_WAIT = 600.0  # throttled waits (429/503 + Retry-After) of one poll or one send
 
 # retry:
 RETRY_STRATEGY = "exponential"

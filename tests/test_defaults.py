@@ -51,12 +51,14 @@ LOOP = {
     **BACKOFF,
     "maxAttempts": ("plain", defaults.POLL_MAX_ATTEMPTS),
     "strategy": ("plain", defaults.POLL_STRATEGY),
+    "maxThrottleWait": ("duration", defaults.MAX_THROTTLE_WAIT),
 }
 RETRY = {
     **BACKOFF,
     "strategy": ("plain", defaults.RETRY_STRATEGY),
     "retryableStatusCodes": ("plain", sorted(defaults.RETRYABLE_STATUSES)),
     "retryableExceptions": ("plain", sorted(defaults.RETRYABLE_EXCEPTIONS)),
+    "maxThrottleWait": ("duration", defaults.MAX_THROTTLE_WAIT),
 }
 
 

@@ -167,7 +167,7 @@ def test_retry_after_on_429_or_503_lengthens_the_next_delay(status):
     decision = decide_poll(
         policy, state_after(policy, 1), Observation(status, retry_after=10.0), T0
     )
-    assert decision == Wait(until=T0 + 10, delay=10.0)
+    assert decision == Wait(until=T0 + 10, delay=10.0, throttled=True)
 
 
 def test_retry_after_shorter_than_schedule_does_not_shorten():
@@ -177,12 +177,12 @@ def test_retry_after_shorter_than_schedule_does_not_shorten():
 
 
 @pytest.mark.parametrize("status", [200, 202, 404])
-def test_retry_after_on_other_statuses_is_ignored(status):
-    policy = poll_policy()
+def test_retry_after_on_other_statuses_sets_the_delay_but_is_not_throttling(status):
+    policy = poll_policy()  # fixed 2s, maxDelay 30s
     decision = decide_poll(
         policy, state_after(policy, 1), Observation(status, retry_after=10.0), T0
     )
-    assert decision.delay == 2.0
+    assert decision == Wait(until=T0 + 10, delay=10.0, throttled=False)
 
 
 def test_retry_after_past_the_deadline_fails_immediately():

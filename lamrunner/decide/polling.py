@@ -2,9 +2,11 @@
 
 `PollState` is a plain, serializable record of a loop's progress (attempt count, next due time,
 deadline), so a run store can checkpoint it and a later process can resume the loop exactly. Its
-saved form is flat JSON with exactly its eight fields; `from_dict` refuses anything else.
-`decide_poll` and `decide_retry` are pure: (policy, state, what just happened, now) → next move.
-The async driver in `calls` only sends, evaluates and sleeps.
+saved form is flat JSON with exactly its fields; `from_dict` refuses anything else, and reads a
+state saved before the optional fields (`throttled`, `throttled_s`) came as one without them.
+`decide_poll` and `decide_retry` are pure: (policy, state, what just happened, now) → next move,
+and `choose_delay` is the rule for how long that move waits. The async driver in `calls` only
+sends, evaluates and sleeps.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from lamrunner.decide.schedules import delay_before
-from lamrunner.definition.policies import RETRY_AFTER_STATUSES, PollPolicy, RetryPolicy
+from lamrunner.decide.schedules import delay_before, delay_bounds
+from lamrunner.definition.policies import RETRY_AFTER_STATUSES, Backoff, PollPolicy, RetryPolicy
 from lamrunner.errors import (
     DeadlineExceeded,
     DefinitionError,
@@ -39,11 +41,18 @@ class PollState:
     last_status: int | None = None
     last_excerpt: str | None = None
     last_error: str | None = None
+    throttled: int = 0  # attempts answered 429/503 + Retry-After: not counted in maxAttempts
+    throttled_s: float = 0.0  # seconds waited because of them, retries' throttled waits too
 
     def to_dict(self) -> dict[str, Any]:
-        """The saved form: the eight fields by name, flat and JSON-ready. Runs after every
-        attempt, so a copy of the instance dict (0.1 µs; asdict's deep copy costs 60 µs)."""
-        return self.__dict__.copy()
+        """The saved form: the fields by name, flat and JSON-ready, the optional ones only
+        when not 0 (so a poll never throttled saves what it saved before they came). Runs
+        after every attempt, so a copy of the instance dict (0.1 µs; asdict's deep copy
+        costs 60 µs)."""
+        saved = self.__dict__.copy()
+        if not (self.throttled or self.throttled_s):
+            del saved["throttled"], saved["throttled_s"]
+        return saved
 
     def copy(self) -> PollState:
         """A snapshot: the loop that owns this state goes on changing it."""
@@ -62,7 +71,7 @@ class PollState:
         guess). Errors are DefinitionErrors naming `where` and the field."""
         if not isinstance(data, dict):
             raise DefinitionError(f"{where}: expected an object, got {_shown(data)}")
-        missing = [name for name in _POLL_FIELDS if name not in data]
+        missing = [name for name in _POLL_FIELDS if name not in data and name not in _OPTIONAL]
         if missing:
             raise DefinitionError(f"{where}: missing {', '.join(missing)}")
         unknown = sorted(str(key) for key in data if key not in _POLL_FIELDS)
@@ -77,6 +86,8 @@ class PollState:
             last_status=_status(data, "last_status", where),
             last_excerpt=_text(data, "last_excerpt", where),
             last_error=_text(data, "last_error", where),
+            throttled=_count(data, "throttled", where) if "throttled" in data else 0,
+            throttled_s=_seconds(data, "throttled_s", where) if "throttled_s" in data else 0.0,
         )
 
     @classmethod
@@ -86,6 +97,15 @@ class PollState:
 
 
 _POLL_FIELDS = tuple(f.name for f in fields(PollState))
+_OPTIONAL = frozenset({"throttled", "throttled_s"})  # later additions: 0 when not saved
+
+
+def _seconds(data: dict[str, Any], key: str, where: str) -> float:
+    value = data[key]
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value >= 0:
+        return float(value)
+    raise DefinitionError(f"{where}: {key}: expected seconds >= 0 (a number), got {_shown(value)}")
 
 
 def _time(data: dict[str, Any], key: str, where: str, optional: bool = False) -> Any:
@@ -137,7 +157,8 @@ class Observation:
     condition: bool = False
     fail_when: bool = False
     error: TransportError | None = None
-    retry_after: float | None = None
+    retry_after: float | None = None  # what the headers ask for (`server_delay`), any status
+    next_delay: float | None = None  # seconds `nextDelay` returned
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,7 @@ class Succeed:
 class Wait:
     until: float  # epoch seconds of the next attempt
     delay: float
+    throttled: bool = False  # waiting out a 429/503 + Retry-After: not counted in maxAttempts
 
 
 @dataclass(frozen=True)
@@ -169,12 +191,14 @@ def decide_poll(
         return Succeed()
     if seen.fail_when:
         return Fail(PollingFailed(_summary("failWhen held", state), **_counts(state)))
-    if state.attempt >= policy.max_attempts:
+    throttled = is_throttle(seen.status, seen.retry_after)
+    counted = state.attempt - state.throttled  # this attempt included, throttled or not
+    if not throttled and counted >= policy.max_attempts:
         what = f"the condition did not hold after {state.attempt} attempts"
         return Fail(PollingExhausted(_summary(what, state), **_counts(state)))
-    delay = delay_before(policy.backoff, state.attempt + 1, rand)
-    if seen.retry_after is not None and seen.status in RETRY_AFTER_STATUSES:
-        delay = max(delay, seen.retry_after)
+    delay, throttled = choose_delay(
+        policy.backoff, counted + 1, seen.status, seen.retry_after, seen.next_delay, rand
+    )
     until = now + delay
     if state.deadline is not None and until > state.deadline:
         what = (
@@ -182,7 +206,54 @@ def decide_poll(
             f"timeout (attempt {state.attempt + 1} would be due after it)"
         )
         return Fail(DeadlineExceeded(_summary(what, state), **_counts(state)))
-    return Wait(until, delay)
+    if throttled and state.throttled_s + delay > policy.max_throttle_wait:
+        what = (
+            f"throttled (429/503 with Retry-After) for {format_duration(state.throttled_s)}; "
+            f"waiting {format_duration(delay)} more would pass maxThrottleWait "
+            f"({format_duration(policy.max_throttle_wait)})"
+        )
+        return Fail(DeadlineExceeded(_summary(what, state), **_counts(state)))
+    return Wait(until, delay, throttled)
+
+
+def is_throttle(status: int | None, asked: float | None) -> bool:
+    """A rate limit to wait out: a 429 or 503 whose headers say how long (`server_delay`)."""
+    return asked is not None and status in RETRY_AFTER_STATUSES
+
+
+def clamp_delay(seconds: float, backoff: Backoff) -> float:
+    """A delay the server or the body decided, within `delay_bounds` ([initialDelay,
+    maxDelay], or the shortest and longest of `delays`)."""
+    floor, ceiling = delay_bounds(backoff)
+    return min(max(seconds, floor), ceiling)
+
+
+def choose_delay(
+    backoff: Backoff,
+    attempt: int,
+    status: int | None,
+    asked: float | None,
+    next_delay: float | None,
+    rand: float = 0.5,
+) -> tuple[float, bool]:
+    """Seconds before attempt `attempt` of the schedule (throttled attempts do not advance
+    it), and whether that wait is throttled. The rule, in order:
+
+    - a 429 or 503 whose headers ask for a delay (`asked`) is a rate limit: the scheduled delay
+      or `asked` when longer, not clamped (sending sooner only earns another 429);
+    - else, when the headers (`asked`, any status) or `nextDelay` ask for a delay: the longest
+      of them, clamped by `clamp_delay`, without jitter;
+    - else the schedule (`delay_before`), jitter on top.
+
+    The deadline is the caller's: a delay that ends past it ends the loop."""
+    scheduled = delay_before(backoff, attempt, rand)
+    if is_throttle(status, asked):
+        assert asked is not None
+        return max(scheduled, asked), True
+    wanted = [s for s in (asked, next_delay) if s is not None]
+    if wanted:
+        return clamp_delay(max(wanted), backoff), False
+    return scheduled, False
 
 
 def deadline_error(policy: PollPolicy, state: PollState) -> DeadlineExceeded:
@@ -200,18 +271,37 @@ def decide_retry(
     rand: float = 0.5,
 ) -> float | None:
     """Seconds to wait before retrying after try `attempt`, or None to stop retrying."""
-    if attempt >= policy.max_attempts:
-        return None
+    wait = decide_retry_wait(policy, attempt, status, error, retry_after, 0.0, rand)
+    return None if wait is None else wait.delay
+
+
+def decide_retry_wait(
+    policy: RetryPolicy,
+    attempt: int,
+    status: int | None,
+    error: TransportError | None,
+    retry_after: float | None,
+    throttled_s: float = 0.0,
+    rand: float = 0.5,
+) -> Wait | None:
+    """The wait before retrying after try `attempt` (earlier throttled tries left out), or
+    None to stop retrying; `until` is relative (the delay). A throttled wait (a 429/503 whose
+    headers ask for a delay) does not count against `maxAttempts` but, with `throttled_s`
+    already waited so, must fit in `maxThrottleWait`."""
     if error is not None:
         retryable = error.kind in policy.retryable_exceptions
+        retry_after = None
     else:
         retryable = status in policy.retryable_statuses
     if not retryable:
         return None
-    delay = delay_before(policy.backoff, attempt + 1, rand)
-    if retry_after is not None and error is None:
-        delay = max(delay, retry_after)
-    return delay
+    throttled = is_throttle(status, retry_after)
+    if not throttled and attempt >= policy.max_attempts:
+        return None
+    delay, throttled = choose_delay(policy.backoff, attempt + 1, status, retry_after, None, rand)
+    if throttled and throttled_s + delay > policy.max_throttle_wait:
+        return None
+    return Wait(delay, delay, throttled)
 
 
 def _counts(state: PollState) -> dict[str, Any]:
@@ -220,6 +310,9 @@ def _counts(state: PollState) -> dict[str, Any]:
 
 def _summary(what: str, state: PollState) -> str:
     parts = [what, f"attempts: {state.attempt}"]
+    if state.throttled or state.throttled_s:
+        waited = format_duration(state.throttled_s)
+        parts.append(f"throttled: {state.throttled} attempts, {waited} waited")
     if state.last_status is not None:
         parts.append(f"last status: {state.last_status}")
     if state.last_error:

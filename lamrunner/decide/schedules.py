@@ -1,4 +1,4 @@
-"""Delay schedules as pure functions: how long before attempt n, what a `Retry-After` asks.
+"""Delay schedules as pure functions: how long before attempt n, what the headers ask for.
 
 `delay_before(backoff, attempt, rand)` is the whole schedule of a `retry` or a `loopUntil`:
 tests check sequences of it without sleeping, and the drivers only ever ask it "how long before
@@ -9,6 +9,7 @@ attempt n?". The policies themselves (`Backoff` and the rest) are the load-time 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 from lamrunner.definition.policies import Backoff
@@ -17,11 +18,14 @@ from lamrunner.definition.policies import Backoff
 def base_delay(backoff: Backoff, attempt: int) -> float:
     """Seconds before attempt `attempt` (1-based), before jitter.
 
-    fixed: initialDelay. exponential: min(initialDelay * multiplier^(n-2), maxDelay), computed
-    without overflow for any attempt number.
+    delays: the (n-1)th of them, the last one repeating. fixed: initialDelay. exponential:
+    min(initialDelay * multiplier^(n-2), maxDelay), computed without overflow for any attempt
+    number.
     """
     if attempt < 2:
         return 0.0
+    if backoff.delays:
+        return backoff.delays[min(attempt - 2, len(backoff.delays) - 1)]
     if backoff.strategy == "fixed":
         return backoff.initial_delay
     if backoff.initial_delay <= 0:
@@ -44,6 +48,14 @@ def delay_before(backoff: Backoff, attempt: int, rand: float = 0.5) -> float:
     return delay
 
 
+def delay_bounds(backoff: Backoff) -> tuple[float, float]:
+    """[floor, ceiling] of the delays the server or the body decide: [initialDelay, maxDelay],
+    or with `delays` [the shortest, the longest of them]."""
+    if backoff.delays:
+        return min(backoff.delays), max(backoff.delays)
+    return backoff.initial_delay, max(backoff.initial_delay, backoff.max_delay)
+
+
 def retry_after_seconds(value: str | None, now_epoch: float) -> float | None:
     """Seconds a `Retry-After` header asks for (delta-seconds or HTTP date), or None."""
     if not value:
@@ -60,3 +72,28 @@ def retry_after_seconds(value: str | None, now_epoch: float) -> float | None:
     if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(0.0, seconds)
+
+
+def server_delay(headers: Mapping[str, str], now_epoch: float) -> float | None:
+    """Seconds the response's headers ask to wait before the next request, or None: the
+    longest of `Retry-After` (seconds or an HTTP date), `X-Poll-Interval` (seconds) and
+    `RateLimit-Reset` (seconds) when `RateLimit-Remaining` is 0. Names are lower-cased."""
+    asked = [
+        retry_after_seconds(headers.get("retry-after"), now_epoch),
+        _seconds(headers.get("x-poll-interval")),
+    ]
+    if (headers.get("ratelimit-remaining") or "").strip() == "0":
+        asked.append(_seconds(headers.get("ratelimit-reset")))
+    found = [s for s in asked if s is not None]
+    return max(found) if found else None
+
+
+def _seconds(value: str | None) -> float | None:
+    """A header's delta-seconds (a number >= 0), or None when absent or not a number."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

@@ -196,6 +196,8 @@ def _build_request(
         check_condition(loop.condition, f"{where}.loopUntil.condition")
         if loop.fail_when is not None:
             check_condition(loop.fail_when, f"{where}.loopUntil.failWhen")
+        if loop.next_delay is not None:
+            check_condition(loop.next_delay, f"{where}.loopUntil.nextDelay")
     return RequestSpec(
         method=method,
         url=expect_str(data["url"], f"{where}.url"),

@@ -17,6 +17,7 @@ from lamrunner.definition.validation import (
     expect_int,
     expect_number,
     expect_str,
+    type_name,
 )
 from lamrunner.errors import DefinitionError
 from lamrunner.units import parse_duration
@@ -37,6 +38,7 @@ class Backoff:
     max_delay: float = defaults.MAX_DELAY
     multiplier: float = defaults.MULTIPLIER
     jitter: str = defaults.JITTER
+    delays: tuple[float, ...] = ()  # an explicit schedule (`delays:`); the last one repeats
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class RetryPolicy:
     backoff: Backoff
     retryable_statuses: frozenset[int] = DEFAULT_RETRYABLE_STATUSES
     retryable_exceptions: frozenset[str] = defaults.RETRYABLE_EXCEPTIONS
+    max_throttle_wait: float = defaults.MAX_THROTTLE_WAIT
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,29 @@ class PollPolicy:
     fail_when: str | None = None
     timeout: float | None = None
     ignore_errors: bool = False
+    next_delay: str | None = None  # JS: (ctx) => milliseconds before the next attempt
+    max_throttle_wait: float = defaults.MAX_THROTTLE_WAIT
 
 
-_BACKOFF_KEYS = ("strategy", "initialDelay", "maxDelay", "multiplier", "jitter")
-RETRY_KEYS = ("maxAttempts", *_BACKOFF_KEYS, "retryableStatusCodes", "retryableExceptions")
-LOOP_KEYS = ("condition", "maxAttempts", *_BACKOFF_KEYS, "failWhen", "timeout", "ignoreErrors")
+_BACKOFF_KEYS = ("strategy", "initialDelay", "maxDelay", "multiplier", "jitter", "delays")
+_REPLACED_BY_DELAYS = ("strategy", "initialDelay", "maxDelay", "multiplier")
+RETRY_KEYS = (
+    "maxAttempts",
+    *_BACKOFF_KEYS,
+    "retryableStatusCodes",
+    "retryableExceptions",
+    "maxThrottleWait",
+)
+LOOP_KEYS = (
+    "condition",
+    "maxAttempts",
+    *_BACKOFF_KEYS,
+    "failWhen",
+    "timeout",
+    "ignoreErrors",
+    "nextDelay",
+    "maxThrottleWait",
+)
 
 
 def parse_retry(data: Any, where: str) -> RetryPolicy:
@@ -84,6 +105,7 @@ def parse_retry(data: Any, where: str) -> RetryPolicy:
         backoff=_parse_backoff(data, where, default_strategy=defaults.RETRY_STRATEGY),
         retryable_statuses=frozenset(statuses),
         retryable_exceptions=frozenset(kinds),
+        max_throttle_wait=_throttle_wait(data, where),
     )
 
 
@@ -94,6 +116,7 @@ def parse_loop_until(data: Any, where: str) -> PollPolicy:
     check_keys(data, LOOP_KEYS, where, required=("condition",))
     fail_when = data.get("failWhen")
     timeout = data.get("timeout")
+    next_delay = data.get("nextDelay")
     return PollPolicy(
         condition=expect_str(data["condition"], f"{where}.condition"),
         max_attempts=expect_int(
@@ -103,7 +126,32 @@ def parse_loop_until(data: Any, where: str) -> PollPolicy:
         fail_when=None if fail_when is None else expect_str(fail_when, f"{where}.failWhen"),
         timeout=None if timeout is None else parse_duration(timeout, f"{where}.timeout"),
         ignore_errors=expect_bool(data.get("ignoreErrors", False), f"{where}.ignoreErrors"),
+        next_delay=None if next_delay is None else expect_str(next_delay, f"{where}.nextDelay"),
+        max_throttle_wait=_throttle_wait(data, where),
     )
+
+
+def _throttle_wait(data: Mapping[str, Any], where: str) -> float:
+    value = data.get("maxThrottleWait", defaults.MAX_THROTTLE_WAIT)
+    return parse_duration(value, f"{where}.maxThrottleWait")
+
+
+def _parse_delays(data: Mapping[str, Any], where: str) -> tuple[float, ...]:
+    """`delays: [1s, 5s, 30s, 2m]`: a non-empty list of durations, alone of the schedule."""
+    if "delays" not in data:
+        return ()
+    value = data["delays"]
+    if not isinstance(value, list) or not value:
+        raise DefinitionError(
+            f"{where}.delays: expected a non-empty list of durations, got {type_name(value)}"
+        )
+    both = [key for key in _REPLACED_BY_DELAYS if key in data]
+    if both:
+        raise DefinitionError(
+            f"{where}: delays and {both[0]} together; delays is the whole schedule "
+            f"(it replaces {', '.join(_REPLACED_BY_DELAYS)})"
+        )
+    return tuple(parse_duration(d, f"{where}.delays[{i}]") for i, d in enumerate(value))
 
 
 def _parse_backoff(data: Mapping[str, Any], where: str, *, default_strategy: str) -> Backoff:
@@ -123,6 +171,7 @@ def _parse_backoff(data: Mapping[str, Any], where: str, *, default_strategy: str
             data.get("multiplier", defaults.MULTIPLIER), f"{where}.multiplier", minimum=1
         ),
         jitter=jitter,
+        delays=_parse_delays(data, where),
     )
 
 

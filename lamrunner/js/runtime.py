@@ -227,6 +227,23 @@ _CONDITION_PRELUDE = """(() => {
   };
 })()"""
 
+# A value function (`nextDelay`): as a condition, but its result is kept: a number, null (for
+# null and undefined: no opinion), or "type:NAME" for anything else.
+_VALUE_PRELUDE = """(() => {
+  "use strict";
+  const parse = JSON.parse, NativePromise = Promise;
+  return (W) => typeof W !== "function" ? null : function $lam_value(ctxJson) {
+    let c;
+    try { c = parse(ctxJson); }
+    catch (e) { if (e instanceof SyntaxError) return "badjson"; throw e; }
+    let r = W(c);
+    if (typeof r === "function") r = r(c);
+    if (r instanceof NativePromise) return "async";
+    if (typeof r === "number") return r;
+    return r === null || r === undefined ? null : "type:" + typeof r;
+  };
+})()"""
+
 # Tried in order: an expression or function over ctx, then a statement body.
 _CONDITION_FORMS = (("(function(ctx){ return (", "\n); })"), ("(function(ctx){ ", "\n})"))
 
@@ -508,18 +525,19 @@ class _Realm:
         self.ctx = _new_context(self.limits)
         try:
             self.maker = self.ctx.eval(_CONDITION_PRELUDE)
+            self.value_maker = self.ctx.eval(_VALUE_PRELUDE)
             self.harden = self.ctx.eval(_HARDEN)
         except quickjs.JSException as exc:  # pragma: no cover - our own scripts
             raise _translate(exc, self.limits) from exc
-        self.compiled: dict[str, tuple[Any, int]] = {}
+        self.compiled: dict[tuple[bool, str], tuple[Any, int]] = {}
 
-    def evaluator(self, source: str) -> tuple[Any, int]:
-        found = self.compiled.get(source)
+    def evaluator(self, source: str, value: bool = False) -> tuple[Any, int]:
+        found = self.compiled.get((value, source))
         if found is None:
             if len(self.compiled) >= _MAX_COMPILED:
                 self.compiled.clear()
             compiled, shift = _compile_condition(self.ctx, source, self.limits)
-            evaluator = self.maker(compiled)
+            evaluator = (self.value_maker if value else self.maker)(compiled)
             self.harden(compiled)
             if evaluator is None:
                 raise ScriptError(
@@ -527,11 +545,14 @@ class _Realm:
                     "or a function body that returns a value",
                     kind="syntax",
                 )
-            found = self.compiled[source] = (evaluator, shift)
+            found = self.compiled[(value, source)] = (evaluator, shift)
         return found
 
-    def evaluate(self, source: str, ctx_json: str, limits: JsLimits, budget: float) -> bool:
-        evaluator, shift = self.evaluator(source)
+    def evaluate(
+        self, source: str, ctx_json: str, limits: JsLimits, budget: float, value: bool = False
+    ) -> Any:
+        """The condition's truthiness; with `value`, the function's number (or None)."""
+        evaluator, shift = self.evaluator(source, value)
         self.ctx.set_time_limit(budget)
         try:
             result = evaluator(_js_text(ctx_json))
@@ -547,16 +568,24 @@ class _Realm:
             )
         if result == "badjson":
             raise ScriptError("the response says it is JSON but is not", kind="badjson")
-        return bool(result)
+        if not value:
+            return bool(result)
+        if isinstance(result, str):  # "type:string" and the like
+            raise ScriptError(
+                f"expected a number of milliseconds, got a {result[5:]}", kind="exception"
+            )
+        return result
 
 
 _local = threading.local()  # per thread: {memory limit: _Realm}
 
 
-def _evaluate_here(source: str, ctx_json: str, limits: JsLimits, budget: float) -> bool:
+def _evaluate_here(
+    source: str, ctx_json: str, limits: JsLimits, budget: float, value: bool = False
+) -> Any:
     """Evaluate in this thread's realm; a realm that ran out of memory is replaced."""
     try:
-        return _realm(limits.memory).evaluate(source, ctx_json, limits, budget)
+        return _realm(limits.memory).evaluate(source, ctx_json, limits, budget, value)
     except ScriptError as err:
         if err.kind == "memory":  # a context that ran out of memory may stay full
             _local.realms.pop(limits.memory, None)
@@ -572,8 +601,8 @@ def _realm(memory: int) -> _Realm:
     return realm
 
 
-def _evaluate_job(source: str, ctx_json: str, limits: JsLimits) -> bool:
-    return _evaluate_here(source, ctx_json, limits, limits.timeout)
+def _evaluate_job(source: str, ctx_json: str, limits: JsLimits, value: bool = False) -> Any:
+    return _evaluate_here(source, ctx_json, limits, limits.timeout, value)
 
 
 def _free_all_job() -> None:
@@ -653,12 +682,16 @@ class Condition:
     event loop for at most INLINE_BUDGET, once, and never holds up another loop's condition.
     """
 
-    def __init__(self, engine: JsEngine, source: str, limits: JsLimits) -> None:
+    def __init__(
+        self, engine: JsEngine, source: str, limits: JsLimits, value: bool = False
+    ) -> None:
         self._engine, self._source, self._limits = engine, source, limits
+        self._value = value
         self._slow = self._closed = False
 
-    async def evaluate(self, ctx_json: str) -> bool:
-        """The condition's truthiness for this ctx (JSON text)."""
+    async def evaluate(self, ctx_json: str) -> Any:
+        """The condition's truthiness for this ctx (JSON text); for a value function
+        (`open_function`), its number or None."""
         if self._closed or self._engine._closed:
             raise RuntimeError(
                 "the condition is closed" if self._closed else "the JsEngine is closed"
@@ -666,13 +699,13 @@ class Condition:
         if not self._slow and len(ctx_json) <= INLINE_MAX_CHARS:
             budget = min(INLINE_BUDGET, self._limits.timeout)
             try:  # this thread's own realm: no traceback detaching needed
-                return _evaluate_here(self._source, ctx_json, self._limits, budget)
+                return _evaluate_here(self._source, ctx_json, self._limits, budget, self._value)
             except ScriptError as err:
                 if err.kind != "budget":
                     raise
             self._slow = True
         worker = self._engine._pick()
-        return await worker.run(_evaluate_job, self._source, ctx_json, self._limits)
+        return await worker.run(_evaluate_job, self._source, ctx_json, self._limits, self._value)
 
     async def aclose(self) -> None:
         """Nothing to free (realms belong to threads, not to loops); later evaluations fail."""
@@ -728,6 +761,17 @@ class JsEngine:
             raise err
         return Condition(self, source, limits)
 
+    async def open_function(self, source: str, limits: JsLimits) -> Condition:
+        """As `open_condition`, for a function of ctx whose number is kept (`nextDelay`):
+        `evaluate` returns it (None for null or undefined; a ScriptError of kind
+        "exception" for anything else)."""
+        if self._closed:
+            raise RuntimeError("the JsEngine is closed")
+        _, err = _call_detached(_evaluate_check, source, limits, True)
+        if err is not None:
+            raise err
+        return Condition(self, source, limits, value=True)
+
     def close(self) -> None:
         """Stop the workers (running jobs finish, then contexts are freed); idempotent."""
         if self._closed:
@@ -737,6 +781,6 @@ class JsEngine:
             worker.shutdown()
 
 
-def _evaluate_check(source: str, limits: JsLimits) -> None:
+def _evaluate_check(source: str, limits: JsLimits, value: bool = False) -> None:
     """Compile the condition into this thread's realm (cached for the evaluations to come)."""
-    _realm(limits.memory).evaluator(source)
+    _realm(limits.memory).evaluator(source, value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,9 +24,9 @@ from lamrunner.decide.polling import (
     Wait,
     deadline_error,
     decide_poll,
-    decide_retry,
+    decide_retry_wait,
 )
-from lamrunner.decide.schedules import retry_after_seconds
+from lamrunner.decide.schedules import server_delay
 from lamrunner.definition.directives import RequestSpec
 from lamrunner.definition.policies import PollPolicy, RetryPolicy
 from lamrunner.errors import (
@@ -45,7 +46,7 @@ from lamrunner.units import format_duration
 
 
 class Condition(Protocol):
-    async def evaluate(self, ctx_json: str) -> bool: ...
+    async def evaluate(self, ctx_json: str) -> Any: ...
     async def aclose(self) -> None: ...
 
 
@@ -58,14 +59,18 @@ class CallResult:
     headers: dict[str, str]
     attempts: int
     duration_ms: int
+    throttled_ms: int = 0  # waiting out 429/503 + Retry-After (shown only when some)
 
     def http(self) -> dict[str, Any]:
-        return {
+        entry: dict[str, Any] = {
             "status": self.status,
             "headers": self.headers,
             "attempts": self.attempts,
             "durationMs": self.duration_ms,
         }
+        if self.throttled_ms:
+            entry["throttledMs"] = self.throttled_ms
+        return entry
 
 
 ProgressHook = Callable[[PollState], None]
@@ -111,14 +116,14 @@ class _Call:
     async def once(self) -> CallResult:
         clock = self.ctx.clock
         started = clock.now()
-        response, error, sent = await self._send(self.spec.retry, deadline=None)
+        response, error, sent, throttled = await self._send(self.spec.retry, deadline=None)
         if error is not None:
             after = f" (after {sent} attempts)" if sent > 1 else ""
             raise error.replaced(attempts=sent, message=error.message + after) from None
         assert response is not None
         if response.status >= 400 and self.spec.fail_on_http_error:
             raise _status_error(self.request, response, sent)
-        return _result(response, sent, clock.now() - started)
+        return _result(response, sent, clock.now() - started, throttled)
 
     async def poll(self, policy: PollPolicy, state: PollState | None) -> CallResult:
         """The poll loop: one `Poller.attempt` after another, sleeping until each is due.
@@ -159,6 +164,7 @@ class _Call:
                         of=policy.max_attempts,
                         status=state.last_status,
                         next_in=format_duration(decision.delay),
+                        **({"throttled": state.throttled} if state.throttled else {}),
                     )
                 if on_attempt is not None:
                     on_attempt(state)
@@ -189,7 +195,7 @@ class _Call:
         state: PollState,
         response: Response | None,
         error: TransportError | None,
-        checks: tuple[_Check, _Check | None],
+        checks: tuple[_Check, _Check | None, _Check | None],
         last: Response | None,
     ) -> tuple[Decision, str | None]:
         """The verdict on one attempt, and what went wrong in this attempt (for its row).
@@ -220,6 +226,7 @@ class _Call:
         state: PollState,
         condition: _Check,
         fail_when: _Check | None,
+        next_delay: _Check | None,
     ) -> Observation:
         where = self.spec.where
         if error is not None:
@@ -236,11 +243,38 @@ class _Call:
             if failed:
                 assert fail_when is not None
                 failed = await self._evaluate(fail_when, response, state, now)
+            wanted = None
+            if next_delay is not None and not held and not failed:
+                wanted = await self._next_delay(next_delay, response, state, now)
         except TransportError as exc:  # the body was not the JSON it claimed to be
             state.last_error = exc.message
             return Observation(status=response.status, excerpt=state.last_excerpt, error=exc)
-        retry_after = retry_after_seconds(response.headers.get("retry-after"), now)
-        return Observation(response.status, state.last_excerpt, held, failed, None, retry_after)
+        asked = server_delay(response.headers, now)
+        return Observation(response.status, state.last_excerpt, held, failed, None, asked, wanted)
+
+    async def _next_delay(
+        self, check: _Check, response: Response, state: PollState, now: float
+    ) -> float | None:
+        """Seconds `nextDelay` asks for; None (the schedule) when it says null, throws or
+        returns something that is not milliseconds >= 0 (logged, as a throwing condition)."""
+        try:
+            value = await check.js.evaluate(_ctx_json(response, state, now))
+        except ScriptError as exc:
+            if exc.kind == "badjson":
+                response.value  # noqa: B018
+            if exc.kind != "exception":
+                raise _condition_error(exc, check.name, self.spec) from None
+            self._ignored_delay(f"nextDelay threw {exc.message}")
+            return None
+        if value is None:
+            return None
+        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            self._ignored_delay(f"nextDelay returned {value!r}, not milliseconds >= 0")
+            return None
+        return float(value) / 1000
+
+    def _ignored_delay(self, why: str) -> None:
+        self.ctx.log.warning("poll.next_delay_ignored", where=self.spec.where, error=why)
 
     async def _evaluate(
         self, check: _Check, response: Response, state: PollState, now: float
@@ -261,7 +295,7 @@ class _Call:
             except Unsupported:
                 pass
         try:
-            return await check.js.evaluate(_ctx_json(response, state, now))
+            return bool(await check.js.evaluate(_ctx_json(response, state, now)))
         except ScriptError as exc:
             if exc.kind == "badjson":  # Python's parse says what is wrong, and raises for it
                 response.value  # noqa: B018
@@ -274,21 +308,32 @@ class _Call:
             raise _condition_error(exc, name, self.spec) from None
 
     async def _open(self, source: str | None, name: str) -> _Check:
+        js_engine = self.ctx.js
+        opener = js_engine.open_function if name == "nextDelay" else js_engine.open_condition
         try:
-            js = await self.ctx.js.open_condition(source or "", self.ctx.condition_limits)
+            js = await opener(source or "", self.ctx.condition_limits)
         except ScriptError as exc:
             raise _condition_error(exc, name, self.spec) from None
-        return _Check(name, js, compile_condition(source or ""))
+        fast = None if name == "nextDelay" else compile_condition(source or "")
+        return _Check(name, js, fast)
 
     async def _send(
-        self, retry: RetryPolicy | None, deadline: float | None, validate: bool = True
-    ) -> tuple[Response | None, TransportError | None, int]:
-        """Send with transient-failure retries; returns (response, error, requests sent).
+        self,
+        retry: RetryPolicy | None,
+        deadline: float | None,
+        validate: bool = True,
+        throttled_before: float = 0.0,
+    ) -> tuple[Response | None, TransportError | None, int, float]:
+        """Send with transient-failure retries; returns (response, error, requests sent,
+        seconds waited throttled). Throttled tries (429/503 + Retry-After) do not count
+        against `retry.maxAttempts`; with `throttled_before` (the poll's throttled time so
+        far), their waits must fit in `retry.maxThrottleWait`.
 
         `validate` parses JSON bodies here; polls skip it, as the condition parses them anyway.
         """
         clock, request = self.ctx.clock, self.request
-        tries = 0
+        tries = throttled_tries = 0
+        throttled = 0.0
         while True:
             tries += 1
             timeout = request.timeout
@@ -296,19 +341,24 @@ class _Call:
                 timeout = max(0.001, min(timeout, deadline - clock.now()))
             response, error = await self._send_once(timeout, validate)
             if retry is None:
-                return response, error, tries
+                return response, error, tries, throttled
             status = response.status if response is not None else None
-            hint = response.headers.get("retry-after") if response is not None else None
-            delay = decide_retry(
+            asked = server_delay(response.headers, clock.now()) if response is not None else None
+            wait = decide_retry_wait(
                 retry,
-                tries,
+                tries - throttled_tries,
                 status,
                 error,
-                retry_after_seconds(hint, clock.now()),
+                asked,
+                throttled_before + throttled,
                 self.ctx.rand(),
             )
-            if delay is None or (deadline is not None and clock.now() + delay > deadline):
-                return response, error, tries
+            if wait is None or (deadline is not None and clock.now() + wait.delay > deadline):
+                return response, error, tries, throttled
+            delay = wait.delay
+            if wait.throttled:
+                throttled_tries += 1
+                throttled += delay
             self.ctx.log.info(
                 "retry.wait",
                 where=request.where,
@@ -317,6 +367,7 @@ class _Call:
                 status=status,
                 error=error.message if error else None,
                 next_in=format_duration(delay),
+                **({"throttled": True} if wait.throttled else {}),
             )
             await clock.sleep(delay)
 
@@ -378,7 +429,12 @@ class Poller:
 
     __slots__ = ("_call", "_checks", "_last", "policy")
 
-    def __init__(self, call: _Call, policy: PollPolicy, checks: tuple[_Check, _Check | None]):
+    def __init__(
+        self,
+        call: _Call,
+        policy: PollPolicy,
+        checks: tuple[_Check, _Check | None, _Check | None],
+    ):
         self._call = call
         self.policy = policy
         self._checks = checks
@@ -387,12 +443,18 @@ class Poller:
     @classmethod
     async def open(cls, call: _Call, policy: PollPolicy) -> Poller:
         condition = await call._open(policy.condition, "condition")
+        fail_when = None
         try:
             fail_when = await call._open(policy.fail_when, "failWhen") if policy.fail_when else None
+            next_delay = (
+                await call._open(policy.next_delay, "nextDelay") if policy.next_delay else None
+            )
         except BaseException:
             await condition.js.aclose()
+            if fail_when is not None:
+                await fail_when.js.aclose()
             raise
-        return cls(call, policy, (condition, fail_when))
+        return cls(call, policy, (condition, fail_when, next_delay))
 
     def start(self) -> PollState:
         """A new poll's state: its first attempt due now, its deadline `timeout` from now."""
@@ -409,20 +471,26 @@ class Poller:
         call, policy = self._call, self.policy
         if state.deadline is not None and now >= state.deadline:
             return Fail(deadline_error(policy, state)), None
-        response, error, sent = await call._send(call.spec.retry, state.deadline, validate=False)
+        response, error, sent, throttled = await call._send(
+            call.spec.retry, state.deadline, False, state.throttled_s
+        )
         state.attempt += 1
         state.requests += sent
+        state.throttled_s += throttled
         last = self._last = response or self._last
         decision, problem = await call._decide(policy, state, response, error, self._checks, last)
         if call.on_history is not None:
             call._history(state, now, response, problem, error, decision, last)
         if isinstance(decision, Wait):
             state.next_due = decision.until
+            if decision.throttled:  # waiting out a rate limit: not one of maxAttempts
+                state.throttled += 1
+                state.throttled_s += decision.delay
             return decision, None
         if isinstance(decision, Succeed):
             assert response is not None
             elapsed = call.ctx.clock.now() - state.started_at
-            return decision, _result(response, state.requests, elapsed)
+            return decision, _result(response, state.requests, elapsed, state.throttled_s)
         return decision, None
 
     async def aclose(self) -> None:
@@ -478,13 +546,16 @@ def _ctx_json(response: Response, state: PollState, now: float) -> str:
 _QUIET_SECONDS = 5.0
 
 
-def _result(response: Response, attempts: int, elapsed: float) -> CallResult:
+def _result(
+    response: Response, attempts: int, elapsed: float, throttled: float = 0.0
+) -> CallResult:
     return CallResult(
         value=response.value,
         status=response.status,
         headers=response.headers,
         attempts=attempts,
         duration_ms=max(0, round(elapsed * 1000)),
+        throttled_ms=max(0, round(throttled * 1000)),
     )
 
 

@@ -400,7 +400,8 @@ def _attempt_hook(ctx: RunContext, step: Step, state: RunState, i: int, of: int)
         save(state, i, entry)
         if report:
             due = max(0.0, poll_state.next_due - now())
-            progress(key, name, poll_state.attempt, of, poll_state.last_status, due)
+            counted = poll_state.attempt - poll_state.throttled  # of `of`: throttled ones not
+            progress(key, name, counted, of, poll_state.last_status, due)
 
     return on_attempt
 

@@ -100,7 +100,7 @@ def _compact(value: Any) -> str:
 
 def _outcome(decision: Decision) -> str:
     if isinstance(decision, Wait):
-        return "wait"
+        return "throttled" if decision.throttled else "wait"
     if isinstance(decision, Succeed):
         return "success"
     error: LamrunnerError = decision.error
