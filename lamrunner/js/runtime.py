@@ -227,6 +227,11 @@ _CONDITION_PRELUDE = """(() => {
   };
 })()"""
 
+# The same, for a value (`progress`): "v" + JSON of [the value] (undefined as null).
+_VALUE_PRELUDE = _CONDITION_PRELUDE.replace(
+    '"async" : !!r;', '"async" : "v" + JSON.stringify([r === undefined ? null : r]);'
+)
+
 # Tried in order: an expression or function over ctx, then a statement body.
 _CONDITION_FORMS = (("(function(ctx){ return (", "\n); })"), ("(function(ctx){ ", "\n})"))
 
@@ -508,18 +513,19 @@ class _Realm:
         self.ctx = _new_context(self.limits)
         try:
             self.maker = self.ctx.eval(_CONDITION_PRELUDE)
+            self.value_maker = self.ctx.eval(_VALUE_PRELUDE)
             self.harden = self.ctx.eval(_HARDEN)
         except quickjs.JSException as exc:  # pragma: no cover - our own scripts
             raise _translate(exc, self.limits) from exc
-        self.compiled: dict[str, tuple[Any, int]] = {}
+        self.compiled: dict[tuple[str, bool], tuple[Any, int]] = {}
 
-    def evaluator(self, source: str) -> tuple[Any, int]:
-        found = self.compiled.get(source)
+    def evaluator(self, source: str, value: bool = False) -> tuple[Any, int]:
+        found = self.compiled.get((source, value))
         if found is None:
             if len(self.compiled) >= _MAX_COMPILED:
                 self.compiled.clear()
             compiled, shift = _compile_condition(self.ctx, source, self.limits)
-            evaluator = self.maker(compiled)
+            evaluator = (self.value_maker if value else self.maker)(compiled)
             self.harden(compiled)
             if evaluator is None:
                 raise ScriptError(
@@ -527,11 +533,13 @@ class _Realm:
                     "or a function body that returns a value",
                     kind="syntax",
                 )
-            found = self.compiled[source] = (evaluator, shift)
+            found = self.compiled[(source, value)] = (evaluator, shift)
         return found
 
-    def evaluate(self, source: str, ctx_json: str, limits: JsLimits, budget: float) -> bool:
-        evaluator, shift = self.evaluator(source)
+    def evaluate(
+        self, source: str, ctx_json: str, limits: JsLimits, budget: float, value: bool = False
+    ) -> Any:
+        evaluator, shift = self.evaluator(source, value)
         self.ctx.set_time_limit(budget)
         try:
             result = evaluator(_js_text(ctx_json))
@@ -547,16 +555,20 @@ class _Realm:
             )
         if result == "badjson":
             raise ScriptError("the response says it is JSON but is not", kind="badjson")
+        if value:
+            return json.loads(result[1:])[0]
         return bool(result)
 
 
 _local = threading.local()  # per thread: {memory limit: _Realm}
 
 
-def _evaluate_here(source: str, ctx_json: str, limits: JsLimits, budget: float) -> bool:
+def _evaluate_here(
+    source: str, ctx_json: str, limits: JsLimits, budget: float, value: bool = False
+) -> Any:
     """Evaluate in this thread's realm; a realm that ran out of memory is replaced."""
     try:
-        return _realm(limits.memory).evaluate(source, ctx_json, limits, budget)
+        return _realm(limits.memory).evaluate(source, ctx_json, limits, budget, value)
     except ScriptError as err:
         if err.kind == "memory":  # a context that ran out of memory may stay full
             _local.realms.pop(limits.memory, None)
@@ -572,8 +584,8 @@ def _realm(memory: int) -> _Realm:
     return realm
 
 
-def _evaluate_job(source: str, ctx_json: str, limits: JsLimits) -> bool:
-    return _evaluate_here(source, ctx_json, limits, limits.timeout)
+def _evaluate_job(source: str, ctx_json: str, limits: JsLimits, value: bool = False) -> Any:
+    return _evaluate_here(source, ctx_json, limits, limits.timeout, value)
 
 
 def _free_all_job() -> None:
@@ -659,6 +671,11 @@ class Condition:
 
     async def evaluate(self, ctx_json: str) -> bool:
         """The condition's truthiness for this ctx (JSON text)."""
+        return bool(await self.evaluate_value(ctx_json, value=False))
+
+    async def evaluate_value(self, ctx_json: str, value: bool = True) -> Any:
+        """What the function returns for this ctx, as JSON data (`progress`); with `value`
+        false, its truthiness."""
         if self._closed or self._engine._closed:
             raise RuntimeError(
                 "the condition is closed" if self._closed else "the JsEngine is closed"
@@ -666,13 +683,13 @@ class Condition:
         if not self._slow and len(ctx_json) <= INLINE_MAX_CHARS:
             budget = min(INLINE_BUDGET, self._limits.timeout)
             try:  # this thread's own realm: no traceback detaching needed
-                return _evaluate_here(self._source, ctx_json, self._limits, budget)
+                return _evaluate_here(self._source, ctx_json, self._limits, budget, value)
             except ScriptError as err:
                 if err.kind != "budget":
                     raise
             self._slow = True
         worker = self._engine._pick()
-        return await worker.run(_evaluate_job, self._source, ctx_json, self._limits)
+        return await worker.run(_evaluate_job, self._source, ctx_json, self._limits, value)
 
     async def aclose(self) -> None:
         """Nothing to free (realms belong to threads, not to loops); later evaluations fail."""
