@@ -86,7 +86,9 @@ def test_every_poll_state_round_trips_through_json(poll):
     saved = poll.to_dict()
     every = [f.name for f in dataclasses.fields(PollState)]
     # flat, every field, the optional ones only when set
-    assert list(saved) == [n for n in every if n not in OPTIONAL_FIELDS or getattr(poll, n) is not None]
+    assert list(saved) == [
+        n for n in every if n not in OPTIONAL_FIELDS or getattr(poll, n) is not None
+    ]
     assert PollState.from_dict(json.loads(json.dumps(saved))) == poll
 
 
