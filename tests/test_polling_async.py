@@ -556,3 +556,36 @@ def test_progress_and_stall_timeout_are_validated():
     ):
         with pytest.raises(DefinitionError, match=message):
             parse({**request, "loopUntil": {**loop, field: value}})
+
+
+async def test_the_stall_clock_and_the_eta_survive_a_checkpoint(api, wf):
+    from lamrunner.definition.config import build_config
+    from lamrunner.definition.workflow import load_workflow
+    from lamrunner.runner.engine import Engine
+
+    api.script(
+        "GET",
+        "/job",
+        Reply(json={"state": "running", "percent": 10}),
+        Reply(json={"state": "running", "percent": 20}),
+    )
+    clock = FakeClock()
+    workflow = load_workflow(wf.workflow([wf.py_step("noop", "1")]), env={})
+    engine = Engine(workflow, build_config(workflow.config, (), (), {}), clock=clock)
+    request = poll(
+        api.url + "/job", maxAttempts=50, stallTimeout="30s", progress="ctx.response.percent"
+    )
+    async with engine.poller(request) as poller:
+        state = poller.start()
+        await poller.attempt(state)
+        clock.advance(10)
+        await poller.attempt(state)
+        saved = json.loads(json.dumps(state.to_dict()))
+    assert saved["progress"] == 20.0 and saved["changed_at"] == clock.now()
+    restored = PollState.from_dict(saved)
+    assert eta_seconds(restored, clock.now()) == pytest.approx(80.0)  # 10 points per 10 s
+    clock.advance(30)  # 30 s since the progress last moved: the next attempt ends the poll
+    async with engine.poller(request) as poller:
+        outcome = await poller.attempt(restored)
+    assert isinstance(outcome.decision, Fail)
+    assert isinstance(outcome.decision.error, PollingStalled)
