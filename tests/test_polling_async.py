@@ -163,12 +163,18 @@ async def test_an_etag_makes_the_next_poll_conditional_and_a_304_reoffers_the_bo
         "GET",
         "/job",
         Reply(json={"state": "running", "n": 1}, headers={"ETag": '"v1"'}),
-        Reply(status=304, headers={"ETag": '"v1"'}),
-        Reply(status=304, headers={"ETag": '"v1"'}),
+        Reply(status=304, headers={"ETag": '"v1"', "X-Poll": "2"}),
+        Reply(status=304, headers={"ETag": '"v1"', "X-Poll": "3"}),
         Reply(json={"state": "done", "n": 2}, headers={"ETag": '"v2"'}),
     )
-    record = await run_one(wf, poll(api.url + "/job", maxAttempts=10))
-    assert record["status"] == "SUCCESS"
+    request = poll(
+        api.url + "/job",
+        maxAttempts=10,
+        # the 304s' headers update the stored answer's; its body is the first one's
+        failWhen="ctx.notModified && !(ctx.response.n === 1 && ctx.headers['x-poll'] >= '2')",
+    )
+    record = await run_one(wf, request)
+    assert record["status"] == "SUCCESS", record["error"]
     assert record["gwo"]["step_1"]["response"] == {"state": "done", "n": 2}
     seen = api.requests_to("/job")
     assert [s.headers.get("If-None-Match") for s in seen] == [None, '"v1"', '"v1"', '"v1"']

@@ -482,7 +482,8 @@ class Poller:
         if response is not None:
             cached = self._cached
             if response.status == 304 and cached is not None and cached[0] == call.request.url:
-                offered, not_modified = cached[1], True  # the last body, parsed once
+                offered, not_modified = _refreshed(cached[1], response), True
+                self._cached = (cached[0], offered)
             else:
                 self._remember(call.request.url, response)
             self._follow(state, response)
@@ -626,6 +627,20 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname, parts.port
+
+
+def _refreshed(stored: Response, not_modified: Response) -> Response:
+    """The stored answer with the 304's headers over its own (as an HTTP cache updates a
+    stored response), its body and its parsed value reused: nothing is parsed again."""
+    fresh = Response(
+        stored.status,
+        {**stored.headers, **not_modified.headers},
+        stored.text,
+        stored.is_json,
+        not_modified.elapsed,
+    )
+    fresh._value = stored._value
+    return fresh
 
 
 def _digest(text: str) -> str:
