@@ -595,3 +595,21 @@ async def test_the_stall_clock_and_the_eta_survive_a_checkpoint(api, wf):
         outcome = await poller.attempt(restored)
     assert isinstance(outcome.decision, Fail)
     assert isinstance(outcome.decision.error, PollingStalled)
+
+
+def test_the_new_settings_take_templates_like_the_others():
+    request = {
+        "method": "POST",
+        "url": "http://127.0.0.1:1/x",
+        "followAsync": "<<config.follow>>",
+        "loopUntil": {"stallTimeout": "<<config.stall>>", "pendingWhen": "<<config.pending>>"},
+    }
+    config = {"follow": True, "stall": "2m", "pending": "ctx.status === 202"}
+    spec = parse_directive({"lam.httpRequest": request}, config=config).requests[0]
+    assert spec.follow_async is True
+    assert spec.loop is not None and spec.loop.stall_timeout == 120.0
+    assert spec.loop.pending_when == "ctx.status === 202"
+    with pytest.raises(
+        DefinitionError, match=r"followAsync: expected true or false.*from '<<config"
+    ):
+        parse_directive({"lam.httpRequest": request}, config={**config, "follow": "maybe"})
