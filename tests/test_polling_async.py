@@ -12,7 +12,7 @@ import json
 import pytest
 from conftest import Reply, run_path
 
-from lamrunner.cli.live import LiveLine, PollProgress
+from lamrunner.cli.live import LiveLine, LivePolls, PollProgress
 from lamrunner.decide.polling import (
     Fail,
     Observation,
@@ -613,3 +613,13 @@ def test_the_new_settings_take_templates_like_the_others():
         DefinitionError, match=r"followAsync: expected true or false.*from '<<config"
     ):
         parse_directive({"lam.httpRequest": request}, config={**config, "follow": "maybe"})
+
+
+def test_the_live_observer_passes_the_engines_progress_keywords_on():
+    live = LivePolls(io.StringIO())
+    shown: list[str] = []
+    live._live.show = shown.append  # type: ignore[method-assign]
+    live.poll_progress("step_1[0]", "wait", 2, 10, 200, 5.0, percent=12.5, eta_seconds=None)
+    assert "· 12.5% ·" in shown[-1]
+    live.poll_progress("step_1[0]", "wait", 3, 10, 200, 5.0, percent=25, eta_seconds=3600)
+    assert "· 25% (ETA 1h) ·" in shown[-1]
