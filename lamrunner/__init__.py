@@ -34,6 +34,8 @@ __all__ = [  # noqa: RUF022 - the documented order (docs/python-api.md), pinned 
     "PollingFailed",
     "PollingExhausted",
     "DeadlineExceeded",
+    "UnexpectedResponse",
+    "PollingStalled",
 ]
 
 _WHERE = {

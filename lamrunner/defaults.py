@@ -38,3 +38,15 @@ RETRYABLE_EXCEPTIONS = frozenset({"timeout", "connection"})
 # loopUntil:
 POLL_STRATEGY = "fixed"
 POLL_MAX_ATTEMPTS = 10
+
+# loopUntil: fail-closed states, cheap polls, progress and stalls
+CONDITIONAL_POLLS = True  # ETag / Last-Modified make the next GET conditional
+STALL_TIMEOUT = None  # no stall detection unless asked for
+
+# followAsync: (async request-reply). "done": a final answer (not 202) whose `status` (or
+# `state`) field, if it has one, is one of FOLLOW_SUCCEEDED or FOLLOW_FAILED (those fail it);
+# compared lower-cased with spaces, '-' and '_' removed.
+FOLLOW_ASYNC = None  # None: a poll whose first answer is a 202 with a Location is followed
+FOLLOW_SUCCEEDED = ("succeeded", "success", "successful", "completed", "complete", "done", "ok")
+FOLLOW_FAILED = ("failed", "failure", "error", "canceled", "cancelled", "expired", "rejected")
+FOLLOW_LOCATION_HEADERS = ("operation-location", "location")  # the first one present wins

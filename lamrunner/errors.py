@@ -14,7 +14,10 @@
     └── PollingError
         ├── PollingFailed           failWhen held
         ├── PollingExhausted        maxAttempts used up
-        └── DeadlineExceeded        loopUntil.timeout reached
+        ├── DeadlineExceeded        loopUntil.timeout reached
+        ├── UnexpectedResponse      with pendingWhen: an answer neither success, failure nor
+        │                           pending
+        └── PollingStalled          stallTimeout: the progress (or the body) did not change
 
     ScriptError                     internal: what the QuickJS module reports to its callers,
                                     who turn it into a HandlerError or ConditionError.
@@ -140,6 +143,16 @@ class PollingExhausted(PollingError):
 
 class DeadlineExceeded(PollingError):
     """The loop's overall timeout came before the condition held."""
+
+
+class UnexpectedResponse(PollingError):
+    """With `pendingWhen` given, an answer that is neither success (`condition`), failure
+    (`failWhen`) nor pending (`pendingWhen`): fail-closed, never polled until exhaustion."""
+
+
+class PollingStalled(PollingError):
+    """`stallTimeout`: the poll's progress (or, without `progress`, its body) stayed the same
+    for that long."""
 
 
 class ScriptError(Exception):

@@ -35,6 +35,8 @@ DOCUMENTED = [
     "PollingFailed",
     "PollingExhausted",
     "DeadlineExceeded",
+    "UnexpectedResponse",
+    "PollingStalled",
 ]
 ERRORS = DOCUMENTED[6:]
 
@@ -62,7 +64,8 @@ def test_public_names_have_the_documented_kinds() -> None:
     assert inspect.isclass(lamrunner.Engine) and inspect.isclass(lamrunner.RunState)
     for name in ERRORS:
         assert issubclass(getattr(lamrunner, name), lamrunner.LamrunnerError), name
-    for name in ("PollingFailed", "PollingExhausted", "DeadlineExceeded"):
+    polling = ("PollingFailed", "PollingExhausted", "DeadlineExceeded")
+    for name in (*polling, "UnexpectedResponse", "PollingStalled"):
         assert issubclass(getattr(lamrunner, name), lamrunner.PollingError), name
 
 

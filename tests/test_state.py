@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lamrunner.decide.polling import PollState
+from lamrunner.decide.polling import OPTIONAL_FIELDS, PollState
 from lamrunner.errors import DefinitionError
 from lamrunner.runner.state import SCHEMA, ElementState, PendingStep, RunState
 
@@ -42,6 +42,11 @@ poll_states = st.builds(
     last_error=st.none() | texts,
     throttled=st.integers(0, 10_000),
     throttled_s=st.floats(0, 1e7, allow_nan=False),
+    follow_url=st.none() | texts,
+    progress=st.none() | st.floats(-1e6, 1e6),
+    progress_origin=st.none() | st.lists(st.floats(0, 2e9), min_size=2, max_size=2),
+    fingerprint=st.none() | texts,
+    changed_at=st.none() | st.floats(0, 2e9),
 )
 results = st.fixed_dictionaries({"response": json_values, "http": json_objects})
 elements = (
@@ -81,12 +86,36 @@ def test_every_run_state_round_trips_through_json(state):
 @given(poll_states)
 def test_every_poll_state_round_trips_through_json(poll):
     saved = poll.to_dict()
-    names = [f.name for f in dataclasses.fields(PollState)]
-    optional = ("throttled", "throttled_s")  # saved only when not 0
+    every = [f.name for f in dataclasses.fields(PollState)]
+    throttle = ("throttled", "throttled_s")  # saved only when not 0
+    # flat, every field, the optional ones only when set
     assert list(saved) == [
-        n for n in names if n not in optional or poll.throttled_s or poll.throttled
+        n
+        for n in every
+        if (n not in OPTIONAL_FIELDS or getattr(poll, n) is not None)
+        and (n not in throttle or poll.throttled_s or poll.throttled)
     ]
     assert PollState.from_dict(json.loads(json.dumps(saved))) == poll
+
+
+def test_a_poll_state_saved_without_the_optional_keys_loads_as_it_was():
+    before_issue_10 = {
+        "started_at": 1.0,
+        "deadline": None,
+        "attempt": 2,
+        "requests": 3,
+        "next_due": 5.0,
+        "last_status": 202,
+        "last_excerpt": "{}",
+        "last_error": None,
+    }
+    poll = PollState.from_dict(before_issue_10)
+    assert poll.follow_url is None and poll.progress is None and poll.changed_at is None
+    assert poll.to_dict() == before_issue_10
+    with pytest.raises(DefinitionError, match=r"progress_origin: expected \[epoch seconds"):
+        PollState.from_dict({**before_issue_10, "progress_origin": [1]})
+    with pytest.raises(DefinitionError, match=r"progress: expected a number or null"):
+        PollState.from_dict({**before_issue_10, "progress": "50%"})
 
 
 @given(elements.filter(lambda e: e is not None))

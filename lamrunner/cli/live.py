@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from lamrunner.logs import chain
 from lamrunner.runner.observe import RunObserver
@@ -50,12 +50,25 @@ class PollProgress:
 
     def __init__(self, live: LiveLine) -> None:
         self._live = live
-        self._polls: dict[str, tuple[str, int, int, int | None, float]] = {}
+        self._polls: dict[str, tuple[str, int, int, int | None, float, str]] = {}
 
     def update(
-        self, key: str, step: str, attempt: int, of: int, status: int | None, due_monotonic: float
+        self,
+        key: str,
+        step: str,
+        attempt: int,
+        of: int,
+        status: int | None,
+        due_monotonic: float,
+        percent: float | None = None,
+        eta_seconds: float | None = None,
     ) -> None:
-        self._polls[key] = (step, attempt, of, status, due_monotonic)
+        shown = ""
+        if percent is not None:
+            shown = f" · {percent:g}%"
+            if eta_seconds is not None:
+                shown += f" (ETA {format_duration(round(eta_seconds))})"
+        self._polls[key] = (step, attempt, of, status, due_monotonic, shown)
         self.redraw()
 
     def done(self, key: str) -> None:
@@ -66,11 +79,11 @@ class PollProgress:
     def redraw(self) -> None:
         if not self._polls:
             return
-        step, attempt, of, status, due = next(reversed(self._polls.values()))
+        step, attempt, of, status, due, progress = next(reversed(self._polls.values()))
         wait = max(0.0, due - time.monotonic())
         more = f" (+{len(self._polls) - 1} more polls)" if len(self._polls) > 1 else ""
         self._live.show(
-            f"⟳ {step}: attempt {attempt} of {of} · last status {status} · "
+            f"⟳ {step}: attempt {attempt} of {of} · last status {status}{progress} · "
             f"next poll in {format_duration(wait)}{more}"
         )
 
@@ -105,9 +118,14 @@ class LivePolls(RunObserver):
         max_attempts: int,
         last_status: int | None,
         due_in_seconds: float,
+        percent: float | None = None,
+        eta_seconds: float | None = None,
+        **_more: Any,
     ) -> None:
         due = time.monotonic() + due_in_seconds
-        self._progress.update(key, step_name, attempt, max_attempts, last_status, due)
+        self._progress.update(
+            key, step_name, attempt, max_attempts, last_status, due, percent, eta_seconds
+        )
 
     def poll_done(self, key: str) -> None:
         self._progress.done(key)

@@ -2,11 +2,12 @@
 
 `PollState` is a plain, serializable record of a loop's progress (attempt count, next due time,
 deadline), so a run store can checkpoint it and a later process can resume the loop exactly. Its
-saved form is flat JSON with exactly its fields; `from_dict` refuses anything else, and reads a
-state saved before the optional fields (`throttled`, `throttled_s`) came as one without them.
-`decide_poll` and `decide_retry` are pure: (policy, state, what just happened, now) → next move,
-and `choose_delay` is the rule for how long that move waits. The async driver in `calls` only
-sends, evaluates and sleeps.
+saved form is flat JSON with its fields; the optional ones — `throttled` and `throttled_s` when
+not 0, and when set the URL a 202 sent the poll to, its progress and when its answers last
+changed (OPTIONAL_FIELDS) — are left out otherwise, so states saved before them load as they
+were. `from_dict` refuses anything else. `decide_poll` and `decide_retry` are pure: (policy,
+state, what just happened, now) → next move, and `choose_delay` is the rule for how long that
+move waits. The async driver in `calls` only sends, evaluates and sleeps.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from lamrunner.errors import (
     LamrunnerError,
     PollingExhausted,
     PollingFailed,
+    PollingStalled,
     TransportError,
+    UnexpectedResponse,
 )
 from lamrunner.units import format_duration
 
@@ -43,15 +46,28 @@ class PollState:
     last_error: str | None = None
     throttled: int = 0  # attempts answered 429/503 + Retry-After: not counted in maxAttempts
     throttled_s: float = 0.0  # seconds waited because of them, retries' throttled waits too
+    # optional (saved only when set): where a 202 sent the poll (followAsync)
+    follow_url: str | None = None
+    # progress: the last value, and the first one seen ([epoch, value]) for the ETA
+    progress: float | None = None
+    progress_origin: list[float] | None = None
+    # stalls: a digest of the progress (or the body) and when it last changed
+    fingerprint: str | None = None
+    changed_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The saved form: the fields by name, flat and JSON-ready, the optional ones only
-        when not 0 (so a poll never throttled saves what it saved before they came). Runs
-        after every attempt, so a copy of the instance dict (0.1 µs; asdict's deep copy
-        costs 60 µs)."""
+        when set (the throttle counts when not 0), so a poll that uses none of them saves
+        what it saved before they came. Runs after every attempt, so a copy of the instance
+        dict (0.1 µs; asdict's deep copy costs 60 µs)."""
         saved = self.__dict__.copy()
         if not (self.throttled or self.throttled_s):
             del saved["throttled"], saved["throttled_s"]
+        for name in OPTIONAL_FIELDS:
+            if saved[name] is None:
+                del saved[name]
+        if self.progress_origin is not None:
+            saved["progress_origin"] = list(self.progress_origin)
         return saved
 
     def copy(self) -> PollState:
@@ -71,7 +87,7 @@ class PollState:
         guess). Errors are DefinitionErrors naming `where` and the field."""
         if not isinstance(data, dict):
             raise DefinitionError(f"{where}: expected an object, got {_shown(data)}")
-        missing = [name for name in _POLL_FIELDS if name not in data and name not in _OPTIONAL]
+        missing = [name for name in _REQUIRED_FIELDS if name not in data]
         if missing:
             raise DefinitionError(f"{where}: missing {', '.join(missing)}")
         unknown = sorted(str(key) for key in data if key not in _POLL_FIELDS)
@@ -88,6 +104,11 @@ class PollState:
             last_error=_text(data, "last_error", where),
             throttled=_count(data, "throttled", where) if "throttled" in data else 0,
             throttled_s=_seconds(data, "throttled_s", where) if "throttled_s" in data else 0.0,
+            follow_url=_text(data, "follow_url", where, optional=True),
+            progress=_time(data, "progress", where, optional=True, what="a number"),
+            progress_origin=_pair(data, "progress_origin", where),
+            fingerprint=_text(data, "fingerprint", where, optional=True),
+            changed_at=_time(data, "changed_at", where, optional=True),
         )
 
     @classmethod
@@ -97,7 +118,11 @@ class PollState:
 
 
 _POLL_FIELDS = tuple(f.name for f in fields(PollState))
-_OPTIONAL = frozenset({"throttled", "throttled_s"})  # later additions: 0 when not saved
+_ZERO_WHEN_UNSAVED = ("throttled", "throttled_s")  # later additions: 0 when not saved
+OPTIONAL_FIELDS = ("follow_url", "progress", "progress_origin", "fingerprint", "changed_at")
+_REQUIRED_FIELDS = tuple(
+    name for name in _POLL_FIELDS if name not in OPTIONAL_FIELDS + _ZERO_WHEN_UNSAVED
+)
 
 
 def _seconds(data: dict[str, Any], key: str, where: str) -> float:
@@ -108,14 +133,34 @@ def _seconds(data: dict[str, Any], key: str, where: str) -> float:
     raise DefinitionError(f"{where}: {key}: expected seconds >= 0 (a number), got {_shown(value)}")
 
 
-def _time(data: dict[str, Any], key: str, where: str, optional: bool = False) -> Any:
-    value = data[key]
+def _time(
+    data: dict[str, Any],
+    key: str,
+    where: str,
+    optional: bool = False,
+    what: str = "epoch seconds (a number)",
+) -> Any:
+    value = data.get(key)
     if value is None and optional:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
-    what = "epoch seconds (a number) or null" if optional else "epoch seconds (a number)"
-    raise DefinitionError(f"{where}: {key}: expected {what}, got {_shown(value)}")
+    expected = f"{what} or null" if optional else what
+    raise DefinitionError(f"{where}: {key}: expected {expected}, got {_shown(value)}")
+
+
+def _pair(data: dict[str, Any], key: str, where: str) -> list[float] | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, list) and len(value) == 2
+    if ok and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    ):
+        return [float(value[0]), float(value[1])]
+    raise DefinitionError(
+        f"{where}: {key}: expected [epoch seconds, value] or null, got {_shown(value)}"
+    )
 
 
 def _count(data: dict[str, Any], key: str, where: str) -> int:
@@ -132,8 +177,8 @@ def _status(data: dict[str, Any], key: str, where: str) -> int | None:
     raise DefinitionError(f"{where}: {key}: expected an HTTP status or null, got {_shown(value)}")
 
 
-def _text(data: dict[str, Any], key: str, where: str) -> str | None:
-    value = data[key]
+def _text(data: dict[str, Any], key: str, where: str, optional: bool = False) -> str | None:
+    value = data.get(key) if optional else data[key]
     if value is None or isinstance(value, str):
         return value
     raise DefinitionError(f"{where}: {key}: expected a string or null, got {_shown(value)}")
@@ -159,6 +204,7 @@ class Observation:
     error: TransportError | None = None
     retry_after: float | None = None  # what the headers ask for (`server_delay`), any status
     next_delay: float | None = None  # seconds `nextDelay` returned
+    pending: bool = False  # pendingWhen held (asked only when it is given)
 
 
 @dataclass(frozen=True)
@@ -191,6 +237,12 @@ def decide_poll(
         return Succeed()
     if seen.fail_when:
         return Fail(PollingFailed(_summary("failWhen held", state), **_counts(state)))
+    if policy.pending_when is not None and seen.error is None and not seen.pending:
+        what = "the answer is neither done (condition), failed (failWhen) nor pending (pendingWhen)"
+        return Fail(UnexpectedResponse(_summary(what, state), **_counts(state)))
+    stalled = stall_error(policy, state, now)
+    if stalled is not None:
+        return Fail(stalled)
     throttled = is_throttle(seen.status, seen.retry_after)
     counted = state.attempt - state.throttled  # this attempt included, throttled or not
     if not throttled and counted >= policy.max_attempts:
@@ -254,6 +306,47 @@ def choose_delay(
     if wanted:
         return clamp_delay(max(wanted), backoff), False
     return scheduled, False
+
+
+def stall_error(policy: PollPolicy, state: PollState, now: float) -> PollingStalled | None:
+    """`stallTimeout`: the error when the progress (or the body) has not changed for it."""
+    limit = policy.stall_timeout
+    if limit is None or state.changed_at is None or now - state.changed_at < limit:
+        return None
+    what = "progress" if policy.progress is not None else "response"
+    message = (
+        f"the {what} did not change for {format_duration(now - state.changed_at)} "
+        f"(stallTimeout {format_duration(limit)})"
+    )
+    return PollingStalled(_summary(message, state), **_counts(state))
+
+
+def note_progress(
+    state: PollState, now: float, value: Any, fingerprint: str | None, percent: bool
+) -> None:
+    """Record one answer's progress `value` (a number, when `percent`) and the digest of what
+    a stall is judged on: `changed_at` moves only when the digest does."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if percent and number and math.isfinite(value):
+        state.progress = float(value)
+        if state.progress_origin is None:
+            state.progress_origin = [now, float(value)]
+    if fingerprint is not None and fingerprint != state.fingerprint:
+        state.fingerprint, state.changed_at = fingerprint, now
+    elif state.changed_at is None:
+        state.changed_at = now
+
+
+def eta_seconds(state: PollState, now: float, total: float = 100.0) -> float | None:
+    """Seconds until the progress reaches `total` at the rate seen since it was first seen;
+    None until it has moved forward (or when it already got there)."""
+    if state.progress is None or state.progress_origin is None:
+        return None
+    at, first = state.progress_origin
+    gained, took = state.progress - first, now - at
+    if gained <= 0 or took <= 0:
+        return None
+    return max(0.0, (total - state.progress) * took / gained)
 
 
 def deadline_error(policy: PollPolicy, state: PollState) -> DeadlineExceeded:

@@ -46,8 +46,9 @@ REQUEST_KEYS = (
     "failOnHttpError",
     "retry",
     "loopUntil",
+    "followAsync",
 )
-SETTINGS_KEYS = ("method", "timeout", "failOnHttpError", "retry", "loopUntil")
+SETTINGS_KEYS = ("method", "timeout", "failOnHttpError", "retry", "loopUntil", "followAsync")
 DEFAULT_TIMEOUT = defaults.REQUEST_TIMEOUT
 _NO_BODY = object()
 
@@ -67,6 +68,8 @@ class RequestSpec:
     fail_on_http_error: bool = True
     retry: RetryPolicy | None = None
     loop: PollPolicy | None = None
+    # True: follow a 202's Location; False: never; None: when a poll's first answer is a 202
+    follow_async: bool | None = defaults.FOLLOW_ASYNC
 
     @property
     def has_body(self) -> bool:
@@ -189,15 +192,25 @@ def _build_request(
             f"{where}.method: {data['method']!r} is not one of {', '.join(METHODS)}"
             f"{did_you_mean(method, METHODS)}"
         )
-    loop = (
-        parse_loop_until(data["loopUntil"], f"{where}.loopUntil") if "loopUntil" in data else None
-    )
+    follow = data.get("followAsync", defaults.FOLLOW_ASYNC)
+    if follow is not None:
+        follow = expect_bool(follow, f"{where}.followAsync")
+    if "loopUntil" in data:
+        loop: PollPolicy | None = parse_loop_until(
+            data["loopUntil"], f"{where}.loopUntil", follow=follow is True
+        )
+    else:  # followAsync: true alone polls with the defaults until the operation is done
+        loop = parse_loop_until({}, f"{where}.loopUntil", follow=True) if follow else None
     if loop is not None and check_condition is not None:
-        check_condition(loop.condition, f"{where}.loopUntil.condition")
-        if loop.fail_when is not None:
-            check_condition(loop.fail_when, f"{where}.loopUntil.failWhen")
-        if loop.next_delay is not None:
-            check_condition(loop.next_delay, f"{where}.loopUntil.nextDelay")
+        for name, source in (
+            ("condition", loop.condition),
+            ("failWhen", loop.fail_when),
+            ("pendingWhen", loop.pending_when),
+            ("progress", loop.progress),
+            ("nextDelay", loop.next_delay),
+        ):
+            if source is not None:
+                check_condition(source, f"{where}.loopUntil.{name}")
     return RequestSpec(
         method=method,
         url=expect_str(data["url"], f"{where}.url"),
@@ -212,6 +225,7 @@ def _build_request(
         ),
         retry=parse_retry(data["retry"], f"{where}.retry") if "retry" in data else None,
         loop=loop,
+        follow_async=follow,
     )
 
 

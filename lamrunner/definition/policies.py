@@ -64,6 +64,10 @@ class PollPolicy:
     ignore_errors: bool = False
     next_delay: str | None = None  # JS: (ctx) => milliseconds before the next attempt
     max_throttle_wait: float = defaults.MAX_THROTTLE_WAIT
+    pending_when: str | None = None  # given: an answer neither done, failed nor pending fails
+    conditional: bool = defaults.CONDITIONAL_POLLS  # ETag / Last-Modified -> conditional GETs
+    progress: str | None = None  # JS: ctx -> a number (percent), shown with an ETA
+    stall_timeout: float | None = defaults.STALL_TIMEOUT  # progress (or body) unchanged: fail
 
 
 _BACKOFF_KEYS = ("strategy", "initialDelay", "maxDelay", "multiplier", "jitter", "delays")
@@ -84,6 +88,29 @@ LOOP_KEYS = (
     "ignoreErrors",
     "nextDelay",
     "maxThrottleWait",
+    "pendingWhen",
+    "conditional",
+    "progress",
+    "stallTimeout",
+)
+
+
+def _state_in(names: tuple[str, ...]) -> str:
+    listed = ", ".join(f"'{name}'" for name in names)
+    return (
+        "(ctx) => { const b = ctx.response; "
+        "const s = b !== null && typeof b === 'object' ? (b.status ?? b.state) : undefined; "
+        "if (typeof s !== 'string') return %s; "
+        f"return [{listed}].includes(s.toLowerCase().replace(/[\\s_-]/g, '')); }}"
+    )
+
+
+# followAsync without a condition: "the operation is done" (see docs/polling-and-retry.md).
+FOLLOW_DONE_CONDITION = (
+    "(ctx) => ctx.status !== 202 && (" + (_state_in(defaults.FOLLOW_SUCCEEDED) % "true") + ")(ctx)"
+)
+FOLLOW_FAILED_CONDITION = (
+    "(ctx) => ctx.status !== 202 && (" + (_state_in(defaults.FOLLOW_FAILED) % "false") + ")(ctx)"
 )
 
 
@@ -109,16 +136,27 @@ def parse_retry(data: Any, where: str) -> RetryPolicy:
     )
 
 
-def parse_loop_until(data: Any, where: str) -> PollPolicy:
-    """Validate a `loopUntil` mapping into a PollPolicy (the JS is compiled elsewhere)."""
+def parse_loop_until(data: Any, where: str, follow: bool = False) -> PollPolicy:
+    """Validate a `loopUntil` mapping into a PollPolicy (the JS is compiled elsewhere).
+
+    With `follow` (the request has `followAsync: true`) the condition may be left out: it is
+    then "the operation is done" (FOLLOW_DONE_CONDITION), and without a failWhen too, a
+    failed operation fails the poll (FOLLOW_FAILED_CONDITION)."""
     if not isinstance(data, Mapping):
         raise DefinitionError(f"{where}: expected a mapping with at least a condition")
-    check_keys(data, LOOP_KEYS, where, required=("condition",))
+    check_keys(data, LOOP_KEYS, where, required=() if follow else ("condition",))
     fail_when = data.get("failWhen")
     timeout = data.get("timeout")
     next_delay = data.get("nextDelay")
+    pending_when = data.get("pendingWhen")
+    progress = data.get("progress")
+    stall = data.get("stallTimeout")
+    condition = data.get("condition")
+    if condition is None:
+        condition = FOLLOW_DONE_CONDITION
+        fail_when = FOLLOW_FAILED_CONDITION if fail_when is None else fail_when
     return PollPolicy(
-        condition=expect_str(data["condition"], f"{where}.condition"),
+        condition=expect_str(condition, f"{where}.condition"),
         max_attempts=expect_int(
             data.get("maxAttempts", defaults.POLL_MAX_ATTEMPTS), f"{where}.maxAttempts", minimum=1
         ),
@@ -128,7 +166,22 @@ def parse_loop_until(data: Any, where: str) -> PollPolicy:
         ignore_errors=expect_bool(data.get("ignoreErrors", False), f"{where}.ignoreErrors"),
         next_delay=None if next_delay is None else expect_str(next_delay, f"{where}.nextDelay"),
         max_throttle_wait=_throttle_wait(data, where),
+        pending_when=(
+            None if pending_when is None else expect_str(pending_when, f"{where}.pendingWhen")
+        ),
+        conditional=expect_bool(
+            data.get("conditional", defaults.CONDITIONAL_POLLS), f"{where}.conditional"
+        ),
+        progress=None if progress is None else expect_str(progress, f"{where}.progress"),
+        stall_timeout=None if stall is None else _positive(stall, f"{where}.stallTimeout"),
     )
+
+
+def _positive(value: Any, where: str) -> float:
+    seconds = parse_duration(value, where)
+    if seconds <= 0:
+        raise DefinitionError(f"{where}: expected a duration above zero, got {value!r}")
+    return seconds
 
 
 def _throttle_wait(data: Mapping[str, Any], where: str) -> float:

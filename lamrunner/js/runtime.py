@@ -227,22 +227,10 @@ _CONDITION_PRELUDE = """(() => {
   };
 })()"""
 
-# A value function (`nextDelay`): as a condition, but its result is kept: a number, null (for
-# null and undefined: no opinion), or "type:NAME" for anything else.
-_VALUE_PRELUDE = """(() => {
-  "use strict";
-  const parse = JSON.parse, NativePromise = Promise;
-  return (W) => typeof W !== "function" ? null : function $lam_value(ctxJson) {
-    let c;
-    try { c = parse(ctxJson); }
-    catch (e) { if (e instanceof SyntaxError) return "badjson"; throw e; }
-    let r = W(c);
-    if (typeof r === "function") r = r(c);
-    if (r instanceof NativePromise) return "async";
-    if (typeof r === "number") return r;
-    return r === null || r === undefined ? null : "type:" + typeof r;
-  };
-})()"""
+# The same, for a value (`progress`): "v" + JSON of [the value] (undefined as null).
+_VALUE_PRELUDE = _CONDITION_PRELUDE.replace(
+    '"async" : !!r;', '"async" : "v" + JSON.stringify([r === undefined ? null : r]);'
+)
 
 # Tried in order: an expression or function over ctx, then a statement body.
 _CONDITION_FORMS = (("(function(ctx){ return (", "\n); })"), ("(function(ctx){ ", "\n})"))
@@ -529,10 +517,10 @@ class _Realm:
             self.harden = self.ctx.eval(_HARDEN)
         except quickjs.JSException as exc:  # pragma: no cover - our own scripts
             raise _translate(exc, self.limits) from exc
-        self.compiled: dict[tuple[bool, str], tuple[Any, int]] = {}
+        self.compiled: dict[tuple[str, bool], tuple[Any, int]] = {}
 
     def evaluator(self, source: str, value: bool = False) -> tuple[Any, int]:
-        found = self.compiled.get((value, source))
+        found = self.compiled.get((source, value))
         if found is None:
             if len(self.compiled) >= _MAX_COMPILED:
                 self.compiled.clear()
@@ -545,13 +533,13 @@ class _Realm:
                     "or a function body that returns a value",
                     kind="syntax",
                 )
-            found = self.compiled[(value, source)] = (evaluator, shift)
+            found = self.compiled[(source, value)] = (evaluator, shift)
         return found
 
     def evaluate(
         self, source: str, ctx_json: str, limits: JsLimits, budget: float, value: bool = False
     ) -> Any:
-        """The condition's truthiness; with `value`, the function's number (or None)."""
+        """The condition's truthiness; with `value`, what the function returns, as JSON data."""
         evaluator, shift = self.evaluator(source, value)
         self.ctx.set_time_limit(budget)
         try:
@@ -568,13 +556,9 @@ class _Realm:
             )
         if result == "badjson":
             raise ScriptError("the response says it is JSON but is not", kind="badjson")
-        if not value:
-            return bool(result)
-        if isinstance(result, str):  # "type:string" and the like
-            raise ScriptError(
-                f"expected a number of milliseconds, got a {result[5:]}", kind="exception"
-            )
-        return result
+        if value:
+            return json.loads(result[1:])[0]
+        return bool(result)
 
 
 _local = threading.local()  # per thread: {memory limit: _Realm}
@@ -691,7 +675,18 @@ class Condition:
 
     async def evaluate(self, ctx_json: str) -> Any:
         """The condition's truthiness for this ctx (JSON text); for a value function
-        (`open_function`), its number or None."""
+        (`open_function`: `nextDelay`), its number or None (null, undefined: no opinion)."""
+        if not self._value:
+            return bool(await self.evaluate_value(ctx_json, value=False))
+        result = await self.evaluate_value(ctx_json)
+        if result is None or (isinstance(result, int | float) and not isinstance(result, bool)):
+            return result
+        kind = {str: "string", bool: "boolean"}.get(type(result), "object")
+        raise ScriptError(f"expected a number of milliseconds, got a {kind}", kind="exception")
+
+    async def evaluate_value(self, ctx_json: str, value: bool = True) -> Any:
+        """What the function returns for this ctx, as JSON data (`progress`); with `value`
+        false, its truthiness."""
         if self._closed or self._engine._closed:
             raise RuntimeError(
                 "the condition is closed" if self._closed else "the JsEngine is closed"
@@ -699,13 +694,13 @@ class Condition:
         if not self._slow and len(ctx_json) <= INLINE_MAX_CHARS:
             budget = min(INLINE_BUDGET, self._limits.timeout)
             try:  # this thread's own realm: no traceback detaching needed
-                return _evaluate_here(self._source, ctx_json, self._limits, budget, self._value)
+                return _evaluate_here(self._source, ctx_json, self._limits, budget, value)
             except ScriptError as err:
                 if err.kind != "budget":
                     raise
             self._slow = True
         worker = self._engine._pick()
-        return await worker.run(_evaluate_job, self._source, ctx_json, self._limits, self._value)
+        return await worker.run(_evaluate_job, self._source, ctx_json, self._limits, value)
 
     async def aclose(self) -> None:
         """Nothing to free (realms belong to threads, not to loops); later evaluations fail."""

@@ -72,6 +72,17 @@ def compile_condition(source: str) -> Callable[[dict[str, Any]], bool] | None:
     return lambda ctx: _truthy(node(ctx))
 
 
+def compile_value(source: str) -> Callable[[dict[str, Any]], Any] | None:
+    """A Python function ctx -> the JS expression's value (for `progress`), or None."""
+    tokens = _tokenize(source)
+    if tokens is None:
+        return None
+    try:
+        return _Parser(tokens).condition()
+    except _NoMatch:
+        return None
+
+
 class _NoMatch(Exception):
     pass
 

@@ -8,13 +8,16 @@ of them the run's (`RunContext`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
+from lamrunner import defaults
 from lamrunner.decide.polling import (
     Decision,
     Fail,
@@ -25,6 +28,8 @@ from lamrunner.decide.polling import (
     deadline_error,
     decide_poll,
     decide_retry_wait,
+    eta_seconds,
+    note_progress,
 )
 from lamrunner.decide.schedules import server_delay
 from lamrunner.definition.directives import RequestSpec
@@ -39,7 +44,7 @@ from lamrunner.errors import (
 )
 from lamrunner.http.request import RenderedRequest
 from lamrunner.http.transport import Response, excerpt
-from lamrunner.js.simplecond import Unsupported, compile_condition
+from lamrunner.js.simplecond import UNDEFINED, Unsupported, compile_condition, compile_value
 from lamrunner.runner.context import RunContext
 from lamrunner.runner.history import attempt_row, failure_excerpt
 from lamrunner.units import format_duration
@@ -47,6 +52,7 @@ from lamrunner.units import format_duration
 
 class Condition(Protocol):
     async def evaluate(self, ctx_json: str) -> Any: ...
+    async def evaluate_value(self, ctx_json: str, value: bool = True) -> Any: ...
     async def aclose(self) -> None: ...
 
 
@@ -60,6 +66,7 @@ class CallResult:
     attempts: int
     duration_ms: int
     throttled_ms: int = 0  # waiting out 429/503 + Retry-After (shown only when some)
+    progress: dict[str, Any] | None = None  # loopUntil.progress: {"percent", "etaMs"}
 
     def http(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -70,6 +77,8 @@ class CallResult:
         }
         if self.throttled_ms:
             entry["throttledMs"] = self.throttled_ms
+        if self.progress is not None:
+            entry["progress"] = self.progress
         return entry
 
 
@@ -195,8 +204,9 @@ class _Call:
         state: PollState,
         response: Response | None,
         error: TransportError | None,
-        checks: tuple[_Check, _Check | None, _Check | None],
+        checks: _Checks,
         last: Response | None,
+        not_modified: bool = False,
     ) -> tuple[Decision, str | None]:
         """The verdict on one attempt, and what went wrong in this attempt (for its row).
 
@@ -205,7 +215,7 @@ class _Call:
         made only when the poll fails, and the (pure) decision is taken again with it."""
         previous, state.last_error = state.last_error, None
         try:
-            seen = await self._observe(response, error, state, *checks)
+            seen = await self._observe(response, error, state, checks, not_modified)
         except LamrunnerError as exc:  # a condition broke a limit: this attempt ends the poll
             state.last_error = previous
             return Fail(exc), exc.message
@@ -224,41 +234,71 @@ class _Call:
         response: Response | None,
         error: TransportError | None,
         state: PollState,
-        condition: _Check,
-        fail_when: _Check | None,
-        next_delay: _Check | None,
+        checks: _Checks,
+        not_modified: bool = False,
     ) -> Observation:
+        """Evaluate `condition`, then `failWhen`, then `pendingWhen` (each only when the one
+        before did not hold), and `progress`; a 304 offers the last full `response` again."""
+        condition, fail_when, pending_when, progress, next_delay = checks
         where = self.spec.where
         if error is not None:
             state.last_error = error.message
             self.ctx.log.warning("poll.transport_error", where=where, error=error.message)
             return Observation(error=error)
         assert response is not None
-        state.last_status = response.status
+        state.last_status = 304 if not_modified else response.status
         state.last_excerpt = excerpt(response.text)
         now = self.ctx.clock.now()
+        args = (response, state, now, not_modified)
+        pending = False
         try:
-            held = await self._evaluate(condition, response, state, now)
+            held = await self._evaluate(condition, *args)
             failed = not held and fail_when is not None
             if failed:
                 assert fail_when is not None
-                failed = await self._evaluate(fail_when, response, state, now)
+                failed = await self._evaluate(fail_when, *args)
+            if not held and not failed and pending_when is not None:
+                pending = await self._evaluate(pending_when, *args)
+            value = None if progress is None else await self._evaluate(progress, *args, True)
             wanted = None
             if next_delay is not None and not held and not failed:
-                wanted = await self._next_delay(next_delay, response, state, now)
+                wanted = await self._next_delay(next_delay, response, state, now, not_modified)
         except TransportError as exc:  # the body was not the JSON it claimed to be
             state.last_error = exc.message
             return Observation(status=response.status, excerpt=state.last_excerpt, error=exc)
+        loop = self.spec.loop
+        digest: str | None = None
+        if progress is not None:
+            digest = _digest(json.dumps(value, sort_keys=True, default=str))
+            note_progress(state, now, value, digest, True)
+        elif loop is not None and loop.stall_timeout is not None:
+            # a 304 is the same body by definition
+            digest = state.fingerprint if not_modified else _digest(response.text)
+            note_progress(state, now, value, digest, False)
         asked = server_delay(response.headers, now)
-        return Observation(response.status, state.last_excerpt, held, failed, None, asked, wanted)
+        return Observation(
+            state.last_status,
+            state.last_excerpt,
+            held,
+            failed,
+            None,
+            asked,
+            wanted,
+            pending=pending,
+        )
 
     async def _next_delay(
-        self, check: _Check, response: Response, state: PollState, now: float
+        self,
+        check: _Check,
+        response: Response,
+        state: PollState,
+        now: float,
+        not_modified: bool = False,
     ) -> float | None:
         """Seconds `nextDelay` asks for; None (the schedule) when it says null, throws or
         returns something that is not milliseconds >= 0 (logged, as a throwing condition)."""
         try:
-            value = await check.js.evaluate(_ctx_json(response, state, now))
+            value = await check.js.evaluate(_ctx_json(response, state, now, not_modified))
         except ScriptError as exc:
             if exc.kind == "badjson":
                 response.value  # noqa: B018
@@ -277,25 +317,37 @@ class _Call:
         self.ctx.log.warning("poll.next_delay_ignored", where=self.spec.where, error=why)
 
     async def _evaluate(
-        self, check: _Check, response: Response, state: PollState, now: float
-    ) -> bool:
-        """The condition's verdict: in Python when it can say exactly, else in QuickJS."""
+        self,
+        check: _Check,
+        response: Response,
+        state: PollState,
+        now: float,
+        not_modified: bool = False,
+        value: bool = False,
+    ) -> Any:
+        """The check's verdict (or with `value`, what it returns): in Python when it can say
+        exactly, else in QuickJS. A value that throws is None."""
         name = check.name
         if check.fast is not None:
             try:
-                return check.fast(
+                result = check.fast(
                     {
                         "response": response.value,
                         "status": response.status,
                         "headers": response.headers,
                         "attempt": state.attempt,
                         "elapsedMs": _elapsed_ms(state, now),
+                        "notModified": not_modified,
                     }
                 )
+                return None if result is UNDEFINED else result
             except Unsupported:
                 pass
         try:
-            return bool(await check.js.evaluate(_ctx_json(response, state, now)))
+            ctx_json = _ctx_json(response, state, now, not_modified)
+            if value:
+                return await check.js.evaluate_value(ctx_json)
+            return await check.js.evaluate(ctx_json)
         except ScriptError as exc:
             if exc.kind == "badjson":  # Python's parse says what is wrong, and raises for it
                 response.value  # noqa: B018
@@ -304,17 +356,21 @@ class _Call:
                 self.ctx.log.warning(
                     "poll.condition_threw", where=self.spec.where, error=state.last_error
                 )
-                return False
+                return None if value else False
             raise _condition_error(exc, name, self.spec) from None
 
-    async def _open(self, source: str | None, name: str) -> _Check:
+    async def _open(self, source: str | None, name: str, value: bool = False) -> _Check:
         js_engine = self.ctx.js
         opener = js_engine.open_function if name == "nextDelay" else js_engine.open_condition
         try:
             js = await opener(source or "", self.ctx.condition_limits)
         except ScriptError as exc:
             raise _condition_error(exc, name, self.spec) from None
-        fast = None if name == "nextDelay" else compile_condition(source or "")
+        fast = (
+            None
+            if name == "nextDelay"
+            else (compile_value if value else compile_condition)(source or "")
+        )
         return _Check(name, js, fast)
 
     async def _send(
@@ -427,34 +483,38 @@ class Poller:
     by other means (a durable timer, a task queue) gets the same attempts. Close it with
     `aclose` (or `async with`)."""
 
-    __slots__ = ("_call", "_checks", "_last", "policy")
+    __slots__ = ("_base", "_cached", "_call", "_checks", "_followed", "_last", "policy")
 
-    def __init__(
-        self,
-        call: _Call,
-        policy: PollPolicy,
-        checks: tuple[_Check, _Check | None, _Check | None],
-    ):
+    def __init__(self, call: _Call, policy: PollPolicy, checks: _Checks):
         self._call = call
         self.policy = policy
         self._checks = checks
         self._last: Response | None = None  # the last response received, for a failure's row
+        self._base = call.request  # the request as the handler asked for it
+        self._cached: tuple[str, Response] | None = None  # (url, answer with an ETag/date)
+        self._followed: tuple[str, RenderedRequest] | None = None  # a 202's Location, as GET
 
     @classmethod
     async def open(cls, call: _Call, policy: PollPolicy) -> Poller:
-        condition = await call._open(policy.condition, "condition")
-        fail_when = None
+        opened: list[_Check] = []
         try:
-            fail_when = await call._open(policy.fail_when, "failWhen") if policy.fail_when else None
-            next_delay = (
-                await call._open(policy.next_delay, "nextDelay") if policy.next_delay else None
-            )
+            opened.append(await call._open(policy.condition, "condition"))
+            checks: list[_Check | None] = [opened[0]]
+            for name, source, value in (
+                ("failWhen", policy.fail_when, False),
+                ("pendingWhen", policy.pending_when, False),
+                ("progress", policy.progress, True),
+                ("nextDelay", policy.next_delay, False),
+            ):
+                check = None if source is None else await call._open(source, name, value)
+                if check is not None:
+                    opened.append(check)
+                checks.append(check)
         except BaseException:
-            await condition.js.aclose()
-            if fail_when is not None:
-                await fail_when.js.aclose()
+            for check in opened:
+                await check.js.aclose()
             raise
-        return cls(call, policy, (condition, fail_when, next_delay))
+        return cls(call, policy, (opened[0], checks[1], checks[2], checks[3], checks[4]))
 
     def start(self) -> PollState:
         """A new poll's state: its first attempt due now, its deadline `timeout` from now."""
@@ -471,14 +531,27 @@ class Poller:
         call, policy = self._call, self.policy
         if state.deadline is not None and now >= state.deadline:
             return Fail(deadline_error(policy, state)), None
+        call.request = self._request(state)
         response, error, sent, throttled = await call._send(
             call.spec.retry, state.deadline, False, state.throttled_s
         )
         state.attempt += 1
         state.requests += sent
         state.throttled_s += throttled
-        last = self._last = response or self._last
-        decision, problem = await call._decide(policy, state, response, error, self._checks, last)
+        offered, not_modified = response, False
+        if response is not None:
+            cached = self._cached
+            if response.status == 304 and cached is not None and cached[0] == call.request.url:
+                offered, not_modified = _refreshed(cached[1], response), True
+                self._cached = (cached[0], offered)
+            else:
+                self._remember(call.request.url, response)
+            self._follow(state, response)
+        follow = self._following(state)
+        last = self._last = offered or self._last
+        decision, problem = await call._decide(
+            policy, state, offered, error, self._checks, last, not_modified
+        )
         if call.on_history is not None:
             call._history(state, now, response, problem, error, decision, last)
         if isinstance(decision, Wait):
@@ -488,10 +561,111 @@ class Poller:
                 state.throttled_s += decision.delay
             return decision, None
         if isinstance(decision, Succeed):
-            assert response is not None
-            elapsed = call.ctx.clock.now() - state.started_at
-            return decision, _result(response, state.requests, elapsed, state.throttled_s)
+            assert offered is not None
+            located = offered.value if follow else None
+            if isinstance(located, dict) and isinstance(located.get("resourceLocation"), str):
+                where = located["resourceLocation"]
+                return await self._fetch_result(state, where, decision, offered)
+            return decision, self._result(state, offered)
         return decision, None
+
+    def _result(self, state: PollState, response: Response) -> CallResult:
+        now = self._call.ctx.clock.now()
+        result = _result(response, state.requests, now - state.started_at, state.throttled_s)
+        if self.policy.progress is not None:
+            eta = eta_seconds(state, now)
+            result.progress = {
+                "percent": state.progress,
+                "etaMs": None if eta is None else round(eta * 1000),
+            }
+        return result
+
+    async def _fetch_result(
+        self, state: PollState, location: str, decision: Succeed, done: Response
+    ) -> tuple[Decision, CallResult | None]:
+        """The operation is done and its body names the result (`resourceLocation`): GET it,
+        with the request's retry, under the poll's deadline."""
+        call = self._call
+        url = urljoin(call.request.url, location)
+        if urlsplit(url).scheme not in ("http", "https"):
+            return decision, self._result(state, done)
+        call.request = self._get(url)
+        response, error, sent, throttled = await call._send(
+            call.spec.retry, state.deadline, throttled_before=state.throttled_s
+        )
+        state.requests += sent
+        state.throttled_s += throttled
+        if error is not None:
+            return Fail(error.replaced(attempts=state.requests)), None
+        assert response is not None
+        if response.status >= 400 and call.spec.fail_on_http_error:
+            return Fail(_status_error(call.request, response, sent)), None
+        return decision, self._result(state, response)
+
+    def _request(self, state: PollState) -> RenderedRequest:
+        """This attempt's request: the handler's, or a GET of where a 202 sent the poll, made
+        conditional when the last answer from that URL had an ETag or a Last-Modified."""
+        request = self._base
+        if state.follow_url is not None:
+            followed = self._followed
+            if followed is None or followed[0] != state.follow_url:
+                followed = self._followed = (state.follow_url, self._get(state.follow_url))
+            request = followed[1]
+        cached = self._cached
+        if (
+            not self.policy.conditional
+            or cached is None
+            or cached[0] != request.url
+            or request.method not in ("GET", "HEAD")
+        ):
+            return request
+        names = {name.lower() for name, _ in request.headers}
+        extra = []
+        etag = cached[1].headers.get("etag")
+        modified = cached[1].headers.get("last-modified")
+        if etag and "if-none-match" not in names:
+            extra.append(("If-None-Match", etag))
+        if modified and "if-modified-since" not in names:
+            extra.append(("If-Modified-Since", modified))
+        return replace(request, headers=request.headers + tuple(extra)) if extra else request
+
+    def _get(self, url: str) -> RenderedRequest:
+        """A GET of `url` with the request's headers (less its body's; less its credentials
+        when `url` is on another origin)."""
+        base = self._base
+        same = _origin(url) == _origin(base.url)
+        drop = _BODY_HEADERS if same else _BODY_HEADERS | _CREDENTIAL_HEADERS
+        headers = tuple((k, v) for k, v in base.headers if k.lower() not in drop)
+        return RenderedRequest("GET", url, headers, None, base.timeout, base.where)
+
+    def _remember(self, url: str, response: Response) -> None:
+        """Keep a 2xx answer with an ETag or Last-Modified, for conditional polls of `url`."""
+        validators = "etag" in response.headers or "last-modified" in response.headers
+        keep = self.policy.conditional and 200 <= response.status < 300 and validators
+        self._cached = (url, response) if keep else None
+
+    def _following(self, state: PollState) -> bool:
+        return state.follow_url is not None or self._call.spec.follow_async is True
+
+    def _follow(self, state: PollState, response: Response) -> None:
+        """A 202 with Operation-Location or Location sends the poll there (as a GET): with
+        `followAsync: true` always, by default when it is the poll's first answer (or the
+        poll already follows one); never with `followAsync: false`."""
+        mode = self._call.spec.follow_async
+        if response.status != 202 or mode is False:
+            return
+        if mode is None and state.attempt != 1 and state.follow_url is None:
+            return
+        headers = response.headers
+        location = next(
+            (headers[h] for h in defaults.FOLLOW_LOCATION_HEADERS if headers.get(h)), None
+        )
+        if location is None:
+            return
+        url = urljoin(self._call.request.url, location.strip())
+        if urlsplit(url).scheme in ("http", "https") and url != state.follow_url:
+            state.follow_url = url
+            self._call.ctx.log.info("poll.follow", where=self._call.spec.where, url=url)
 
     async def aclose(self) -> None:
         for check in self._checks:
@@ -512,20 +686,51 @@ def open_poller(ctx: RunContext, element: Element) -> Coroutine[Any, Any, Poller
     return Poller.open(_Call(ctx, element), element.spec.loop)
 
 
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def _refreshed(stored: Response, not_modified: Response) -> Response:
+    """The stored answer with the 304's headers over its own (as an HTTP cache updates a
+    stored response), its body and its parsed value reused: nothing is parsed again."""
+    fresh = Response(
+        stored.status,
+        {**stored.headers, **not_modified.headers},
+        stored.text,
+        stored.is_json,
+        not_modified.elapsed,
+    )
+    fresh._value = stored._value
+    return fresh
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
 @dataclass
 class _Check:
     """A condition as the poll loop holds it: its QuickJS form, and a Python one if it has one."""
 
     name: str  # condition | failWhen
     js: Condition
-    fast: Callable[[dict[str, Any]], bool] | None
+    fast: Callable[[dict[str, Any]], Any] | None
+
+
+# condition, failWhen, pendingWhen, progress, nextDelay
+_Checks = tuple[_Check, _Check | None, _Check | None, _Check | None, _Check | None]
 
 
 def _elapsed_ms(state: PollState, now: float) -> int:
     return max(0, round((now - state.started_at) * 1000))
 
 
-def _ctx_json(response: Response, state: PollState, now: float) -> str:
+def _ctx_json(response: Response, state: PollState, now: float, not_modified: bool = False) -> str:
     """The condition's `ctx` as JSON text, reusing the body text instead of re-encoding it."""
     elapsed_ms = _elapsed_ms(state, now)
     return (
@@ -539,7 +744,7 @@ def _ctx_json(response: Response, state: PollState, now: float) -> str:
         + str(state.attempt)
         + ',"elapsedMs":'
         + str(elapsed_ms)
-        + "}"
+        + (',"notModified":true}' if not_modified else ',"notModified":false}')
     )
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lamrunner.errors as error_types
-from lamrunner.decide.polling import PollState
+from lamrunner.decide.polling import PollState, eta_seconds
 from lamrunner.definition.directives import (
     ExitDirective,
     HttpDirective,
@@ -399,9 +399,22 @@ def _attempt_hook(ctx: RunContext, step: Step, state: RunState, i: int, of: int)
             entry.poll.update_from(poll_state)
         save(state, i, entry)
         if report:
-            due = max(0.0, poll_state.next_due - now())
+            at = now()
+            due = max(0.0, poll_state.next_due - at)
             counted = poll_state.attempt - poll_state.throttled  # of `of`: throttled ones not
-            progress(key, name, counted, of, poll_state.last_status, due)
+            if poll_state.progress is None:
+                progress(key, name, counted, of, poll_state.last_status, due)
+            else:
+                progress(
+                    key,
+                    name,
+                    counted,
+                    of,
+                    poll_state.last_status,
+                    due,
+                    percent=poll_state.progress,
+                    eta_seconds=eta_seconds(poll_state, at),
+                )
 
     return on_attempt
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lamrunner.decide.polling import Decision, PollState, Succeed, Wait
+from lamrunner.decide.polling import Decision, PollState, Succeed, Wait, eta_seconds
 from lamrunner.errors import LamrunnerError, TransportError
 from lamrunner.http.transport import Response, excerpt
 from lamrunner.logs.masking import MASK, SECRET_NAME, Secrets
@@ -56,6 +56,9 @@ def attempt_row(
         "outcome": _outcome(decision),
         "lastResponse": last_response(last, secrets) if failed and last is not None else None,
     }
+    if state.progress is not None:  # loopUntil.progress: the value and the ETA after it
+        eta = eta_seconds(state, ended)
+        row["progress"] = {"percent": state.progress, "etaMs": None if eta is None else _ms(eta)}
     return secrets.mask_data(row)  # type: ignore[no-any-return]
 
 

@@ -39,8 +39,12 @@ class RunObserver:
         max_attempts: int,
         last_status: int | None,
         due_in_seconds: float,
+        **progress: Any,
     ) -> None:
-        """A poll (`key`: "step_2[0]") made `attempt` and waits `due_in_seconds` for the next."""
+        """A poll (`key`: "step_2[0]") made `attempt` and waits `due_in_seconds` for the next.
+
+        A poll with `loopUntil.progress` adds `percent` (its last value) and `eta_seconds`
+        (None until it can be estimated) as keywords; other polls pass none."""
 
     def poll_done(self, key: str) -> None:
         """The request `key` settled (or stopped): no more progress for it."""
@@ -105,8 +109,8 @@ def _fan_out(targets: list[Callable[..., None]]) -> Callable[..., None]:
         return targets[0]
     hooks = tuple(targets)
 
-    def each(*args: Any) -> None:
+    def each(*args: Any, **kwargs: Any) -> None:
         for hook in hooks:
-            hook(*args)
+            hook(*args, **kwargs)
 
     return each

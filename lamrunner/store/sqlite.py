@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     delay_ms INTEGER,
     outcome TEXT,
     last_response TEXT,
+    progress TEXT,  -- loopUntil.progress: {"percent", "etaMs"} as JSON
     PRIMARY KEY (run_id, step, idx, attempt)
 );
 """
@@ -88,12 +89,13 @@ _ATTEMPT_COLUMNS = {
     "delay_ms": "INTEGER",
     "outcome": "TEXT",
     "last_response": "TEXT",
+    "progress": "TEXT",
 }
 _Rows = list[dict[str, Any]]  # (named here: in RunStore, `list` is its method)
 _ATTEMPT_INSERT = (
     "INSERT OR REPLACE INTO attempts (run_id, step, idx, attempt, status, error, at, next_due,"
-    " step_name, duration_ms, delay_ms, outcome, last_response)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " step_name, duration_ms, delay_ms, outcome, last_response, progress)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )  # REPLACE: an attempt re-sent after a resume overwrites the row of its lost first try
 
 
@@ -254,6 +256,7 @@ class RunStore(RunObserver):
                 row["delayMs"],
                 row["outcome"],
                 None if last is None else json.dumps(last),
+                None if row.get("progress") is None else json.dumps(row["progress"]),
             )
         )
         if row["delayMs"] is None:
@@ -336,7 +339,7 @@ class RunStore(RunObserver):
         """The poll history of a run, in the order the attempts were sent."""
         rows = self._db.execute(
             "SELECT step, step_name, idx, attempt, at, status, error, duration_ms, delay_ms,"
-            " next_due, outcome, last_response FROM attempts"
+            " next_due, outcome, last_response, progress FROM attempts"
             " WHERE run_id = ? ORDER BY at, step, idx, attempt",
             (run_id,),
         ).fetchall()
@@ -354,7 +357,7 @@ class RunStore(RunObserver):
 
 def _attempt(r: tuple[Any, ...]) -> dict[str, Any]:
     """One row of `runs show` (rows from an older store have None in the newer fields)."""
-    return {
+    row = {
         "step": f"step_{r[0] + 1}",
         "stepName": r[1],
         "element": r[2],
@@ -368,6 +371,9 @@ def _attempt(r: tuple[Any, ...]) -> dict[str, Any]:
         "outcome": r[10],
         "lastResponse": None if r[11] is None else json.loads(r[11]),
     }
+    if r[12] is not None:  # a poll with loopUntil.progress
+        row["progress"] = json.loads(r[12])
+    return row
 
 
 def _json(text: str, what: str) -> Any:
