@@ -37,3 +37,13 @@ RETRYABLE_EXCEPTIONS = frozenset({"timeout", "connection"})
 # loopUntil:
 POLL_STRATEGY = "fixed"
 POLL_MAX_ATTEMPTS = 10
+
+# idempotencyKey: (a request's)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+NON_IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})  # get a key by default in a step that polls
+
+# onGiveUp: (a polled request's) and `lamrunner cancel`
+GIVE_UP_TIMEOUT = 10.0  # the longest an onGiveUp request may take (its own timeout if shorter)
+GIVE_UP_RESPONSE_BYTES = 64_000  # a last response kept in the checkpoint for onGiveUp, at most
+CANCEL_CHECK_INTERVAL = 0.5  # seconds between a running CLI run's looks for a cancel request
+CANCEL_WAIT = 15.0  # how long `lamrunner cancel` waits for a running run to stop

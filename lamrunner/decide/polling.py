@@ -2,7 +2,8 @@
 
 `PollState` is a plain, serializable record of a loop's progress (attempt count, next due time,
 deadline), so a run store can checkpoint it and a later process can resume the loop exactly. Its
-saved form is flat JSON with exactly its eight fields; `from_dict` refuses anything else.
+saved form is flat JSON with its eight fields, and `last_response` only when it is set (a poll
+with an onGiveUp keeps its last body there); `from_dict` refuses anything else.
 `decide_poll` and `decide_retry` are pure: (policy, state, what just happened, now) → next move.
 The async driver in `calls` only sends, evaluates and sleeps.
 """
@@ -43,11 +44,18 @@ class PollState:
     last_status: int | None = None
     last_excerpt: str | None = None
     last_error: str | None = None
+    # the last response's body, for onGiveUp's `<<last.response.…>>` after a restart or a
+    # `lamrunner cancel` (kept only for a poll with onGiveUp, and only when it is small)
+    last_response: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The saved form: the eight fields by name, flat and JSON-ready. Runs after every
-        attempt, so a copy of the instance dict (0.1 µs; asdict's deep copy costs 60 µs)."""
-        return self.__dict__.copy()
+        """The saved form: the fields by name, flat and JSON-ready (`last_response` only when
+        set). Runs after every attempt, so a copy of the instance dict (0.1 µs; asdict's deep
+        copy costs 60 µs)."""
+        saved = self.__dict__.copy()
+        if saved["last_response"] is None:
+            del saved["last_response"]
+        return saved
 
     def copy(self) -> PollState:
         """A snapshot: the loop that owns this state goes on changing it."""
@@ -66,7 +74,7 @@ class PollState:
         guess). Errors are DefinitionErrors naming `where` and the field."""
         if not isinstance(data, dict):
             raise DefinitionError(f"{where}: expected an object, got {_shown(data)}")
-        missing = [name for name in _POLL_FIELDS if name not in data]
+        missing = [name for name in _POLL_FIELDS if name not in data and name not in _OPTIONAL]
         if missing:
             raise DefinitionError(f"{where}: missing {', '.join(missing)}")
         unknown = sorted(str(key) for key in data if key not in _POLL_FIELDS)
@@ -81,6 +89,7 @@ class PollState:
             last_status=_status(data, "last_status", where),
             last_excerpt=_text(data, "last_excerpt", where),
             last_error=_text(data, "last_error", where),
+            last_response=data.get("last_response"),
         )
 
     @classmethod
@@ -90,6 +99,7 @@ class PollState:
 
 
 _POLL_FIELDS = tuple(f.name for f in fields(PollState))
+_OPTIONAL = ("last_response",)  # added later: a state saved before it loads without it
 
 
 def _time(data: dict[str, Any], key: str, where: str, optional: bool = False) -> Any:

@@ -8,6 +8,8 @@
               the whole run 10,000 times
     attempts  poll history: one row per attempt, the one that settled the poll too (for
               `lamrunner runs show`; the rows are made, and masked, in `history`)
+    cancels   `lamrunner cancel` of a run another process is running: the row is the request,
+              which that process looks for every CANCEL_CHECK_INTERVAL and obeys
 
 Writes happen on the event loop's thread (WAL, synchronous=NORMAL, so a commit reaches the OS
 without an fsync). Step boundaries and results commit at once, and so does every poll attempt
@@ -79,6 +81,10 @@ CREATE TABLE IF NOT EXISTS attempts (
     outcome TEXT,
     last_response TEXT,
     PRIMARY KEY (run_id, step, idx, attempt)
+);
+CREATE TABLE IF NOT EXISTS cancels (
+    run_id TEXT PRIMARY KEY,
+    requested_at REAL NOT NULL
 );
 """
 # Columns added to `attempts` since its first version; a store made before gets them on open.
@@ -341,6 +347,25 @@ class RunStore(RunObserver):
             (run_id,),
         ).fetchall()
         return [_attempt(r) for r in rows]
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask the process running `run_id` to cancel it (see `cancel_requested`)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO cancels (run_id, requested_at) VALUES (?, ?)",
+            (run_id, time.time()),
+        )
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether `lamrunner cancel` asked for this run to stop."""
+        row = self._db.execute("SELECT 1 FROM cancels WHERE run_id = ?", (run_id,)).fetchone()
+        return row is not None
+
+    def redriven(self, run_id: str) -> None:
+        """A FAILED run is redriven: its old cancel request and element rows go (what it keeps
+        of its failed step is in its state, saved when it failed)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM cancels WHERE run_id = ?", (run_id,))
+            self._db.execute("DELETE FROM elements WHERE run_id = ?", (run_id,))
 
     def owner_alive(self, run_id: str) -> int | None:
         """The pid of a live process that is running this run, if any."""
