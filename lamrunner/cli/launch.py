@@ -131,7 +131,7 @@ def _redrive(run_id: str, store: RunStore, budget: float | None) -> dict[str, An
     workflow, config = invocation.load()
     state.redrive()
     get_logger(run_id=run_id).info("run.redrive", from_step=state.next_step + 1)
-    store.redriven(run_id)  # its old cancel request and element rows go; the state has them
+    store.redriven(run_id, state.next_step)  # the state keeps what the redrive keeps
     return _drive(_engine(workflow, config, store), state, invocation, store, "resume", budget)
 
 

@@ -360,12 +360,14 @@ class RunStore(RunObserver):
         row = self._db.execute("SELECT 1 FROM cancels WHERE run_id = ?", (run_id,)).fetchone()
         return row is not None
 
-    def redriven(self, run_id: str) -> None:
-        """A FAILED run is redriven: its old cancel request and element rows go (what it keeps
-        of its failed step is in its state, saved when it failed)."""
+    def redriven(self, run_id: str, step: int) -> None:
+        """A FAILED run is redriven from `step` (its index): its old cancel request, element
+        rows and the attempt rows of that step go (what it keeps of the step is in its state,
+        saved when it failed; the error it cleared is in the state's `redrives`)."""
         with self._transaction():
             self._db.execute("DELETE FROM cancels WHERE run_id = ?", (run_id,))
             self._db.execute("DELETE FROM elements WHERE run_id = ?", (run_id,))
+            self._db.execute("DELETE FROM attempts WHERE run_id = ? AND step = ?", (run_id, step))
 
     def owner_alive(self, run_id: str) -> int | None:
         """The pid of a live process that is running this run, if any."""
