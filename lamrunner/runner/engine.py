@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import math
 import uuid
@@ -417,9 +418,10 @@ def _key_requests(
 ) -> bool:
     """Make the keys the step's unsettled requests need and lack; True when one was made.
 
-    A key is a UUID derived from the run id, the step, the request's index and the run's
-    redrives, so a host that replays a step without its checkpoint (a cloud function) makes
-    the same key again; it is saved in the pending step all the same."""
+    A key is a UUID derived from the run id, the step, the request's index, the run's
+    redrives and the request itself (method, url, body: never its headers), so a host that
+    replays a step without its checkpoint (a cloud function) makes the same key again, and a
+    different request never shares one; it is saved in the pending step all the same."""
     pending = state.pending
     assert pending is not None
     polls = any(spec.loop is not None for spec in directive.requests)
@@ -432,8 +434,9 @@ def _key_requests(
         if keys[i] is not None or (entry is not None and entry.done):
             continue
         if _key_header(spec, polls, request) is not None:
-            name = f"lamrunner:{state.run_id}:{step.key}:{i}:{redrives}"
-            keys[i] = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+            sent = hashlib.sha256(request.body or b"").hexdigest()
+            name = f"lamrunner:{state.run_id}:{step.key}:{i}:{redrives}:{request.method}"
+            keys[i] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}:{request.url}:{sent}"))
             made = True
     pending.keys = keys if any(k is not None for k in keys) else None
     return made
