@@ -50,3 +50,13 @@ FOLLOW_ASYNC = None  # None: a poll whose first answer is a 202 with a Location 
 FOLLOW_SUCCEEDED = ("succeeded", "success", "successful", "completed", "complete", "done", "ok")
 FOLLOW_FAILED = ("failed", "failure", "error", "canceled", "cancelled", "expired", "rejected")
 FOLLOW_LOCATION_HEADERS = ("operation-location", "location")  # the first one present wins
+
+# idempotencyKey: (a request's)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+NON_IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})  # get a key by default in a step that polls
+
+# onGiveUp: (a polled request's) and `lamrunner cancel`
+GIVE_UP_TIMEOUT = 10.0  # the longest an onGiveUp request may take (its own timeout if shorter)
+GIVE_UP_RESPONSE_BYTES = 64_000  # a last response kept in the checkpoint for onGiveUp, at most
+CANCEL_CHECK_INTERVAL = 0.5  # seconds between a running CLI run's looks for a cancel request
+CANCEL_WAIT = 15.0  # how long `lamrunner cancel` waits for a running run to stop

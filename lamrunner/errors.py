@@ -11,6 +11,7 @@
     │                               CLI's last line of defence turns any other exception into it
     ├── HostLimitError              more than a host holds: a step's output over a durable
     │                               function's checkpoint limit, a state over a task's size
+    ├── Cancelled                   `lamrunner cancel` (or Engine.cancel) stopped the run
     └── PollingError
         ├── PollingFailed           failWhen held
         ├── PollingExhausted        maxAttempts used up
@@ -178,3 +179,7 @@ class ScriptError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Cancelled(LamrunnerError):
+    """The run was cancelled (`lamrunner cancel RUN_ID`): it ends FAILED with this error."""

@@ -47,6 +47,7 @@ poll_states = st.builds(
     progress_origin=st.none() | st.lists(st.floats(0, 2e9), min_size=2, max_size=2),
     fingerprint=st.none() | texts,
     changed_at=st.none() | st.floats(0, 2e9),
+    last_response=st.none() | json_objects,
 )
 results = st.fixed_dictionaries({"response": json_values, "http": json_objects})
 elements = (
@@ -56,6 +57,7 @@ pending_steps = st.builds(
     PendingStep,
     output=st.fixed_dictionaries({"lam.httpRequests": st.lists(json_objects, max_size=3)}),
     elements=st.lists(elements, max_size=4),
+    keys=st.none() | st.lists(st.uuids().map(str), min_size=1, max_size=4),
 )
 run_states = st.builds(
     RunState,

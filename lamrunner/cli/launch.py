@@ -25,13 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lamrunner import defaults
 from lamrunner.cli import gcpolicy, live
 from lamrunner.definition.config import build_config
 from lamrunner.definition.workflow import Workflow, load_workflow
-from lamrunner.errors import DefinitionError, InternalError
+from lamrunner.errors import Cancelled, DefinitionError, InternalError
 from lamrunner.logs.chain import get_logger
 from lamrunner.logs.masking import Secrets, masked_with
 from lamrunner.runner import loop as aio
+from lamrunner.runner.calls import CANCELLED
+from lamrunner.runner.calls import INTERRUPTED as STOPPED
 from lamrunner.runner.engine import Engine
 from lamrunner.runner.observe import RunObserver
 from lamrunner.runner.state import FAILED, RUNNING, SUCCESS, SUSPENDED, RunState, iso_ms
@@ -89,9 +92,14 @@ def start(
     return _drive(_engine(workflow, config, store), state, invocation, store, "run", budget)
 
 
-def resume(run_id: str, store: RunStore, budget: float | None = None) -> dict[str, Any]:
+def resume(
+    run_id: str, store: RunStore, budget: float | None = None, redrive: bool = False
+) -> dict[str, Any]:
     """Continue an interrupted or suspended run from its last checkpoint; a suspended one
-    is waited for until its `resumeAt` first."""
+    is waited for until its `resumeAt` first. With `redrive`, re-run a FAILED run from the
+    step that failed (`RunState.redrive`), under the same run id."""
+    if redrive:
+        return _redrive(run_id, store, budget)
     state, saved, status = _resumable(run_id, store)
     at = state.resume_at if status == SUSPENDED else None
     if at is not None and at > time.time():
@@ -110,6 +118,59 @@ def resume(run_id: str, store: RunStore, budget: float | None = None) -> dict[st
         )
     workflow, config = invocation.load()
     return _drive(_engine(workflow, config, store), state, invocation, store, "resume", budget)
+
+
+def _redrive(run_id: str, store: RunStore, budget: float | None) -> dict[str, Any]:
+    state, saved, status = store.load(run_id)
+    if status != FAILED:
+        raise DefinitionError(
+            f"run {run_id} is {status}: --redrive re-runs a FAILED run; "
+            f"`lamrunner resume {run_id}` continues an interrupted or suspended one"
+        )
+    invocation = Invocation.from_dict(saved)
+    workflow, config = invocation.load()
+    state.redrive()
+    get_logger(run_id=run_id).info("run.redrive", from_step=state.next_step + 1)
+    store.redriven(run_id, state.next_step)  # the state keeps what the redrive keeps
+    return _drive(_engine(workflow, config, store), state, invocation, store, "resume", budget)
+
+
+def cancel(run_id: str, store: RunStore) -> dict[str, Any]:
+    """Cancel a run: one another process is running is asked to stop (through the store; it
+    looks every CANCEL_CHECK_INTERVAL, sends its polls' onGiveUp and ends FAILED), and waited
+    for up to CANCEL_WAIT; a suspended or interrupted one is ended here, at once."""
+    state, saved, status = store.load(run_id)
+    if status in (SUCCESS, FAILED):
+        raise DefinitionError(f"run {run_id} already finished with {status}; nothing to cancel")
+    if store.owner_alive(run_id) is not None:
+        store.request_cancel(run_id)
+        end = time.monotonic() + defaults.CANCEL_WAIT
+        while time.monotonic() < end:
+            time.sleep(0.05)
+            state, saved, status = store.load(run_id)
+            if status != RUNNING:
+                record = state.record()
+                record["status"] = status
+                return record
+        record = state.record()
+        record["status"] = RUNNING
+        record["error"] = {
+            "type": "CancelPending",
+            "message": f"cancel requested; run {run_id} had not stopped after "
+            f"{defaults.CANCEL_WAIT:g}s (its process looks between its waits)",
+            "step": None,
+        }
+        return record
+    invocation = Invocation.from_dict(saved)
+    workflow, config = invocation.load()
+    engine = _engine(workflow, config, store)
+    gcpolicy.freeze_at_exit()
+    store.begin(state, invocation.to_dict())  # owned while its onGiveUp requests go out
+    with masked_with(Secrets.of_config(engine.config)):
+        try:
+            return aio.run(engine.cancel(state, "lamrunner cancel"))
+        finally:
+            store.flush()
 
 
 def _resumable(run_id: str, store: RunStore) -> tuple[RunState, dict[str, Any], str]:
@@ -176,8 +237,12 @@ def _drive(
 def _drive_masked(
     engine: Engine, state: RunState, store: RunStore | None, command: str, budget: float | None
 ) -> dict[str, Any]:
+    watch = None if store is None else (store, state.run_id)
     try:
-        return aio.run(_until_stopped(_with_gc_policy(engine.resume(state, budget=budget))))
+        run = _with_gc_policy(engine.resume(state, budget=budget))
+        return aio.run(_until_stopped(run, watch))
+    except _CancelledByRequest:
+        return _cancelled(engine, state, store)
     except (KeyboardInterrupt, _Stopped):
         return _interrupted(state, store)
     except Exception as exc:  # noqa: BLE001 - a bug in lamrunner: the run ends FAILED, not stuck RUNNING
@@ -197,8 +262,24 @@ class _Stopped(Exception):
     """SIGTERM or SIGINT cancelled the run."""
 
 
-async def _until_stopped(run: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """Await the run; SIGTERM (and SIGINT) cancel it from a loop signal handler.
+class _CancelledByRequest(Exception):
+    """`lamrunner cancel` asked, through the store, for the run to stop."""
+
+
+async def _watch_for_cancel(store: RunStore, run_id: str, stop: Any) -> None:
+    """Every CANCEL_CHECK_INTERVAL, look in the store for a `lamrunner cancel` of the run."""
+    while True:
+        await asyncio.sleep(defaults.CANCEL_CHECK_INTERVAL)
+        if store.cancel_requested(run_id):
+            stop(CANCELLED)
+            return
+
+
+async def _until_stopped(
+    run: Coroutine[Any, Any, dict[str, Any]], watch: tuple[RunStore, str] | None = None
+) -> dict[str, Any]:
+    """Await the run; SIGTERM (and SIGINT) cancel it from a loop signal handler, and so does a
+    `lamrunner cancel` of it (`watch`: the store and the run id to look for one in).
 
     Handled here, not by re-sending SIGINT: a job a script starts with `&` inherits SIGINT
     ignored, and SIGTERM must stop it all the same. An ignored SIGINT stays ignored (the shell
@@ -207,26 +288,47 @@ async def _until_stopped(run: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, 
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    received: list[int] = []
+    received: list[int | str] = []
 
-    def stop(signum: int) -> None:
-        received.append(signum)
-        task.cancel()
+    def stop(why: int | str) -> None:
+        if not received:  # the first reason is the run's; polls hear it as the cancel's message
+            task.cancel(CANCELLED if why == CANCELLED else STOPPED)
+        received.append(why)
 
     handled = [signal.SIGTERM]
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         handled.append(signal.SIGINT)
     for signum in handled:
         loop.add_signal_handler(signum, stop, signum)
+    watcher = None if watch is None else asyncio.ensure_future(_watch_for_cancel(*watch, stop))
     try:
         return await run
     except asyncio.CancelledError:
+        if received and received[0] == CANCELLED:
+            raise _CancelledByRequest from None
         if received:
-            raise _Stopped(signal.Signals(received[0]).name) from None
+            raise _Stopped(signal.Signals(int(received[0])).name) from None
         raise
     finally:
+        if watcher is not None:
+            watcher.cancel()
         for signum in handled:
             loop.remove_signal_handler(signum)
+
+
+def _cancelled(engine: Engine, state: RunState, store: RunStore | None) -> dict[str, Any]:
+    """The run `lamrunner cancel` stopped: FAILED with a Cancelled error, saved. Its polls
+    sent their onGiveUp as they stopped (the outcomes are in `giveUps`)."""
+    steps = engine.workflow.steps
+    step = steps[min(state.next_step, len(steps) - 1)].name
+    get_logger(run_id=state.run_id).error("run.cancelled", step=step)
+    state.status = FAILED
+    state.error = Cancelled(
+        f"cancelled (lamrunner cancel) before step {state.next_step + 1} finished", step=step
+    ).to_dict()
+    if store is not None:
+        store.save_run(state)
+    return state.record()
 
 
 def _interrupted(state: RunState, store: RunStore | None) -> dict[str, Any]:

@@ -63,10 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser("resume", help="continue an interrupted run from the store")
     resume.add_argument("run_id", metavar="RUN_ID")
+    resume.add_argument(
+        "--redrive",
+        action="store_true",
+        help="re-run a FAILED run from the step that failed, keeping what succeeded",
+    )
     resume.add_argument("--output", metavar="FILE", help="also write the run record to FILE")
     _budget_option(resume)
     _store_options(resume)
     _log_options(resume)
+
+    cancel = commands.add_parser(
+        "cancel", help="stop a run (sending its polls' onGiveUp); it ends FAILED, Cancelled"
+    )
+    cancel.add_argument("run_id", metavar="RUN_ID")
+    _store_options(cancel)
+    _log_options(cancel)
 
     runs = commands.add_parser("runs", help="list stored runs, newest first; `runs show ID`")
     runs.add_argument("show", nargs="?", choices=("show",), help="show one run")
@@ -177,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         from lamrunner.errors import InternalError
 
         command = next(
-            (a for a in argv if a in ("run", "validate", "resume", "runs", "package")), "run"
+            (a for a in argv if a in ("run", "validate", "resume", "cancel", "runs", "package")),
+            "run",
         )
         return _last_word(
             EXIT_FAILED,
@@ -214,7 +227,7 @@ def _main(argv: list[str]) -> int:
             parser.print_help(sys.stderr)
             raise DefinitionError(
                 "lamrunner: no command given; choose one of run, validate, "
-                "resume, runs, package (see lamrunner --help)"
+                "resume, cancel, runs, package (see lamrunner --help)"
             )
         args = parser.parse_args(argv)  # --version and --help exit here, cheaply
     except DefinitionError as exc:
@@ -226,6 +239,7 @@ def _main(argv: list[str]) -> int:
 
     configure(args.log_format, -1 if args.quiet else (1 if args.verbose else 0))
     command = {"run": _run, "validate": _validate, "resume": _resume, "runs": _runs}
+    command["cancel"] = _cancel
     command["package"] = _package
     with stdout_to_log() as stdout:  # handlers may print at import time too
         try:
@@ -257,7 +271,18 @@ def _resume(args: argparse.Namespace, stdout: TextIO) -> int:
     from lamrunner.cli import launch
 
     _check_output(args.output)
-    return _finish(launch.resume(args.run_id, _store(args), _budget(args)), stdout, args.output)
+    record = launch.resume(args.run_id, _store(args), _budget(args), redrive=args.redrive)
+    return _finish(record, stdout, args.output)
+
+
+def _cancel(args: argparse.Namespace, stdout: TextIO) -> int:
+    """The run's record once it stopped: 0 when it ended cancelled, else 1 (it finished
+    before the cancel took, or it had not stopped within CANCEL_WAIT)."""
+    from lamrunner.cli import launch
+
+    record = launch.cancel(args.run_id, _store(args))
+    cancelled = (record.get("error") or {}).get("type") == "Cancelled"
+    return _emit(record, stdout, None) or (EXIT_OK if cancelled else EXIT_FAILED)
 
 
 def _budget(args: argparse.Namespace) -> float | None:

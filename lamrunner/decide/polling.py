@@ -4,7 +4,7 @@
 deadline), so a run store can checkpoint it and a later process can resume the loop exactly. Its
 saved form is flat JSON with its fields; the optional ones — `throttled` and `throttled_s` when
 not 0, and when set the URL a 202 sent the poll to, its progress and when its answers last
-changed (OPTIONAL_FIELDS) — are left out otherwise, so states saved before them load as they
+changed, and a poll with an onGiveUp its last body (OPTIONAL_FIELDS) — are left out otherwise, so states saved before them load as they
 were. `from_dict` refuses anything else. `decide_poll` and `decide_retry` are pure: (policy,
 state, what just happened, now) → next move, and `choose_delay` is the rule for how long that
 move waits. The async driver in `calls` only sends, evaluates and sleeps.
@@ -54,6 +54,10 @@ class PollState:
     # stalls: a digest of the progress (or the body) and when it last changed
     fingerprint: str | None = None
     changed_at: float | None = None
+
+    # the last response's body, for onGiveUp's `<<last.response.…>>` after a restart or a
+    # `lamrunner cancel` (kept only for a poll with onGiveUp, and only when it is small)
+    last_response: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """The saved form: the fields by name, flat and JSON-ready, the optional ones only
@@ -109,6 +113,7 @@ class PollState:
             progress_origin=_pair(data, "progress_origin", where),
             fingerprint=_text(data, "fingerprint", where, optional=True),
             changed_at=_time(data, "changed_at", where, optional=True),
+            last_response=data.get("last_response"),
         )
 
     @classmethod
@@ -119,7 +124,14 @@ class PollState:
 
 _POLL_FIELDS = tuple(f.name for f in fields(PollState))
 _ZERO_WHEN_UNSAVED = ("throttled", "throttled_s")  # later additions: 0 when not saved
-OPTIONAL_FIELDS = ("follow_url", "progress", "progress_origin", "fingerprint", "changed_at")
+OPTIONAL_FIELDS = (
+    "follow_url",
+    "progress",
+    "progress_origin",
+    "fingerprint",
+    "changed_at",
+    "last_response",
+)
 _REQUIRED_FIELDS = tuple(
     name for name in _POLL_FIELDS if name not in OPTIONAL_FIELDS + _ZERO_WHEN_UNSAVED
 )

@@ -47,8 +47,21 @@ REQUEST_KEYS = (
     "retry",
     "loopUntil",
     "followAsync",
+    "idempotencyKey",
+    "onGiveUp",
 )
-SETTINGS_KEYS = ("method", "timeout", "failOnHttpError", "retry", "loopUntil", "followAsync")
+SETTINGS_KEYS = (
+    "method",
+    "timeout",
+    "failOnHttpError",
+    "retry",
+    "loopUntil",
+    "followAsync",
+    "idempotencyKey",
+)
+# onGiveUp: a request object of its own, sent once, so it has no retry, poll or give-up of its own
+GIVE_UP_KEYS = ("method", "url", "pathParams", "queryParams", "headers", "body", "timeout")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 DEFAULT_TIMEOUT = defaults.REQUEST_TIMEOUT
 _NO_BODY = object()
 
@@ -70,6 +83,10 @@ class RequestSpec:
     loop: PollPolicy | None = None
     # True: follow a 202's Location; False: never; None: when a poll's first answer is a 202
     follow_async: bool | None = defaults.FOLLOW_ASYNC
+    # idempotencyKey: None (the default rule: POST/PATCH in a step that polls), False (never),
+    # or the header name to send a key in (True is read as the default header name)
+    idempotency_key: str | bool | None = None
+    on_give_up: RequestSpec | None = None  # sent when the poll gives up (see calls.give_up)
 
     @property
     def has_body(self) -> bool:
@@ -172,6 +189,15 @@ def parse_request(
     """Validate one request object, its settings rendered with `config` first when given."""
     data = expect_mapping(data, where)
     check_keys(data, REQUEST_KEYS, where, required=("method", "url"))
+    return _parse_checked(data, where, check_condition, config)
+
+
+def _parse_checked(
+    data: Mapping[str, Any],
+    where: str,
+    check_condition: ConditionCheck | None,
+    config: Mapping[str, Any] | None,
+) -> RequestSpec:
     if config is None:
         return _build_request(data, where, check_condition)
     rendered = {
@@ -211,6 +237,10 @@ def _build_request(
         ):
             if source is not None:
                 check_condition(source, f"{where}.loopUntil.{name}")
+    if "onGiveUp" in data and loop is None:
+        raise DefinitionError(
+            f"{where}.onGiveUp: only a request with loopUntil gives up; add loopUntil or drop it"
+        )
     return RequestSpec(
         method=method,
         url=expect_str(data["url"], f"{where}.url"),
@@ -226,7 +256,34 @@ def _build_request(
         retry=parse_retry(data["retry"], f"{where}.retry") if "retry" in data else None,
         loop=loop,
         follow_async=follow,
+        idempotency_key=_idempotency_key(data.get("idempotencyKey"), where),
+        on_give_up=_give_up(data["onGiveUp"], where) if "onGiveUp" in data else None,
     )
+
+
+def _idempotency_key(value: Any, where: str) -> str | bool | None:
+    """`idempotencyKey`: true (the default header), false, or a header name."""
+    if value is None:
+        return None
+    if value is True:
+        return defaults.IDEMPOTENCY_HEADER
+    if value is False:
+        return False
+    if isinstance(value, str) and _HEADER_NAME.fullmatch(value):
+        return value
+    raise DefinitionError(
+        f"{where}.idempotencyKey: expected true, false or a header name "
+        f"(e.g. 'Idempotency-Key'), got {value!r}"
+    )
+
+
+def _give_up(data: Any, where: str) -> RequestSpec:
+    """`onGiveUp`: a plain request object (no retry, loopUntil or onGiveUp of its own); its
+    templates are filled when it is sent, `<<last.…>>` from the poll's last response."""
+    at = f"{where}.onGiveUp"
+    data = expect_mapping(data, at)
+    check_keys(data, GIVE_UP_KEYS, at, required=("method", "url"))
+    return _build_request(data, at, None)
 
 
 def _name_template(exc: DefinitionError, raw: Mapping[str, Any], where: str) -> DefinitionError:

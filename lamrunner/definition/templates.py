@@ -26,18 +26,29 @@ def has_template(text: str) -> bool:
     return _TEMPLATE.search(text) is not None
 
 
-def render(value: Any, config: Mapping[str, Any], where: str) -> Any:
-    """`value` with every template in every string (recursively) filled from `config`."""
-    return map_strings(value, where, lambda text, at: render_string(text, config, at))
+def render(
+    value: Any,
+    config: Mapping[str, Any],
+    where: str,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Any:
+    """`value` with every template in every string (recursively) filled from `config`, and
+    `<<name.key>>` from `extra[name]` for the other namespaces given (onGiveUp's `last`)."""
+    return map_strings(value, where, lambda text, at: render_string(text, config, at, extra))
 
 
-def render_string(text: str, config: Mapping[str, Any], where: str) -> Any:
+def render_string(
+    text: str,
+    config: Mapping[str, Any],
+    where: str,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Any:
     if "<<" not in text and "{{" not in text:
         return text
     whole = _TEMPLATE.fullmatch(text.strip())
     if whole:
-        return _value(whole, config, where)
-    return _TEMPLATE.sub(lambda m: to_text(_value(m, config, where)), text)
+        return _value(whole, config, where, extra)
+    return _TEMPLATE.sub(lambda m: to_text(_value(m, config, where, extra)), text)
 
 
 def to_text(value: Any) -> str:
@@ -53,9 +64,21 @@ def to_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _value(match: re.Match[str], config: Mapping[str, Any], where: str) -> Any:
+def _value(
+    match: re.Match[str],
+    config: Mapping[str, Any],
+    where: str,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Any:
     namespace = match.group(1) or match.group(3)
     key = match.group(2) or match.group(4)
+    if extra is not None and namespace in extra:
+        try:
+            return lookup(extra[namespace], key)
+        except KeyError as exc:
+            raise TemplateError(
+                f"{where}: {match.group(0)} names {exc.args[0]!r}, which {namespace} does not have"
+            ) from None
     if namespace not in _NAMESPACES:
         raise TemplateError(
             f"{where}: {match.group(0)} is not a known template; "

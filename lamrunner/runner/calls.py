@@ -8,6 +8,7 @@ of them the run's (`RunContext`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -47,6 +48,7 @@ from lamrunner.http.transport import Response, excerpt
 from lamrunner.js.simplecond import UNDEFINED, Unsupported, compile_condition, compile_value
 from lamrunner.runner.context import RunContext
 from lamrunner.runner.history import attempt_row, failure_excerpt
+from lamrunner.runner.rendering import render_request
 from lamrunner.units import format_duration
 
 
@@ -84,6 +86,9 @@ class CallResult:
 
 ProgressHook = Callable[[PollState], None]
 HistoryHook = Callable[[dict[str, Any]], None]  # one row per poll attempt (see history)
+GiveUpHook = Callable[[dict[str, Any]], None]  # the outcome of a poll's onGiveUp request
+# The reasons a poll gives up (and sends its onGiveUp): its errors, a signal, `lamrunner cancel`
+INTERRUPTED, CANCELLED = "Interrupted", "Cancelled"
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ class Element:
     spec: RequestSpec
     on_attempt: ProgressHook | None = None
     on_history: HistoryHook | None = None
+    on_give_up: GiveUpHook | None = None
 
 
 async def perform(ctx: RunContext, element: Element, poll: PollState | None = None) -> CallResult:
@@ -140,45 +146,78 @@ class _Call:
         With a budget (`ctx.budget_end`), a next attempt due after the budget's end is not
         waited for: `Suspended` says when it is due (the state was checkpointed after the
         attempt before it)."""
-        clock, log = self.ctx.clock, self.ctx.log
-        state = state or PollState.start(policy, clock.now())
+        state = state or PollState.start(policy, self.ctx.clock.now())
         end = self.ctx.budget_end
-        last_info = float("-inf")
-        debug = self.debug
         poller = await Poller.open(self, policy)
         attempt, on_attempt = poller._attempt, self.element.on_attempt
         try:
-            while True:
-                now = clock.now()
-                if state.next_due > now:
-                    if end is not None and state.next_due > end:
-                        raise Suspended(state.next_due)
-                    await clock.sleep(state.next_due - now)
-                    now = clock.now()
-                decision, result = await attempt(state, now)
-                if isinstance(decision, Succeed):
-                    assert result is not None
-                    return result
-                if isinstance(decision, Fail):
-                    raise decision.error
-                now = decision.until - decision.delay
-                # Progress at info for polls worth watching; a fast poll logs at most every 5 s.
-                loud = decision.delay >= 1.0 or now - last_info >= _QUIET_SECONDS
-                if loud or debug:
-                    last_info = now if loud else last_info
-                    (log.info if loud else log.debug)(
-                        "poll.attempt",
-                        where=self.spec.where,
-                        attempt=state.attempt,
-                        of=policy.max_attempts,
-                        status=state.last_status,
-                        next_in=format_duration(decision.delay),
-                        **({"throttled": state.throttled} if state.throttled else {}),
-                    )
-                if on_attempt is not None:
-                    on_attempt(state)
+            return await self._loop(policy, state, poller, attempt, on_attempt, end)
+        except PollingError as exc:  # PollingFailed, PollingExhausted, DeadlineExceeded
+            await self._give_up(exc.type_name, state, poller)
+            raise
+        except asyncio.CancelledError as exc:  # a signal, or `lamrunner cancel` (its message)
+            reason = CANCELLED if exc.args and exc.args[0] == CANCELLED else INTERRUPTED
+            await self._give_up(reason, state, poller)
+            raise
         finally:
             await poller.aclose()
+
+    async def _loop(
+        self,
+        policy: PollPolicy,
+        state: PollState,
+        poller: Poller,
+        attempt: Callable[
+            [PollState, float], Coroutine[Any, Any, tuple[Decision, CallResult | None]]
+        ],
+        on_attempt: ProgressHook | None,
+        end: float | None,
+    ) -> CallResult:
+        clock, log, debug = self.ctx.clock, self.ctx.log, self.debug
+        last_info = float("-inf")
+        while True:
+            now = clock.now()
+            if state.next_due > now:
+                if end is not None and state.next_due > end:
+                    raise Suspended(state.next_due)
+                await clock.sleep(state.next_due - now)
+                now = clock.now()
+            decision, result = await attempt(state, now)
+            if isinstance(decision, Succeed):
+                assert result is not None
+                return result
+            if isinstance(decision, Fail):
+                raise decision.error
+            now = decision.until - decision.delay
+            # Progress at info for polls worth watching; a fast poll logs at most every 5 s.
+            loud = decision.delay >= 1.0 or now - last_info >= _QUIET_SECONDS
+            if loud or debug:
+                last_info = now if loud else last_info
+                (log.info if loud else log.debug)(
+                    "poll.attempt",
+                    where=self.spec.where,
+                    attempt=state.attempt,
+                    of=policy.max_attempts,
+                    status=state.last_status,
+                    next_in=format_duration(decision.delay),
+                    **({"throttled": state.throttled} if state.throttled else {}),
+                )
+            if on_attempt is not None:
+                on_attempt(state)
+
+    async def _give_up(self, reason: str, state: PollState, poller: Poller) -> None:
+        """Send the poll's onGiveUp request, if it has one, and hand on its outcome."""
+        if self.spec.on_give_up is None:
+            return
+        last = poller._last
+        context = (
+            {"response": last.value, "status": last.status}
+            if last is not None and _parses(last)
+            else {"response": state.last_response, "status": state.last_status}
+        )
+        outcome = await give_up(self.ctx, self.spec, reason, context)
+        if self.element.on_give_up is not None:
+            self.element.on_give_up(outcome)
 
     def _history(
         self,
@@ -552,6 +591,8 @@ class Poller:
         decision, problem = await call._decide(
             policy, state, offered, error, self._checks, last, not_modified
         )
+        if offered is not None and call.spec.on_give_up is not None:
+            state.last_response = _kept(offered)
         if call.on_history is not None:
             call._history(state, now, response, problem, error, decision, last)
         if isinstance(decision, Wait):
@@ -677,6 +718,51 @@ class Poller:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def give_up(
+    ctx: RunContext, spec: RequestSpec, reason: str, last: dict[str, Any]
+) -> dict[str, Any]:
+    """Send `spec`'s onGiveUp request once (templates filled from the config, `<<last.…>>`
+    from `last`: the poll's last `response` body and `status`); its outcome, masked. It never
+    raises for a failed send: the poll's own end is what the run reports."""
+    target = spec.on_give_up
+    assert target is not None
+    outcome: dict[str, Any] = {"where": target.where, "reason": reason}
+    try:
+        request = render_request(target, ctx.config, {"last": last})
+    except LamrunnerError as exc:
+        outcome.update(sent=False, status=None, error=exc.message)
+        ctx.log.warning("poll.give_up_failed", where=target.where, error=exc.message)
+        return ctx.secrets.mask_data(outcome)  # type: ignore[no-any-return]
+    ctx.secrets.add_headers(request.headers)
+    outcome.update(method=request.method, url=request.url, sent=True)
+    try:
+        response = await ctx.transport.send(request, min(request.timeout, defaults.GIVE_UP_TIMEOUT))
+    except TransportError as exc:
+        outcome.update(status=None, error=exc.message)
+    else:
+        outcome["status"] = response.status
+        if response.status >= 400:
+            outcome["error"] = f"answered {response.status}: {excerpt(response.text)}"
+    log = ctx.log.warning if "error" in outcome else ctx.log.info
+    log("poll.give_up", where=target.where, reason=reason, status=outcome["status"])
+    return ctx.secrets.mask_data(outcome)  # type: ignore[no-any-return]
+
+
+def _parses(response: Response) -> bool:
+    try:
+        response.value  # noqa: B018
+    except TransportError:
+        return False
+    return True
+
+
+def _kept(response: Response) -> Any:
+    """The body a poll with onGiveUp keeps in its state: small enough, and parsed."""
+    if len(response.text) > defaults.GIVE_UP_RESPONSE_BYTES or not _parses(response):
+        return None
+    return response.value
 
 
 def open_poller(ctx: RunContext, element: Element) -> Coroutine[Any, Any, Poller]:

@@ -17,19 +17,24 @@ or one after another, each independent of the others.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import math
+import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import lamrunner.errors as error_types
+from lamrunner import defaults
 from lamrunner.decide.polling import PollState, eta_seconds
 from lamrunner.definition.directives import (
     ExitDirective,
     HttpDirective,
     PlainData,
+    RequestSpec,
     ResponseDirective,
     parse_directive,
 )
@@ -41,11 +46,14 @@ from lamrunner.http.transport import AiohttpTransport, Transport
 from lamrunner.logs.chain import get_logger, run_logging, step_logging
 from lamrunner.logs.masking import Secrets
 from lamrunner.runner.calls import (
+    CANCELLED,
     Element,
+    GiveUpHook,
     HistoryHook,
     Poller,
     ProgressHook,
     Suspended,
+    give_up,
     open_poller,
     perform,
 )
@@ -149,6 +157,32 @@ class Engine:
                     return await _call_handler(ctx, step, state)
                 except LamrunnerError as exc:
                     raise exc.in_step(step.name) from None
+
+    async def cancel(self, state: RunState, reason: str = "cancelled") -> dict[str, Any]:
+        """End a run that no process is running (SUSPENDED, or stopped mid-way): each poll of
+        its step in flight that has an onGiveUp sends it (from the poll's saved last
+        response), and the run ends FAILED with a `Cancelled` error. Returns the record."""
+        if state.finished:
+            raise DefinitionError(f"run {state.run_id} already finished with {state.status}")
+        secrets = Secrets.of_config(self.config)
+        with run_logging(state.run_id, self.workflow.name, secrets):
+            log = get_logger(run_id=state.run_id, workflow=self.workflow.name)
+            async with AsyncExitStack() as stack:
+                ctx = await self._context(stack, state.run_id, secrets, log, self._observer)
+                ctx.observer.run_started(state)
+                try:
+                    await _give_up_pending(ctx, state)
+                    step = self.workflow.steps[min(state.next_step, len(self.workflow.steps) - 1)]
+                    error = error_types.Cancelled(
+                        f"cancelled ({reason}) before step {state.next_step + 1} finished",
+                        step=step.name,
+                    )
+                    _fail(ctx, state, error)
+                    log.error("run.cancelled", step=step.name)
+                    ctx.observer.save_run(state)
+                finally:
+                    ctx.observer.run_finished(state)
+            return state.record()
 
     async def _wait_for(self, state: RunState, log: Any) -> None:
         """Until a suspended run's `resume_at`, if it is still ahead."""
@@ -320,9 +354,13 @@ async def _requests(
     rendered = [render_request(spec, ctx.config) for spec in directive.requests]
     for request in rendered:
         ctx.secrets.add_headers(request.headers)
-    if state.pending is None or (rendered and not state.pending.elements):  # not yet begun
+    fresh = state.pending is None or (rendered and not state.pending.elements)  # not yet begun
+    if fresh:
         state.pending = PendingStep.start(output, len(rendered))
-        ctx.observer.save_run(state)
+    assert state.pending is not None
+    if _key_requests(state, step, directive, rendered) or fresh:
+        ctx.observer.save_run(state)  # the keys are saved before anything is sent
+    rendered = _with_keys(state.pending, directive, rendered)
     batch = _Batch(directive, rendered, asyncio.Semaphore(ctx.workflow.limits.concurrency))
     outcomes = await asyncio.gather(
         *(_element(ctx, step, state, batch, i) for i in range(len(rendered))),
@@ -338,6 +376,86 @@ async def _requests(
 
 
 _WAITING: Any = object()  # an element's outcome when its next attempt is due after the budget
+
+
+async def _give_up_pending(ctx: RunContext, state: RunState) -> None:
+    """The onGiveUp of every poll of the step in flight that has not settled."""
+    pending = state.pending
+    if pending is None or state.next_step >= len(ctx.workflow.steps):
+        return
+    step = ctx.workflow.steps[state.next_step]
+    directive = parse_directive(pending.output, None, ctx.config)
+    if not isinstance(directive, HttpDirective):
+        return
+    for i, spec in enumerate(directive.requests):
+        entry = pending.elements[i] if i < len(pending.elements) else None
+        if spec.on_give_up is None or entry is None or entry.poll is None or entry.done:
+            continue
+        last = {"response": entry.poll.last_response, "status": entry.poll.last_status}
+        outcome = await give_up(ctx, spec, CANCELLED, last)
+        _note_give_up(state, step, i, outcome, ctx.clock.now())
+
+
+def _key_header(spec: RequestSpec, polls: bool, request: RenderedRequest) -> str | None:
+    """The header a request sends its Idempotency-Key in, or None: by default a POST or PATCH
+    of a step that polls; `idempotencyKey: false` never, a name (or true) always. A request
+    that sets the header itself keeps its own value."""
+    chosen = spec.idempotency_key
+    if chosen is False:
+        return None
+    if chosen is None:
+        if not polls or spec.method not in defaults.NON_IDEMPOTENT_METHODS:
+            return None
+        chosen = defaults.IDEMPOTENCY_HEADER
+    assert isinstance(chosen, str)
+    if any(name.lower() == chosen.lower() for name, _ in request.headers):
+        return None
+    return chosen
+
+
+def _key_requests(
+    state: RunState, step: Step, directive: HttpDirective, rendered: list[RenderedRequest]
+) -> bool:
+    """Make the keys the step's unsettled requests need and lack; True when one was made.
+
+    A key is a UUID derived from the run id, the step, the request's index, the run's
+    redrives and the request itself (method, url, body: never its headers), so a host that
+    replays a step without its checkpoint (a cloud function) makes the same key again, and a
+    different request never shares one; it is saved in the pending step all the same."""
+    pending = state.pending
+    assert pending is not None
+    polls = any(spec.loop is not None for spec in directive.requests)
+    keys: list[str | None] = list(pending.keys or [])
+    keys.extend([None] * (len(rendered) - len(keys)))
+    made = False
+    redrives = len(state.meta.get("redrives") or ())
+    for i, (spec, request) in enumerate(zip(directive.requests, rendered, strict=True)):
+        entry = pending.elements[i] if i < len(pending.elements) else None
+        if keys[i] is not None or (entry is not None and entry.done):
+            continue
+        if _key_header(spec, polls, request) is not None:
+            sent = hashlib.sha256(request.body or b"").hexdigest()
+            name = f"lamrunner:{state.run_id}:{step.key}:{i}:{redrives}:{request.method}"
+            keys[i] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}:{request.url}:{sent}"))
+            made = True
+    pending.keys = keys if any(k is not None for k in keys) else None
+    return made
+
+
+def _with_keys(
+    pending: PendingStep, directive: HttpDirective, rendered: list[RenderedRequest]
+) -> list[RenderedRequest]:
+    """The requests, each with its Idempotency-Key header when it has a key."""
+    if pending.keys is None:
+        return rendered
+    polls = any(spec.loop is not None for spec in directive.requests)
+    out = []
+    for spec, request, key in zip(directive.requests, rendered, pending.keys, strict=False):
+        header = None if key is None else _key_header(spec, polls, request)
+        if header is not None and key is not None:
+            request = dataclasses.replace(request, headers=(*request.headers, (header, key)))
+        out.append(request)
+    return out + rendered[len(out) :]
 
 
 async def _element(
@@ -363,6 +481,7 @@ async def _element(
             spec,
             _attempt_hook(ctx, step, state, i, of),
             _history_hook(ctx, step, state, i),
+            None if spec.on_give_up is None else _give_up_hook(ctx, step, state, i),
         )
         try:
             result = await perform(ctx, element, poll)
@@ -419,6 +538,24 @@ def _attempt_hook(ctx: RunContext, step: Step, state: RunState, i: int, of: int)
     return on_attempt
 
 
+def _give_up_hook(ctx: RunContext, step: Step, state: RunState, index: int) -> GiveUpHook:
+    """Where the outcome of a poll's onGiveUp goes: the run's `meta["giveUps"]` (so the run
+    record has it), saved at once (an interrupted run is not saved again)."""
+
+    def on_give_up(outcome: dict[str, Any]) -> None:
+        _note_give_up(state, step, index, outcome, ctx.clock.now())
+        ctx.observer.save_run(state)
+
+    return on_give_up
+
+
+def _note_give_up(
+    state: RunState, step: Step, index: int, outcome: dict[str, Any], now: float
+) -> None:
+    entry = {"step": step.name, "element": index, "at": iso_ms(now), **outcome}
+    state.meta.setdefault("giveUps", []).append(entry)
+
+
 def _history_hook(ctx: RunContext, step: Step, state: RunState, index: int) -> HistoryHook | None:
     """Where a poll's history rows go; None, so no row is even made, when no observer keeps
     them (none overrides save_attempt)."""
@@ -442,8 +579,7 @@ def _settle(
         entry = _batch_entry(outcomes, ctx.secrets) if directive.batch else outcomes[0]
         _complete(state, step, entry)
         return
-    state.pending = None
-    first = errors[0]
+    first = errors[0]  # the pending step stays: a redrive keeps the requests that succeeded
     if not directive.batch:
         raise first
     state.gwo[step.key] = _batch_entry(outcomes, ctx.secrets)  # what the other elements got

@@ -23,21 +23,28 @@ _PATH_PARAM = re.compile(r"\{\{\s*([A-Za-z_][\w-]*)\s*\}\}|\{([A-Za-z_][\w-]*)\}
 FORM = "application/x-www-form-urlencoded"
 
 
-def render_request(spec: RequestSpec, config: Mapping[str, Any]) -> RenderedRequest:
-    """Fill templates and parameters; raise TemplateError/DefinitionError naming the field."""
+def render_request(
+    spec: RequestSpec,
+    config: Mapping[str, Any],
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> RenderedRequest:
+    """Fill templates and parameters; raise TemplateError/DefinitionError naming the field.
+    `extra`: more template namespaces (an onGiveUp request's `last`)."""
     where = spec.where
-    url = render(spec.url, config, f"{where}.url")
+    url = render(spec.url, config, f"{where}.url", extra)
     if not isinstance(url, str):
         raise TemplateError(f"{where}.url: the template gave {type(url).__name__}, not a string")
-    path_params = render(dict(spec.path_params), config, f"{where}.pathParams")
+    path_params = render(dict(spec.path_params), config, f"{where}.pathParams", extra)
     url = _fill_path(url, path_params, where)
-    query = render(dict(spec.query_params), config, f"{where}.queryParams")
+    query = render(dict(spec.query_params), config, f"{where}.queryParams", extra)
     url = _append_query(url, query)
     _check_url(url, where)
-    headers = _headers(render(dict(spec.headers), config, f"{where}.headers"), where)
+    headers = _headers(render(dict(spec.headers), config, f"{where}.headers", extra), where)
     body = None
     if spec.has_body:
-        body, content_type = _encode_body(render(spec.body, config, f"{where}.body"), headers)
+        body, content_type = _encode_body(
+            render(spec.body, config, f"{where}.body", extra), headers
+        )
         if content_type and not any(k.lower() == "content-type" for k, _ in headers):
             headers.append(("Content-Type", content_type))
     return RenderedRequest(spec.method, url, tuple(headers), body, spec.timeout, where)

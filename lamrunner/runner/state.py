@@ -112,6 +112,9 @@ class PendingStep:
 
     output: Any
     elements: list[ElementState | None]
+    # per request, its Idempotency-Key (None: it sends none, or none is made yet); made and
+    # saved before the request is first sent, so a resumed or replayed step sends the same one
+    keys: list[str | None] | None = None
 
     @classmethod
     def start(cls, output: Any, requests: int) -> PendingStep:
@@ -124,20 +127,29 @@ class PendingStep:
         return cls(output, [])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"output": self.output, "elements": [_element_dict(e) for e in self.elements]}
+        saved = {"output": self.output, "elements": [_element_dict(e) for e in self.elements]}
+        if self.keys is not None and any(k is not None for k in self.keys):
+            saved["keys"] = list(self.keys)  # written only when a request has one
+        return saved
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "pending") -> PendingStep:
-        _check_object(data, where, required=("output", "elements"))
+        _check_object(data, where, ("output", "elements"), ("output", "elements", "keys"))
         _check_type(data["output"], dict, "the handler's directive (an object)", f"{where}.output")
         elements = data["elements"]
         _check_type(elements, list, "a list", f"{where}.elements")
+        keys = data.get("keys")
+        if keys is not None and (
+            not isinstance(keys, list) or not all(k is None or isinstance(k, str) for k in keys)
+        ):
+            raise DefinitionError(f"{where}.keys: expected a list of strings or nulls")
         return cls(
             data["output"],
             [
                 None if e is None else ElementState.from_dict(e, f"{where}.elements[{i}]")
                 for i, e in enumerate(elements)
             ],
+            keys,
         )
 
 
@@ -233,8 +245,35 @@ class RunState:
         ]
         return min(due) if due else None
 
+    def redrive(self, now: float | None = None) -> None:
+        """Make a FAILED run runnable again from the step that failed (`lamrunner resume
+        --redrive`): completed steps stay; of a failed step's requests, those that succeeded
+        keep their results and the others start afresh (a poll from its first attempt, with a
+        new Idempotency-Key); its handler is called again only if it had not returned. The
+        redrive is added to `meta["redrives"]` (when, which step, the error it clears)."""
+        if self.status != FAILED:
+            raise DefinitionError(
+                f"run {self.run_id} is {self.status}; only a FAILED run can be redriven"
+            )
+        at = time.time() if now is None else now
+        redrives = self.meta.setdefault("redrives", [])
+        redrives.append({"at": iso_ms(at), "fromStep": self.next_step + 1, "error": self.error})
+        self.gwo.pop(f"step_{self.next_step + 1}", None)  # what the failed step left
+        if self.pending is not None:
+            keep = [
+                e if e is not None and e.result is not None else None for e in self.pending.elements
+            ]
+            keys = self.pending.keys
+            if keys is not None:
+                keys = [
+                    k if i < len(keep) and keep[i] is not None else None for i, k in enumerate(keys)
+                ]
+            self.pending = PendingStep(self.pending.output, keep, keys)
+        self.status, self.error, self.result = RUNNING, None, None
+
     def record(self) -> dict[str, Any]:
-        """The run record printed on stdout; a SUSPENDED one also has `resumeAt`."""
+        """The run record printed on stdout; a SUSPENDED one also has `resumeAt`; a run that
+        sent onGiveUp requests has `giveUps`, a redriven one `redrives`."""
         record = {
             "runId": self.run_id,
             "workflow": self.workflow,
@@ -246,6 +285,9 @@ class RunState:
         if self.status == SUSPENDED:
             at = self.resume_at
             record["resumeAt"] = None if at is None else {"epoch": at, "iso": iso_ms(at)}
+        for key in ("giveUps", "redrives"):
+            if self.meta.get(key):
+                record[key] = self.meta[key]
         return record
 
 

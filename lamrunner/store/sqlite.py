@@ -8,6 +8,8 @@
               the whole run 10,000 times
     attempts  poll history: one row per attempt, the one that settled the poll too (for
               `lamrunner runs show`; the rows are made, and masked, in `history`)
+    cancels   `lamrunner cancel` of a run another process is running: the row is the request,
+              which that process looks for every CANCEL_CHECK_INTERVAL and obeys
 
 Writes happen on the event loop's thread (WAL, synchronous=NORMAL, so a commit reaches the OS
 without an fsync). Step boundaries and results commit at once, and so does every poll attempt
@@ -80,6 +82,10 @@ CREATE TABLE IF NOT EXISTS attempts (
     last_response TEXT,
     progress TEXT,  -- loopUntil.progress: {"percent", "etaMs"} as JSON
     PRIMARY KEY (run_id, step, idx, attempt)
+);
+CREATE TABLE IF NOT EXISTS cancels (
+    run_id TEXT PRIMARY KEY,
+    requested_at REAL NOT NULL
 );
 """
 # Columns added to `attempts` since its first version; a store made before gets them on open.
@@ -344,6 +350,27 @@ class RunStore(RunObserver):
             (run_id,),
         ).fetchall()
         return [_attempt(r) for r in rows]
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask the process running `run_id` to cancel it (see `cancel_requested`)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO cancels (run_id, requested_at) VALUES (?, ?)",
+            (run_id, time.time()),
+        )
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """Whether `lamrunner cancel` asked for this run to stop."""
+        row = self._db.execute("SELECT 1 FROM cancels WHERE run_id = ?", (run_id,)).fetchone()
+        return row is not None
+
+    def redriven(self, run_id: str, step: int) -> None:
+        """A FAILED run is redriven from `step` (its index): its old cancel request, element
+        rows and the attempt rows of that step go (what it keeps of the step is in its state,
+        saved when it failed; the error it cleared is in the state's `redrives`)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM cancels WHERE run_id = ?", (run_id,))
+            self._db.execute("DELETE FROM elements WHERE run_id = ?", (run_id,))
+            self._db.execute("DELETE FROM attempts WHERE run_id = ? AND step = ?", (run_id, step))
 
     def owner_alive(self, run_id: str) -> int | None:
         """The pid of a live process that is running this run, if any."""
