@@ -37,3 +37,13 @@ RETRYABLE_EXCEPTIONS = frozenset({"timeout", "connection"})
 # loopUntil:
 POLL_STRATEGY = "fixed"
 POLL_MAX_ATTEMPTS = 10
+
+# loopUntil.history: the per-attempt rows a poll keeps in the run store (the rest are counted)
+HISTORY_FIRST = 5
+HISTORY_LAST = 50
+
+# lamrunner validate --explain: AWS Step Functions standard workflows, USD per 1,000 state
+# transitions (us-east-1, AWS's price list as of 2026-12; the free tier is not counted)
+SFN_PRICE_PER_1000_TRANSITIONS = 0.025
+# ... and how many attempt rows of a timeline it prints before eliding the middle
+EXPLAIN_TIMELINE_ROWS = 12

@@ -284,7 +284,12 @@ def _runs(args: argparse.Namespace, stdout: TextIO) -> int:
         state, _invocation, status = store.load(args.run_id)
         record = state.record()
         record["status"] = status
-        _emit({"run": record, "polls": store.attempts(args.run_id)}, stdout, None)
+        polls = store.attempts(args.run_id)
+        _emit(
+            {"run": record, "polls": polls, "pollCounts": store.poll_counts(args.run_id)},
+            stdout,
+            None,
+        )
         return EXIT_OK
     if args.run_id:
         raise DefinitionError(f"runs: unexpected {args.run_id!r}; did you mean runs show?")

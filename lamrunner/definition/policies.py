@@ -52,6 +52,15 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class HistoryWindow:
+    """Which attempts of a poll keep a history row (`loopUntil.history`): the first `first`
+    and the last `last`; the ones between are counted, not kept."""
+
+    first: int = defaults.HISTORY_FIRST
+    last: int = defaults.HISTORY_LAST
+
+
+@dataclass(frozen=True)
 class PollPolicy:
     """Polling until a JS condition holds (`loopUntil:`)."""
 
@@ -61,6 +70,7 @@ class PollPolicy:
     fail_when: str | None = None
     timeout: float | None = None
     ignore_errors: bool = False
+    history: HistoryWindow = HistoryWindow()
 
 
 def base_delay(backoff: Backoff, attempt: int) -> float:
@@ -113,7 +123,16 @@ def retry_after_seconds(value: str | None, now_epoch: float) -> float | None:
 
 _BACKOFF_KEYS = ("strategy", "initialDelay", "maxDelay", "multiplier", "jitter")
 RETRY_KEYS = ("maxAttempts", *_BACKOFF_KEYS, "retryableStatusCodes", "retryableExceptions")
-LOOP_KEYS = ("condition", "maxAttempts", *_BACKOFF_KEYS, "failWhen", "timeout", "ignoreErrors")
+LOOP_KEYS = (
+    "condition",
+    "maxAttempts",
+    *_BACKOFF_KEYS,
+    "failWhen",
+    "timeout",
+    "ignoreErrors",
+    "history",
+)
+HISTORY_KEYS = ("first", "last")
 
 
 def parse_retry(data: Any, where: str) -> RetryPolicy:
@@ -153,6 +172,23 @@ def parse_loop_until(data: Any, where: str) -> PollPolicy:
         fail_when=None if fail_when is None else expect_str(fail_when, f"{where}.failWhen"),
         timeout=None if timeout is None else parse_duration(timeout, f"{where}.timeout"),
         ignore_errors=expect_bool(data.get("ignoreErrors", False), f"{where}.ignoreErrors"),
+        history=parse_history(data.get("history"), f"{where}.history"),
+    )
+
+
+def parse_history(data: Any, where: str) -> HistoryWindow:
+    """`history: {first: 5, last: 50}` (either key may be left out: its default)."""
+    if data is None:
+        return HistoryWindow()
+    if not isinstance(data, Mapping):
+        raise DefinitionError(
+            f"{where}: expected a mapping like {{first: {defaults.HISTORY_FIRST}, "
+            f"last: {defaults.HISTORY_LAST}}}, got {data!r}"
+        )
+    check_keys(data, HISTORY_KEYS, where)
+    return HistoryWindow(
+        first=expect_int(data.get("first", defaults.HISTORY_FIRST), f"{where}.first", minimum=0),
+        last=expect_int(data.get("last", defaults.HISTORY_LAST), f"{where}.last", minimum=1),
     )
 
 

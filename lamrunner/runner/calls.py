@@ -26,7 +26,12 @@ from lamrunner.decide.polling import (
     decide_retry,
 )
 from lamrunner.definition.directives import RequestSpec
-from lamrunner.definition.policies import PollPolicy, RetryPolicy, retry_after_seconds
+from lamrunner.definition.policies import (
+    HistoryWindow,
+    PollPolicy,
+    RetryPolicy,
+    retry_after_seconds,
+)
 from lamrunner.errors import (
     ConditionError,
     HttpStatusError,
@@ -173,12 +178,13 @@ class _Call:
         error: TransportError | None,
         decision: Decision,
         last: Response | None,
+        window: HistoryWindow,
     ) -> None:
         """The attempt's history row, for `on_history` (call it only when there is one)."""
         assert self.on_history is not None
         ended = self.ctx.clock.now()
         row = attempt_row(
-            state, began, ended, response, problem, error, decision, last, self.ctx.secrets
+            state, began, ended, response, problem, error, decision, last, self.ctx.secrets, window
         )
         self.on_history(row)
 
@@ -414,7 +420,7 @@ class Poller:
         last = self._last = response or self._last
         decision, problem = await call._decide(policy, state, response, error, self._checks, last)
         if call.on_history is not None:
-            call._history(state, now, response, problem, error, decision, last)
+            call._history(state, now, response, problem, error, decision, last, policy.history)
         if isinstance(decision, Wait):
             state.next_due = decision.until
             return decision, None
