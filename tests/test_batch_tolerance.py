@@ -12,9 +12,13 @@ import pytest
 from conftest import Reply, run_path
 
 from lamrunner.decide.batch import hopeless, tolerated
+from lamrunner.definition.config import build_config
 from lamrunner.definition.directives import HttpDirective, parse_directive
+from lamrunner.definition.workflow import load_workflow
 from lamrunner.errors import DefinitionError
 from lamrunner.runner.clock import FakeClock
+from lamrunner.runner.engine import Engine
+from lamrunner.runner.state import RunState
 
 GET = {"method": "GET", "url": "http://x/"}
 
@@ -185,3 +189,55 @@ async def test_a_bad_tolerance_names_the_step(api, wf):
     assert record["error"]["step"] == "fan_out"
     assert "did you mean 'toleratedFailures'?" in record["error"]["message"]
     assert api.seen == []
+
+
+async def test_a_suspended_tolerant_batch_resumes_with_its_failures_counted(api, wf):
+    """budget=0: the step suspends while one poll waits; the resumed step (from the saved
+    state) still counts the failure it had, and succeeds with it tolerated."""
+    api.script("GET", "/bad", Reply(status=500))
+    api.script("GET", "/ok", Reply(json={"s": "done"}))
+    api.script("GET", "/slow", Reply(json={"s": "running"}), Reply(json={"s": "done"}))
+    loop = {"condition": "ctx.response.s === 'done'", "initialDelay": "10s"}
+    requests = [
+        {"method": "GET", "url": f"{api.url}/bad"},
+        {"method": "GET", "url": f"{api.url}/ok", "loopUntil": loop},
+        {"method": "GET", "url": f"{api.url}/slow", "loopUntil": loop},
+    ]
+    workflow = load_workflow(batch_flow(wf, requests, minSuccess=2), env={})
+    clock = FakeClock()
+    engine = Engine(workflow, build_config(workflow.config), clock=clock)
+    state = RunState.start(workflow.name, {})
+    first = await engine.resume(state, budget=0)
+    assert first["status"] == "SUSPENDED"
+
+    saved = RunState.from_dict(json.loads(json.dumps(state.to_dict())))
+    record = await engine.resume(saved)
+    assert record["status"] == "SUCCESS", record["error"]
+    assert record["gwo"]["step_1"]["batch"]["failed"] == 1
+    assert record["gwo"]["step_1"]["response"] == [None, {"s": "done"}, {"s": "done"}]
+    assert len(api.requests_to("/bad")) == 1  # a failed request is not sent again
+
+
+async def test_a_resumed_batch_whose_saved_failures_are_too_many_fails_at_once(api, wf):
+    api.script("GET", "/bad", Reply(status=500))
+    api.script("GET", "/slow", Reply(json={"s": "running"}))
+    loop = {"condition": "ctx.response.s === 'done'", "initialDelay": "10s"}
+    requests = [
+        {"method": "GET", "url": f"{api.url}/bad"},
+        {"method": "GET", "url": f"{api.url}/slow", "loopUntil": loop},
+        {"method": "GET", "url": f"{api.url}/slow", "loopUntil": loop},
+    ]
+    workflow = load_workflow(batch_flow(wf, requests, toleratedFailures=1), env={})
+    engine = Engine(workflow, build_config(workflow.config), clock=FakeClock())
+    state = RunState.start(workflow.name, {})
+    assert (await engine.resume(state, budget=0))["status"] == "SUSPENDED"
+    saved = RunState.from_dict(json.loads(json.dumps(state.to_dict())))
+    # a second failure would fail it: make one of the polls fail on its next attempt
+    api.replies.clear()
+    api.script("GET", "/slow", Reply(json={"s": "running"}, status=200))
+    loop_fail = saved.pending.output["lam.httpRequests"][2]["loopUntil"]  # type: ignore[union-attr]
+    loop_fail["maxAttempts"] = 2
+    record = await engine.resume(saved)
+    assert record["error"]["type"] == "BatchFailed", record["error"]
+    kinds = [h.get("error", {}).get("type") for h in record["gwo"]["step_1"]["http"]]
+    assert kinds == ["HttpStatusError", "RequestCancelled", "PollingExhausted"]

@@ -170,13 +170,19 @@ class Pending:
 
 
 class CheckpointSizes(RunObserver):
-    """The size of every element checkpoint the run hands its observers."""
+    """The size of every element checkpoint the run hands its observers, and every 500
+    attempts the rows the store file holds (read as another process would)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Path) -> None:
         self.sizes: list[int] = []
+        self.rows: list[int] = []
+        self.store = store
 
     def save_element(self, state: RunState, index: int, entry: ElementState) -> None:
         self.sizes.append(len(json.dumps(entry.to_dict())))
+        if len(self.sizes) % 500 == 0:
+            with sqlite3.connect(self.store) as db:
+                self.rows.append(db.execute("SELECT count(*) FROM attempts").fetchone()[0])
 
 
 async def test_a_10000_attempt_poll_keeps_a_constant_size_state_and_at_most_first_plus_last_rows(
@@ -198,7 +204,7 @@ async def test_a_10000_attempt_poll_keeps_a_constant_size_state_and_at_most_firs
     path = wf.workflow([{"name": "wait_for_job", "handler": handler}])
     store_path = tmp_path / "long.sqlite3"
     store = RunStore(store_path)
-    sizes = CheckpointSizes()
+    sizes = CheckpointSizes(store_path)
     workflow = load_workflow(path, env={})
     state = RunState.start(workflow.name, {})
     store.begin(state, {"workflow": str(path), "configFiles": [], "sets": []})
@@ -211,6 +217,7 @@ async def test_a_10000_attempt_poll_keeps_a_constant_size_state_and_at_most_firs
     assert len(sizes.sizes) == attempts - 1  # one checkpoint per attempt another follows
     # the same fields at every attempt: only the digits of the counts and times may grow
     assert max(sizes.sizes) - sizes.sizes[99] <= 8
+    assert len(sizes.rows) == 19 and max(sizes.rows) <= 5 + 50  # pruned as the poll goes
     rows = store.attempts(record["runId"])
     assert len(rows) == 5 + 50
     assert [r["attempt"] for r in rows] == [*range(1, 6), *range(attempts - 49, attempts + 1)]
