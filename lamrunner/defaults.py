@@ -60,3 +60,13 @@ GIVE_UP_TIMEOUT = 10.0  # the longest an onGiveUp request may take (its own time
 GIVE_UP_RESPONSE_BYTES = 64_000  # a last response kept in the checkpoint for onGiveUp, at most
 CANCEL_CHECK_INTERVAL = 0.5  # seconds between a running CLI run's looks for a cancel request
 CANCEL_WAIT = 15.0  # how long `lamrunner cancel` waits for a running run to stop
+
+# loopUntil.history: the per-attempt rows a poll keeps in the run store (the rest are counted)
+HISTORY_FIRST = 5
+HISTORY_LAST = 50
+
+# lamrunner validate --explain: AWS Step Functions standard workflows, USD per 1,000 state
+# transitions (us-east-1, AWS's price list as of 2026-12; the free tier is not counted)
+SFN_PRICE_PER_1000_TRANSITIONS = 0.025
+# ... and how many attempt rows of a timeline it prints before eliding the middle
+EXPLAIN_TIMELINE_ROWS = 12

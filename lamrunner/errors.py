@@ -12,6 +12,9 @@
     ├── HostLimitError              more than a host holds: a step's output over a durable
     │                               function's checkpoint limit, a state over a task's size
     ├── Cancelled                   `lamrunner cancel` (or Engine.cancel) stopped the run
+    ├── BatchFailed                 a lam.httpRequests with minSuccess / toleratedFailures
+    │                               can no longer have enough requests succeed
+    ├── RequestCancelled            a batch request stopped because its batch had failed
     └── PollingError
         ├── PollingFailed           failWhen held
         ├── PollingExhausted        maxAttempts used up
@@ -116,6 +119,32 @@ class InternalError(LamrunnerError):
 class HostLimitError(LamrunnerError):
     """What a step produced is larger than the host (a cloud function) can checkpoint or carry:
     the message names the step, the size and the limit, so it fails the same way locally."""
+
+
+class BatchFailed(LamrunnerError):
+    """More requests of a tolerant batch (`minSuccess`, `toleratedFailures`) failed than it
+    tolerates: counts of what succeeded, failed and was cancelled, and what was needed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        succeeded: int,
+        failed: int,
+        cancelled: int,
+        min_success: int,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message, step=step)
+        self.succeeded = succeeded
+        self.failed = failed
+        self.cancelled = cancelled
+        self.min_success = min_success
+
+
+class RequestCancelled(LamrunnerError):
+    """A request of a tolerant batch that was stopped (or never started) because the batch
+    could no longer succeed: its element's error in the GWO."""
 
 
 class PollingError(LamrunnerError):

@@ -59,6 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a workflow file; runs nothing")
     validate.add_argument("workflow", help="the workflow YAML file")
+    validate.add_argument(
+        "--explain",
+        action="store_true",
+        help="also print the schedule of every loopUntil and retry it can see",
+    )
+    validate.add_argument(
+        "--input",
+        metavar="JSON|@FILE|-",
+        help="with --explain: call the JavaScript handlers (sandboxed) on this input",
+    )
+    validate.add_argument(
+        "--config", action="append", default=[], metavar="FILE", help="a config layer"
+    )
+    validate.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="set one config value"
+    )
     _log_options(validate)
 
     resume = commands.add_parser("resume", help="continue an interrupted run from the store")
@@ -309,7 +325,12 @@ def _runs(args: argparse.Namespace, stdout: TextIO) -> int:
         state, _invocation, status = store.load(args.run_id)
         record = state.record()
         record["status"] = status
-        _emit({"run": record, "polls": store.attempts(args.run_id)}, stdout, None)
+        polls = store.attempts(args.run_id)
+        _emit(
+            {"run": record, "polls": polls, "pollCounts": store.poll_counts(args.run_id)},
+            stdout,
+            None,
+        )
         return EXIT_OK
     if args.run_id:
         raise DefinitionError(f"runs: unexpected {args.run_id!r}; did you mean runs show?")
@@ -342,7 +363,7 @@ def _package(args: argparse.Namespace, stdout: TextIO) -> int:
 
 def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
     from lamrunner.definition.workflow import load_workflow
-    from lamrunner.errors import DefinitionError
+    from lamrunner.errors import DefinitionError, LamrunnerError
 
     try:
         workflow = load_workflow(args.workflow)
@@ -357,17 +378,36 @@ def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
     _log().info("workflow.valid", workflow=workflow.name, steps=len(steps))
     for note in workflow.warnings:  # what can be seen without running: the file's durations
         _log().warning("duration.suspicious", note=note)
-    _emit(
-        {
-            "valid": True,
-            "workflow": workflow.name,
-            "steps": steps,
-            "warnings": list(workflow.warnings),
-        },
-        stdout,
-        None,
-    )
+    document: dict[str, Any] = {
+        "valid": True,
+        "workflow": workflow.name,
+        "steps": steps,
+        "warnings": list(workflow.warnings),
+    }
+    if args.explain:
+        try:
+            document["explain"] = _explain(args, workflow)
+        except LamrunnerError as exc:
+            _log().error("workflow.invalid", error=exc.message)
+            failed = {"valid": False, "workflow": args.workflow, "error": _error(exc)}
+            _emit(failed, stdout, None)
+            return EXIT_INVALID
+    elif args.input is not None:
+        raise DefinitionError("validate: --input is only used with --explain")
+    _emit(document, stdout, None)
     return EXIT_OK
+
+
+def _explain(args: argparse.Namespace, workflow: Any) -> list[Any]:
+    import asyncio
+    import os
+
+    from lamrunner.cli.explain import explain
+    from lamrunner.definition.config import build_config
+
+    config = build_config(workflow.config, args.config, args.set, os.environ)
+    input_data = None if args.input is None else parse_input(args.input)
+    return asyncio.run(explain(workflow, config, input_data))
 
 
 def parse_input(raw: str | None) -> Any:

@@ -11,9 +11,10 @@ errors as a literal. The url, parameters, headers and body are rendered later, i
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lamrunner import defaults
@@ -34,6 +35,7 @@ HTTP_REQUESTS = "lam.httpRequests"
 EXIT = "lam.exit"
 RESPONSE = "lam.response"
 KNOWN_KEYS = (HTTP_REQUEST, HTTP_REQUESTS, EXIT, RESPONSE)
+BATCH_KEYS = ("minSuccess", "toleratedFailures")  # may stand beside lam.httpRequests
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 REQUEST_KEYS = (
     "method",
@@ -103,6 +105,9 @@ class HttpDirective:
     requests: tuple[RequestSpec, ...]
     batch: bool  # lam.httpRequests: results are lists, in request order
     warnings: tuple[str, ...] = ()  # suspicious durations, e.g. `initialDelay: 2000` (seconds)
+    # lam.httpRequests with minSuccess / toleratedFailures: how many must succeed (a count,
+    # percentages resolved against the batch's size); None: every one must
+    min_success: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,10 +152,53 @@ def parse_directive(
     key = lam_keys[0]
     if key == EXIT:
         return _parse_exit(value)
-    _no_siblings(value, key, ())
+    _no_siblings(value, key, BATCH_KEYS if key == HTTP_REQUESTS else ())
     if key == RESPONSE:
         return ResponseDirective(_parse_response(value[key]))
-    return _parse_http(key, value[key], check_condition, config)
+    directive = _parse_http(key, value[key], check_condition, config)
+    if key == HTTP_REQUESTS and any(k in value for k in BATCH_KEYS):
+        need = batch_min_success(value, len(directive.requests), config)
+        directive = replace(directive, min_success=need)
+    return directive
+
+
+def batch_min_success(
+    value: Mapping[str, Any], size: int, config: Mapping[str, Any] | None = None
+) -> int:
+    """How many of a batch's `size` requests must succeed, from its `minSuccess` or its
+    `toleratedFailures`: a count, or a percentage of the batch ("90%"). A minSuccess
+    percentage rounds up, a toleratedFailures one down: neither tolerates more than it says."""
+    given = [k for k in BATCH_KEYS if k in value]
+    if len(given) > 1:
+        raise DefinitionError(
+            f"{HTTP_REQUESTS}: give minSuccess or toleratedFailures, not both "
+            f"(toleratedFailures: n is minSuccess: size - n)"
+        )
+    name = given[0]
+    raw = value[name]
+    if config is not None:
+        raw = render(raw, config, name)
+    count = _count_or_percent(raw, size, name, up=name == "minSuccess")
+    if name == "minSuccess":
+        if count > size:
+            raise DefinitionError(f"{name}: {raw!r} is more than the {size} requests of the batch")
+        return count
+    return max(0, size - count)
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def _count_or_percent(raw: Any, size: int, where: str, *, up: bool) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    match = _PERCENT.match(raw) if isinstance(raw, str) else None
+    if match is None or float(match.group(1)) > 100:
+        raise DefinitionError(
+            f"{where}: expected a whole number >= 0 or a percentage like '10%', got {raw!r}"
+        )
+    share = size * float(match.group(1)) / 100
+    return math.ceil(share - 1e-9) if up else math.floor(share + 1e-9)
 
 
 def _parse_http(
@@ -343,8 +391,9 @@ def _no_siblings(value: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -
     extra = [k for k in value if k != key and k not in allowed]
     if extra:
         also = f"; only {', '.join(allowed)} may stand beside it" if allowed else ""
+        guess = did_you_mean(str(extra[0]), allowed) if allowed else ""
         raise DefinitionError(
-            f"{key}: unexpected sibling key {extra[0]!r} next to the directive{also}"
+            f"{key}: unexpected sibling key {extra[0]!r} next to the directive{guess}{also}"
         )
 
 

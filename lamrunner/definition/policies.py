@@ -53,6 +53,15 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class HistoryWindow:
+    """Which attempts of a poll keep a history row (`loopUntil.history`): the first `first`
+    and the last `last`; the ones between are counted, not kept."""
+
+    first: int = defaults.HISTORY_FIRST
+    last: int = defaults.HISTORY_LAST
+
+
+@dataclass(frozen=True)
 class PollPolicy:
     """Polling until a JS condition holds (`loopUntil:`)."""
 
@@ -68,6 +77,7 @@ class PollPolicy:
     conditional: bool = defaults.CONDITIONAL_POLLS  # ETag / Last-Modified -> conditional GETs
     progress: str | None = None  # JS: ctx -> a number (percent), shown with an ETA
     stall_timeout: float | None = defaults.STALL_TIMEOUT  # progress (or body) unchanged: fail
+    history: HistoryWindow = HistoryWindow()
 
 
 _BACKOFF_KEYS = ("strategy", "initialDelay", "maxDelay", "multiplier", "jitter", "delays")
@@ -92,6 +102,7 @@ LOOP_KEYS = (
     "conditional",
     "progress",
     "stallTimeout",
+    "history",
 )
 
 
@@ -112,6 +123,7 @@ FOLLOW_DONE_CONDITION = (
 FOLLOW_FAILED_CONDITION = (
     "(ctx) => ctx.status !== 202 && (" + (_state_in(defaults.FOLLOW_FAILED) % "false") + ")(ctx)"
 )
+HISTORY_KEYS = ("first", "last")
 
 
 def parse_retry(data: Any, where: str) -> RetryPolicy:
@@ -174,6 +186,23 @@ def parse_loop_until(data: Any, where: str, follow: bool = False) -> PollPolicy:
         ),
         progress=None if progress is None else expect_str(progress, f"{where}.progress"),
         stall_timeout=None if stall is None else _positive(stall, f"{where}.stallTimeout"),
+        history=parse_history(data.get("history"), f"{where}.history"),
+    )
+
+
+def parse_history(data: Any, where: str) -> HistoryWindow:
+    """`history: {first: 5, last: 50}` (either key may be left out: its default)."""
+    if data is None:
+        return HistoryWindow()
+    if not isinstance(data, Mapping):
+        raise DefinitionError(
+            f"{where}: expected a mapping like {{first: {defaults.HISTORY_FIRST}, "
+            f"last: {defaults.HISTORY_LAST}}}, got {data!r}"
+        )
+    check_keys(data, HISTORY_KEYS, where)
+    return HistoryWindow(
+        first=expect_int(data.get("first", defaults.HISTORY_FIRST), f"{where}.first", minimum=0),
+        last=expect_int(data.get("last", defaults.HISTORY_LAST), f"{where}.last", minimum=1),
     )
 
 

@@ -34,7 +34,7 @@ from lamrunner.decide.polling import (
 )
 from lamrunner.decide.schedules import server_delay
 from lamrunner.definition.directives import RequestSpec
-from lamrunner.definition.policies import PollPolicy, RetryPolicy
+from lamrunner.definition.policies import HistoryWindow, PollPolicy, RetryPolicy
 from lamrunner.errors import (
     ConditionError,
     HttpStatusError,
@@ -228,12 +228,13 @@ class _Call:
         error: TransportError | None,
         decision: Decision,
         last: Response | None,
+        window: HistoryWindow,
     ) -> None:
         """The attempt's history row, for `on_history` (call it only when there is one)."""
         assert self.on_history is not None
         ended = self.ctx.clock.now()
         row = attempt_row(
-            state, began, ended, response, problem, error, decision, last, self.ctx.secrets
+            state, began, ended, response, problem, error, decision, last, self.ctx.secrets, window
         )
         self.on_history(row)
 
@@ -594,7 +595,7 @@ class Poller:
         if offered is not None and call.spec.on_give_up is not None:
             state.last_response = _kept(offered)
         if call.on_history is not None:
-            call._history(state, now, response, problem, error, decision, last)
+            call._history(state, now, response, problem, error, decision, last, policy.history)
         if isinstance(decision, Wait):
             state.next_due = decision.until
             if decision.throttled:  # waiting out a rate limit: not one of maxAttempts

@@ -29,6 +29,7 @@ from typing import Any
 
 import lamrunner.errors as error_types
 from lamrunner import defaults
+from lamrunner.decide.batch import enough, hopeless, tolerated
 from lamrunner.decide.polling import PollState, eta_seconds
 from lamrunner.definition.directives import (
     ExitDirective,
@@ -40,7 +41,14 @@ from lamrunner.definition.directives import (
 )
 from lamrunner.definition.handlers import call_handler
 from lamrunner.definition.workflow import Step, Workflow
-from lamrunner.errors import ConditionError, DefinitionError, LamrunnerError, ScriptError
+from lamrunner.errors import (
+    BatchFailed,
+    ConditionError,
+    DefinitionError,
+    LamrunnerError,
+    RequestCancelled,
+    ScriptError,
+)
 from lamrunner.http.request import RenderedRequest
 from lamrunner.http.transport import AiohttpTransport, Transport
 from lamrunner.logs.chain import get_logger, run_logging, step_logging
@@ -338,13 +346,27 @@ async def _call_handler(ctx: RunContext, step: Step, state: RunState) -> Any:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Batch:
-    """A step's request objects once rendered, and the gate that bounds them in flight."""
+    """A step's request objects once rendered, and the gate that bounds them in flight; for
+    a tolerant batch, its failures so far (counted as each happens, so a request waiting at
+    the gate is not started once the batch can no longer succeed)."""
 
     directive: HttpDirective
     requests: list[RenderedRequest]
     gate: asyncio.Semaphore
+    failed: int = 0
+
+    def hopeless(self) -> bool:
+        need = self.directive.min_success
+        return need is not None and hopeless(len(self.requests), need, self.failed)
+
+    def cancelled(self) -> RequestCancelled:
+        size, need = len(self.requests), self.directive.min_success or 0
+        return RequestCancelled(
+            f"cancelled: {self.failed} of the batch's {size} requests had failed, more than "
+            f"the {tolerated(size, need)} it tolerates (minSuccess {need})"
+        )
 
 
 async def _requests(
@@ -362,6 +384,9 @@ async def _requests(
         ctx.observer.save_run(state)  # the keys are saved before anything is sent
     rendered = _with_keys(state.pending, directive, rendered)
     batch = _Batch(directive, rendered, asyncio.Semaphore(ctx.workflow.limits.concurrency))
+    if directive.min_success is not None:
+        await _tolerant(ctx, step, state, batch, directive.min_success)
+        return
     outcomes = await asyncio.gather(
         *(_element(ctx, step, state, batch, i) for i in range(len(rendered))),
         return_exceptions=True,
@@ -458,6 +483,87 @@ def _with_keys(
     return out + rendered[len(out) :]
 
 
+async def _tolerant(ctx: RunContext, step: Step, state: RunState, batch: _Batch, need: int) -> None:
+    """A batch with `minSuccess` / `toleratedFailures`: its elements run side by side; once
+    more have failed than it tolerates (`decide.batch.hopeless`), the ones still in flight or
+    not yet started are cancelled and the step fails with BatchFailed. Otherwise each runs to
+    its end and the step succeeds with every element's result or error, and a `batch` count."""
+    size = len(batch.requests)
+    tasks: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(_element(ctx, step, state, batch, i)) for i in range(size)
+    ]
+    outcomes: list[Any] = [None] * size
+    index: dict[asyncio.Future[Any], int] = {task: i for i, task in enumerate(tasks)}
+    try:
+        waiting: set[asyncio.Future[Any]] = set(tasks)
+        while waiting:
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                outcomes[index[task]] = _outcome(task)
+            if waiting and batch.hopeless():
+                for task in waiting:
+                    task.cancel()
+                await asyncio.gather(*waiting, return_exceptions=True)
+                for task in waiting:
+                    stopped = task.cancelled()
+                    outcomes[index[task]] = batch.cancelled() if stopped else _outcome(task)
+                break
+    finally:
+        stray = [task for task in tasks if not task.done()]
+        for task in stray:  # the step itself was cancelled (a signal): stop every element
+            task.cancel()
+        if stray:
+            await asyncio.gather(*stray, return_exceptions=True)
+    failures = [o for o in outcomes if isinstance(o, LamrunnerError)]
+    cancelled = sum(isinstance(o, RequestCancelled) for o in failures)
+    if not hopeless(size, need, len(failures) - cancelled) and any(o is _WAITING for o in outcomes):
+        state.status = SUSPENDED  # the pending step keeps every element's progress
+        return
+    entry = _batch_entry(outcomes, ctx.secrets)
+    succeeded = size - len(failures) - sum(o is _WAITING for o in outcomes)
+    entry["batch"] = {
+        "requests": size,
+        "minSuccess": need,
+        "succeeded": succeeded,
+        "failed": len(failures) - cancelled,
+        "cancelled": cancelled,
+    }
+    if enough(need, succeeded):
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, LamrunnerError):
+                ctx.log.warning(
+                    "batch.tolerated",
+                    where=f"lam.httpRequests[{i}]",
+                    error=ctx.secrets.mask(outcome.message),
+                )
+        _complete(state, step, entry)
+        return
+    state.pending = None
+    state.gwo[step.key] = entry  # what every element got
+    first = next(o for o in failures if not isinstance(o, RequestCancelled))
+    where = f"lam.httpRequests[{outcomes.index(first)}]"
+    raise BatchFailed(
+        f"lam.httpRequests: {len(failures) - cancelled} of {size} requests failed, more than "
+        f"the {tolerated(size, need)} tolerated (minSuccess {need}); {cancelled} cancelled, "
+        f"{succeeded} succeeded; first failure: {where}: {first.message}",
+        succeeded=succeeded,
+        failed=len(failures) - cancelled,
+        cancelled=cancelled,
+        min_success=need,
+    )
+
+
+def _outcome(task: asyncio.Future[Any]) -> Any:
+    """A settled element's outcome: its GWO entry, `_WAITING`, or its LamrunnerError (any
+    other exception is a bug, and raised)."""
+    error = task.exception()
+    if error is None:
+        return task.result()
+    if isinstance(error, LamrunnerError):
+        return error
+    raise error
+
+
 async def _element(
     ctx: RunContext, step: Step, state: RunState, batch: _Batch, i: int
 ) -> dict[str, Any]:
@@ -470,9 +576,12 @@ async def _element(
     if entry is not None and entry.result is not None:
         return entry.result
     if entry is not None and entry.error is not None:
+        batch.failed += 1
         raise _restored_error(entry.error)
     key = f"{step.key}[{i}]"
     async with batch.gate:
+        if batch.hopeless():  # a tolerant batch that failed while this one waited its turn
+            raise batch.cancelled()
         poll = None if entry is None or entry.poll is None else entry.poll.copy()
         spec = batch.directive.requests[i]
         of = spec.loop.max_attempts if spec.loop is not None else 1
@@ -488,6 +597,7 @@ async def _element(
         except Suspended:
             return _WAITING  # type: ignore[no-any-return]
         except LamrunnerError as exc:
+            batch.failed += 1
             if batch.directive.batch:
                 failed = elements[i] = ElementState(error=_error_state(exc, ctx.secrets))
                 ctx.observer.save_element(state, i, failed)

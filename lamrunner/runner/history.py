@@ -5,7 +5,9 @@ checkpointer: a person reading a failed run wants every attempt, the status each
 long it took and how long the loop waited after it. The row of a failed poll's last attempt
 carries the last response in full (bounded), because the ~200-character excerpt in the error
 message is rarely the part of the body that explains the failure. Rows are masked here, where
-they are made, with the run's own secrets, so no observer ever stores a secret.
+they are made, with the run's own secrets, so no observer ever stores a secret. A poll's
+history is bounded (`loopUntil.history`): each row names the earlier row that leaves it
+(`decide.history.row_to_drop`), and a store that keeps rows deletes that one.
 
 `failure_excerpt` is that error-message excerpt: for a JSON object it quotes the fields that
 say why (`error`, `message`, `status`, `detail`, `reason`) first, then what fits of the rest.
@@ -16,7 +18,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lamrunner.decide.history import row_to_drop
 from lamrunner.decide.polling import Decision, PollState, Succeed, Wait, eta_seconds
+from lamrunner.definition.policies import HistoryWindow
 from lamrunner.errors import LamrunnerError, TransportError
 from lamrunner.http.transport import Response, excerpt
 from lamrunner.logs.masking import MASK, SECRET_NAME, Secrets
@@ -37,9 +41,12 @@ def attempt_row(
     decision: Decision,
     last: Response | None,
     secrets: Secrets,
+    window: HistoryWindow | None = None,
 ) -> dict[str, Any]:
     """One attempt as `runs show` prints it (times are epoch seconds; the store formats them),
-    masked with the run's `secrets`."""
+    masked with the run's `secrets`. With the poll's history `window`, the row also says which
+    earlier attempt's row now leaves the poll's bounded history (`dropAttempt`, or None) and
+    the window (`history`: `{first, last}`), for a store that keeps rows to prune them."""
     waiting = isinstance(decision, Wait)
     status: int | str | None = response.status if response is not None else None
     if status is None and error is not None:
@@ -59,6 +66,9 @@ def attempt_row(
     if state.progress is not None:  # loopUntil.progress: the value and the ETA after it
         eta = eta_seconds(state, ended)
         row["progress"] = {"percent": state.progress, "etaMs": None if eta is None else _ms(eta)}
+    if window is not None:
+        row["dropAttempt"] = row_to_drop(window, state.attempt)
+        row["history"] = {"first": window.first, "last": window.last}
     return secrets.mask_data(row)  # type: ignore[no-any-return]
 
 

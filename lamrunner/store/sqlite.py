@@ -7,7 +7,12 @@
               written alone after every attempt so a batch of 10,000 polls does not rewrite
               the whole run 10,000 times
     attempts  poll history: one row per attempt, the one that settled the poll too (for
-              `lamrunner runs show`; the rows are made, and masked, in `history`)
+              `lamrunner runs show`; the rows are made, and masked, in `history`), bounded:
+              a poll keeps the rows of its first and last attempts (`loopUntil.history`,
+              5 and 50 by default), the row that leaves the window is deleted as the poll
+              goes (the engine names it, `decide.history`), so 10,000 long polls stay small
+    poll_counts  one row per polled request: its attempts and how many got each status,
+              counted for every attempt, kept or not (`runs show` says how many were elided)
     cancels   `lamrunner cancel` of a run another process is running: the row is the request,
               which that process looks for every CANCEL_CHECK_INTERVAL and obeys
 
@@ -87,6 +92,17 @@ CREATE TABLE IF NOT EXISTS cancels (
     run_id TEXT PRIMARY KEY,
     requested_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS poll_counts (
+    run_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    step_name TEXT,
+    attempts INTEGER NOT NULL,
+    keep_first INTEGER,
+    keep_last INTEGER,
+    statuses TEXT NOT NULL,  -- {"200": 9990, "503": 10}: attempts by status (or error kind)
+    PRIMARY KEY (run_id, step, idx)
+);
 """
 # Columns added to `attempts` since its first version; a store made before gets them on open.
 _ATTEMPT_COLUMNS = {
@@ -103,6 +119,15 @@ _ATTEMPT_INSERT = (
     " step_name, duration_ms, delay_ms, outcome, last_response, progress)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )  # REPLACE: an attempt re-sent after a resume overwrites the row of its lost first try
+_ATTEMPT_DROP = "DELETE FROM attempts WHERE run_id = ? AND step = ? AND idx = ? AND attempt = ?"
+_COUNT_UPSERT = (
+    "INSERT INTO poll_counts (run_id, step, idx, step_name, attempts, keep_first, keep_last,"
+    " statuses) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, json_object(?8, 1))"
+    " ON CONFLICT (run_id, step, idx) DO UPDATE SET attempts = excluded.attempts,"
+    " statuses = json_set(statuses, '$.\"' || ?8 || '\"',"
+    " coalesce(json_extract(statuses, '$.\"' || ?8 || '\"'), 0) + 1)"
+    " WHERE excluded.attempts > poll_counts.attempts"
+)  # counted once per attempt: an attempt re-sent after a resume is not counted again
 
 
 def default_path() -> Path:
@@ -149,6 +174,8 @@ class RunStore(RunObserver):
             raise DefinitionError(f"run store {self.path}: cannot open it ({exc})") from None
         self._grouped: dict[tuple[str, int, int], ElementState] = {}  # key -> latest entry
         self._attempts: list[tuple[Any, ...]] = []
+        self._drops: list[tuple[Any, ...]] = []  # rows leaving a poll's bounded history
+        self._counts: list[tuple[Any, ...]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
 
     def _prepare(self, tries: int = 50) -> None:
@@ -245,12 +272,33 @@ class RunStore(RunObserver):
     def save_attempt(self, state: RunState, index: int, row: dict[str, Any]) -> None:
         """A poll attempt's history row. It shares the commit of the element progress that
         follows it; the last attempt of a poll (no delay after it) is committed at once, since
-        nothing may follow for a long time (a batch's other elements may poll on)."""
+        nothing may follow for a long time (a batch's other elements may poll on).
+
+        The row's `dropAttempt` (the engine's, from `loopUntil.history`) names the earlier
+        attempt whose row leaves the poll's bounded history: it is deleted in the same commit.
+        Every attempt is counted in `poll_counts`, kept or not."""
         last = row.get("lastResponse")
+        run_id, step = state.run_id, state.next_step
+        drop = row.get("dropAttempt")
+        if drop is not None:
+            self._drops.append((run_id, step, index, drop))
+        window = row.get("history") or {}
+        self._counts.append(
+            (
+                run_id,
+                step,
+                index,
+                row.get("stepName"),
+                row["attempt"],
+                window.get("first"),
+                window.get("last"),
+                str(row["status"]),
+            )
+        )
         self._attempts.append(
             (
-                state.run_id,
-                state.next_step,
+                run_id,
+                step,
                 index,
                 row["attempt"],
                 row["status"],
@@ -279,12 +327,17 @@ class RunStore(RunObserver):
             return
         grouped, self._grouped = self._grouped, {}
         attempts, self._attempts = self._attempts, []
+        drops, self._drops = self._drops, []
+        counts, self._counts = self._counts, []
         with self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO elements (run_id, step, idx, entry) VALUES (?, ?, ?, ?)",
                 [(*key, json.dumps(entry.to_dict())) for key, entry in grouped.items()],
             )
             self._db.executemany(_ATTEMPT_INSERT, attempts)
+            if drops:
+                self._db.executemany(_ATTEMPT_DROP, drops)
+            self._db.executemany(_COUNT_UPSERT, counts)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -371,6 +424,33 @@ class RunStore(RunObserver):
             self._db.execute("DELETE FROM cancels WHERE run_id = ?", (run_id,))
             self._db.execute("DELETE FROM elements WHERE run_id = ?", (run_id,))
             self._db.execute("DELETE FROM attempts WHERE run_id = ? AND step = ?", (run_id, step))
+            self._db.execute(
+                "DELETE FROM poll_counts WHERE run_id = ? AND step = ?", (run_id, step)
+            )
+
+    def poll_counts(self, run_id: str) -> _Rows:
+        """Per polled request: its attempts, how many rows of them are kept and how many were
+        elided (the middle of a long poll, see `loopUntil.history`), attempts by status."""
+        rows = self._db.execute(
+            "SELECT c.step, c.step_name, c.idx, c.attempts, c.keep_first, c.keep_last,"
+            " c.statuses, (SELECT count(*) FROM attempts a WHERE a.run_id = c.run_id"
+            " AND a.step = c.step AND a.idx = c.idx) FROM poll_counts c"
+            " WHERE c.run_id = ? ORDER BY c.step, c.idx",
+            (run_id,),
+        ).fetchall()
+        return [
+            {
+                "step": f"step_{r[0] + 1}",
+                "stepName": r[1],
+                "element": r[2],
+                "attempts": r[3],
+                "rowsKept": r[7],
+                "elided": max(0, r[3] - r[7]),
+                "history": {"first": r[4], "last": r[5]},
+                "statuses": json.loads(r[6]),
+            }
+            for r in rows
+        ]
 
     def owner_alive(self, run_id: str) -> int | None:
         """The pid of a live process that is running this run, if any."""
