@@ -46,7 +46,7 @@ STALL_TIMEOUT = None  # no stall detection unless asked for
 # followAsync: (async request-reply). "done": a final answer (not 202) whose `status` (or
 # `state`) field, if it has one, is one of FOLLOW_SUCCEEDED or FOLLOW_FAILED (those fail it);
 # compared lower-cased with spaces, '-' and '_' removed.
-FOLLOW_ASYNC = None  # None: a poll whose first answer is a 202 with a Location is followed
+FOLLOW_ASYNC = None  # None: a GET/HEAD poll whose first answer is a 202 + Location follows it
 FOLLOW_SUCCEEDED = ("succeeded", "success", "successful", "completed", "complete", "done", "ok")
 FOLLOW_FAILED = ("failed", "failure", "error", "canceled", "cancelled", "expired", "rejected")
 FOLLOW_LOCATION_HEADERS = ("operation-location", "location")  # the first one present wins

@@ -297,20 +297,40 @@ async def test_a_failed_operation_fails_the_step_by_default(api, wf):
     assert "disk full" in record["error"]["message"]
 
 
-async def test_a_poll_whose_first_answer_is_a_202_follows_it_unless_follow_async_is_false(api, wf):
+async def test_a_get_poll_whose_first_answer_is_a_202_follows_it_unless_follow_async_is_false(
+    api, wf
+):
     api.script(
-        "POST", "/jobs", Reply(status=202, json={"state": "queued"}, headers={"Location": "/ops/4"})
+        "GET",
+        "/jobs/4",
+        Reply(status=202, json={"state": "queued"}, headers={"Location": "/ops/4"}),
     )
     api.script("GET", "/ops/4", Reply(json={"state": "done"}))
-    record = await run_one(wf, poll(api.url + "/jobs", method="POST"))
+    record = await run_one(wf, poll(api.url + "/jobs/4"))
     assert record["status"] == "SUCCESS"
-    assert [s.path for s in api.seen] == ["/jobs", "/ops/4"]
+    assert [s.path for s in api.seen] == ["/jobs/4", "/ops/4"]
 
-    api.seen.clear()  # Laminar's way: the POST itself is re-sent
-    request = {**poll(api.url + "/jobs", method="POST", maxAttempts=3), "followAsync": False}
+    api.seen.clear()
+    request = {**poll(api.url + "/jobs/4", maxAttempts=3), "followAsync": False}
     record = await run_one(wf, request)
     assert record["error"]["type"] == "PollingExhausted"
-    assert [s.path for s in api.seen] == ["/jobs"] * 3
+    assert [s.path for s in api.seen] == ["/jobs/4"] * 3
+
+
+async def test_a_polled_post_is_re_sent_as_laminar_does_unless_follow_async_is_true(api, wf):
+    api.script(
+        "POST", "/jobs", Reply(status=202, json={"state": "queued"}, headers={"Location": "/ops/7"})
+    )
+    api.script("GET", "/ops/7", Reply(json={"state": "done"}))
+    record = await run_one(wf, poll(api.url + "/jobs", method="POST", maxAttempts=3))
+    assert record["error"]["type"] == "PollingExhausted"
+    assert [s.path for s in api.seen] == ["/jobs"] * 3  # Laminar's way: the POST re-sent
+
+    api.seen.clear()
+    request = {**poll(api.url + "/jobs", method="POST"), "followAsync": True}
+    record = await run_one(wf, request)
+    assert record["status"] == "SUCCESS"
+    assert [s.path for s in api.seen] == ["/jobs", "/ops/7"]
 
 
 async def test_a_202_later_in_a_plain_poll_is_not_followed(api, wf):

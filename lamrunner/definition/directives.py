@@ -83,7 +83,7 @@ class RequestSpec:
     fail_on_http_error: bool = True
     retry: RetryPolicy | None = None
     loop: PollPolicy | None = None
-    # True: follow a 202's Location; False: never; None: when a poll's first answer is a 202
+    # True: follow a 202's Location; False: never; None: a GET/HEAD poll's first 202
     follow_async: bool | None = defaults.FOLLOW_ASYNC
     # idempotencyKey: None (the default rule: POST/PATCH in a step that polls), False (never),
     # or the header name to send a key in (True is read as the default header name)

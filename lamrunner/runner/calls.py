@@ -691,12 +691,14 @@ class Poller:
 
     def _follow(self, state: PollState, response: Response) -> None:
         """A 202 with Operation-Location or Location sends the poll there (as a GET): with
-        `followAsync: true` always, by default when it is the poll's first answer (or the
-        poll already follows one); never with `followAsync: false`."""
+        `followAsync: true` always; by default when it is the first answer of a GET or HEAD
+        poll (or the poll already follows one), since a polled POST is Laminar's way of
+        re-sending it (its condition reads the POST's answers); never with `false`."""
         mode = self._call.spec.follow_async
         if response.status != 202 or mode is False:
             return
-        if mode is None and state.attempt != 1 and state.follow_url is None:
+        implicit = state.attempt == 1 and self._base.method in ("GET", "HEAD")
+        if mode is None and state.follow_url is None and not implicit:
             return
         headers = response.headers
         location = next(
