@@ -104,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     _store_options(runs)
     _log_options(runs)
 
-    from lamrunner.cli import package
+    from lamrunner.cli import packageargs  # not cli.package: only `package` pays its imports
 
-    package.add_parser(commands)
+    packageargs.add_parser(commands)
     _log_options(commands.choices["package"])
     return parser
 

@@ -55,10 +55,6 @@ from lamrunner.errors import DefinitionError
 if TYPE_CHECKING:  # the loader (yaml, QuickJS) is imported when a bundle is built, not for --help
     from lamrunner.definition.workflow import Workflow
 
-TARGETS = ("aws", "gcp")
-ARCHES = ("x86_64", "arm64")
-PYTHONS = ("3.11", "3.12", "3.13")
-DEFAULT_PYTHON = "3.12"
 MANIFEST = "lamrunner-package.json"
 CONFIG_DIR = "config"  # where --config files go inside a bundle
 AWS_HANDLER = "lamrunner.aws.durable_handler"
@@ -88,45 +84,6 @@ _REMOVED_FROM_STDLIB = {
         "telnetlib", "uu", "xdrlib", "asynchat", "asyncore", "distutils", "imp", "smtpd",
     },
 }  # fmt: skip
-
-
-def add_parser(commands: Any) -> None:
-    """The `package` sub-command's options (main.py adds the log options)."""
-    package = commands.add_parser("package", help="build a cloud-function bundle of a workflow")
-    package.add_argument("workflow", help="the workflow YAML file")
-    package.add_argument(
-        "--target", choices=TARGETS, help="aws (Lambda) or gcp (Cloud Run functions)"
-    )
-    package.add_argument(
-        "--arch", choices=ARCHES, default="x86_64", help="the function's CPU (default x86_64)"
-    )
-    package.add_argument(
-        "--python",
-        choices=PYTHONS,
-        default=DEFAULT_PYTHON,
-        help=f"the function's Python runtime (default {DEFAULT_PYTHON})",
-    )
-    package.add_argument(
-        "--output",
-        dest="output_dir",  # not `output`: the CLI writes a refusal's record to args.output
-        metavar="DIR",
-        help="where the bundle goes (aws: the zip and template.yaml; gcp: the source folder)",
-    )
-    package.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a config layer to ship with the workflow (repeatable, later wins)",
-    )
-    package.add_argument(
-        "--requirement",
-        "-r",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a pip requirements file of what the Python handlers import (repeatable)",
-    )
 
 
 @dataclass(frozen=True)
