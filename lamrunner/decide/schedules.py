@@ -78,11 +78,12 @@ def server_delay(headers: Mapping[str, str], now_epoch: float) -> float | None:
     """Seconds the response's headers ask to wait before the next request, or None: the
     longest of `Retry-After` (seconds or an HTTP date), `X-Poll-Interval` (seconds) and
     `RateLimit-Reset` (seconds) when `RateLimit-Remaining` is 0. Names are lower-cased."""
-    asked = [
-        retry_after_seconds(headers.get("retry-after"), now_epoch),
-        _seconds(headers.get("x-poll-interval")),
-    ]
-    if (headers.get("ratelimit-remaining") or "").strip() == "0":
+    retry_after, interval = headers.get("retry-after"), headers.get("x-poll-interval")
+    remaining = headers.get("ratelimit-remaining")
+    if retry_after is None and interval is None and remaining is None:
+        return None  # the common answer: nothing asked (one check per attempt)
+    asked = [retry_after_seconds(retry_after, now_epoch), _seconds(interval)]
+    if (remaining or "").strip() == "0":
         asked.append(_seconds(headers.get("ratelimit-reset")))
     found = [s for s in asked if s is not None]
     return max(found) if found else None

@@ -584,10 +584,11 @@ class Poller:
             if response.status == 304 and cached is not None and cached[0] == call.request.url:
                 offered, not_modified = _refreshed(cached[1], response), True
                 self._cached = (cached[0], offered)
-            else:
+            elif policy.conditional or cached is not None:
                 self._remember(call.request.url, response)
-            self._follow(state, response)
-        follow = self._following(state)
+            if response.status == 202:
+                self._follow(state, response)
+        follow = state.follow_url is not None or call.spec.follow_async is True
         last = self._last = offered or self._last
         decision, problem = await call._decide(
             policy, state, offered, error, self._checks, last, not_modified
@@ -648,6 +649,8 @@ class Poller:
         """This attempt's request: the handler's, or a GET of where a 202 sent the poll, made
         conditional when the last answer from that URL had an ETag or a Last-Modified."""
         request = self._base
+        if state.follow_url is None and self._cached is None:
+            return request  # the common poll: neither followed nor conditional
         if state.follow_url is not None:
             followed = self._followed
             if followed is None or followed[0] != state.follow_url:
@@ -685,9 +688,6 @@ class Poller:
         validators = "etag" in response.headers or "last-modified" in response.headers
         keep = self.policy.conditional and 200 <= response.status < 300 and validators
         self._cached = (url, response) if keep else None
-
-    def _following(self, state: PollState) -> bool:
-        return state.follow_url is not None or self._call.spec.follow_async is True
 
     def _follow(self, state: PollState, response: Response) -> None:
         """A 202 with Operation-Location or Location sends the poll there (as a GET): with
