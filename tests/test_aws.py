@@ -10,6 +10,7 @@ they receive, so "a replay re-sends nothing that completed" is asserted on the w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -227,9 +228,9 @@ def _log_lines(capfd: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
 # -- the sample, end to end, in real time ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def jobapi_url() -> Iterator[str]:
-    """samples/jobapi.py as a subprocess on a free port, its jobs done in about 1.5 s."""
+@contextlib.contextmanager
+def _jobapi(phase_seconds: float) -> Iterator[str]:
+    """samples/jobapi.py as a subprocess on a free port, its jobs done in 2 phases."""
     server = subprocess.Popen(
         [
             sys.executable,
@@ -238,7 +239,7 @@ def jobapi_url() -> Iterator[str]:
             "0",
             "--quiet",
             "--phase-seconds",
-            "0.75",
+            str(phase_seconds),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -252,34 +253,21 @@ def jobapi_url() -> Iterator[str]:
         server.terminate()
         server.wait(timeout=10)
         server.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def jobapi_url() -> Iterator[str]:
+    """The job API with jobs done in about 1.5 s."""
+    with _jobapi(0.75) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def quick_jobapi_url() -> Iterator[str]:
-    """samples/jobapi.py with jobs done in 0.1 s of real time: with skip_time the runner's
+    """The job API with jobs done in 0.1 s of real time: with skip_time the runner's
     modelled clock runs ahead of the API's real one, so the jobs must not take long."""
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "samples/jobapi.py"),
-            "--port",
-            "0",
-            "--quiet",
-            "--phase-seconds",
-            "0.05",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    try:
-        line = server.stdout.readline().strip()
-        assert line.startswith("jobapi listening on http://127.0.0.1:"), line
-        yield line.rsplit(" ", 1)[1]
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        server.stdout.close()
+    with _jobapi(0.05) as url:
+        yield url
 
 
 @pytest.mark.parametrize(
