@@ -340,10 +340,7 @@ class _Call:
         try:
             value = await check.js.evaluate(_ctx_json(response, state, now, not_modified))
         except ScriptError as exc:
-            if exc.kind == "badjson":
-                response.value  # noqa: B018
-            if exc.kind != "exception":
-                raise _condition_error(exc, check.name, self.spec) from None
+            self._unless_thrown(exc, check.name, response)
             self._ignored_delay(f"nextDelay threw {exc.message}")
             return None
         if value is None:
@@ -389,14 +386,19 @@ class _Call:
                 return await check.js.evaluate_value(ctx_json)
             return await check.js.evaluate(ctx_json)
         except ScriptError as exc:
-            if exc.kind == "badjson":  # Python's parse says what is wrong, and raises for it
-                response.value  # noqa: B018
-            if exc.kind == "exception":
-                state.last_error = f"{name} threw {exc.message}"
-                self.ctx.log.warning(
-                    "poll.condition_threw", where=self.spec.where, error=state.last_error
-                )
-                return None if value else False
+            self._unless_thrown(exc, name, response)
+            state.last_error = f"{name} threw {exc.message}"
+            self.ctx.log.warning(
+                "poll.condition_threw", where=self.spec.where, error=state.last_error
+            )
+            return None if value else False
+
+    def _unless_thrown(self, exc: ScriptError, name: str, response: Response) -> None:
+        """Raise for a script failure that is not the script's own throw: bad JSON (Python's
+        parse says what is wrong, and raises for it) or a broken limit (ConditionError)."""
+        if exc.kind == "badjson":
+            response.value  # noqa: B018
+        if exc.kind != "exception":
             raise _condition_error(exc, name, self.spec) from None
 
     async def _open(self, source: str | None, name: str, value: bool = False) -> _Check:
