@@ -187,3 +187,39 @@ def test_build_config_bad_yaml_in_file(tmp_path):
     path.write_text("a: [1\n")
     with pytest.raises(DefinitionError, match=r"c\.yaml"):
         build_config({}, [str(path)])
+
+
+def test_a_laminar_configuration_store_export_is_a_config_layer(tmp_path):
+    store = tmp_path / "store.json"
+    store.write_text(
+        json.dumps(
+            {
+                "name": "Production Store",
+                "workspaceId": 123,
+                "properties": [
+                    {"key": "apiVersion", "value": "2.1"},
+                    {"key": "baseUrl", "value": "${STORE_URL}"},
+                    {"key": "limits.pageSize", "value": 50},
+                ],
+                "flowCredentialPairs": [{"flowId": 456, "sourceAuthCredentialId": 789}],
+            }
+        )
+    )
+    config = build_config({"apiVersion": "1.0"}, files=[str(store)], env={"STORE_URL": "http://x"})
+    assert config == {"apiVersion": "2.1", "baseUrl": "http://x", "limits": {"pageSize": 50}}
+
+
+def test_a_config_mapping_with_its_own_properties_key_is_left_as_it_is(tmp_path):
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("properties:\n  - {key: a, value: 1}\nregion: eu\n")
+    assert build_config({}, files=[str(plain)]) == {
+        "properties": [{"key": "a", "value": 1}],
+        "region": "eu",
+    }
+
+
+def test_a_laminar_store_property_with_a_bad_key_names_it(tmp_path):
+    store = tmp_path / "store.json"
+    store.write_text(json.dumps({"name": "s", "properties": [{"key": "a b", "value": 1}]}))
+    with pytest.raises(DefinitionError, match=r"store.json: properties\[0\].key"):
+        build_config({}, files=[str(store)])

@@ -6,7 +6,8 @@ bare words); without one, its language picks the default kind. The kinds:
     yaml   workflow        loaded with lamrunner's loader; `run input=JSON status=S error=T
                            result=JSON` also runs it against samples/jobapi.py on 127.0.0.1
            workflow-part   merged over a one-step workflow and loaded (limits:, network:)
-           config-file     loaded as a --config file
+           config-file     loaded as a --config file (a json block too); `expect=JSON`
+                           compares the config it makes
     js     js / handler    compiled and called on a sample GWO in lamrunner's JS engine; the
                            result must be JSON and a valid directive (`expect=JSON` compares)
            request-fields  object fields (`loopUntil: {...}, retry: {...}`) put into a request
@@ -67,7 +68,7 @@ KINDS = {
     "yaml": {"workflow", "workflow-part", "config-file"},
     "js": {"js", "handler", "request-fields", "condition"},
     "python": {"python", "handler", "script"},
-    "json": {"json", "record"},
+    "json": {"json", "record", "config-file"},
     "sh": {"sh"},
     "text": {"synopsis", "signature"},
 }
@@ -283,9 +284,12 @@ def test_example(
     if kind in ("workflow", "workflow-part"):
         _check_workflow(block, folder, request)
     elif kind == "config-file":
-        path = folder / f"config-{block.line}.yaml"
+        path = folder / f"config-{block.line}.{'json' if block.lang == 'json' else 'yaml'}"
         path.write_text(block.code, encoding="utf-8")
-        assert isinstance(load_config_file(str(path), {}), dict)
+        config = load_config_file(str(path), {})
+        assert isinstance(config, dict)
+        if "expect" in block.opts:
+            assert config == block.opts["expect"], f"{block}: the config it makes"
     elif kind in ("js", "handler") and block.lang == "js":
         result = asyncio.run(_call_js(block.code, block.opts.get("gwo", SAMPLE_GWO)))
         _check_result(block, result)

@@ -85,8 +85,52 @@ def load_config_file(path: str | Path, env: Mapping[str, str]) -> dict[str, Any]
         return {}
     if not isinstance(data, Mapping):
         raise DefinitionError(f"{path}: a config file must hold a mapping at the top level")
+    if is_laminar_store(data):
+        data = laminar_store_properties(data, str(path))
     expanded: dict[str, Any] = expand_env(data, env, str(path))  # a mapping stays a dict
     return expanded
+
+
+# What Laminar's configuration-store export holds besides its properties; a file with any other
+# top-level key is an ordinary config mapping (which may well have its own `properties`).
+_STORE_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "description",
+        "workspaceId",
+        "properties",
+        "flowCredentialPairs",
+        "createdAt",
+        "updatedAt",
+    }
+)
+
+
+def is_laminar_store(data: Mapping[str, Any]) -> bool:
+    """A Laminar configuration store: `properties` is a list of `{key, value}` objects and the
+    other top-level keys are the store's own (name, workspaceId, ...)."""
+    properties = data.get("properties")
+    return (
+        isinstance(properties, list)
+        and set(data) <= _STORE_FIELDS
+        and all(isinstance(p, Mapping) and "key" in p for p in properties)
+    )
+
+
+def laminar_store_properties(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The store's properties as a config mapping: `{"key": "a.b", "value": 1}` is `a.b`, so
+    `{{props.a.b}}` and `{{config.a.b}}` read it (a dotted key nests, as `--set a.b=1` does)."""
+    config: dict[str, Any] = {}
+    for index, prop in enumerate(data["properties"]):
+        key = prop["key"]
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise DefinitionError(
+                f"{where}: properties[{index}].key must be a name like apiVersion or api.url, "
+                f"got {key!r}"
+            )
+        config = apply_set(config, key.split("."), prop.get("value"))
+    return config
 
 
 def parse_set(text: str) -> tuple[list[str], Any]:
