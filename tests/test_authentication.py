@@ -49,7 +49,10 @@ def parse(auth: Any) -> Any:
         ({"type": "basic", "user": "a", "password": "p"}, "did you mean 'username'"),
         ({"type": "basic", "username": "a"}, "missing required key 'password'"),
         ({"type": "apikey", "apiKey": "k", "in": "body"}, "'body' is not one of header, query"),
-        ({"type": "bearer", "token": 123456789}, "token: expected a non-empty string, got a number"),
+        (
+            {"type": "bearer", "token": 123456789},
+            "token: expected a non-empty string, got a number",
+        ),
         ("basic", "expected a mapping"),
     ],
 )
@@ -96,13 +99,14 @@ async def test_basic_credentials_from_config(api, wf):
 
 async def test_oauth2_token_is_fetched_once_for_a_batch(api, wf):
     """Five concurrent requests that find no token share one fetch."""
-    api.script("POST", "/token", Reply(json={"access_token": "at-batch", "expires_in": 60}, delay=0.1))
+    api.script(
+        "POST", "/token", Reply(json={"access_token": "at-batch", "expires_in": 60}, delay=0.1)
+    )
     api.script("GET", "/item", Reply(json={"ok": 1}))
     item = {"method": "GET", "url": api.url + "/item", "authentication": oauth(api)}
     handler = wf.handler(
         "batch.py",
-        "def transform(data):\n"
-        f"    return {{'lam.httpRequests': [{item!r}] * 5}}\n",
+        f"def transform(data):\n    return {{'lam.httpRequests': [{item!r}] * 5}}\n",
     )
     path = wf.workflow([handler], config={"clientSecret": SECRET})
     record = await run_path(path)
@@ -117,12 +121,18 @@ async def test_a_poll_reuses_its_token_and_refreshes_it_when_it_expires(api, wf)
     """expires_in 100 s: refreshed 10 s early (10% of its life), so the attempts at 0 s and
     60 s share one token and the one at 120 s fetches another."""
     api.script("POST", "/token", token("at-first", 100), token("at-second", 100))
-    api.script("GET", "/job", Reply(json={"s": "run"}), Reply(json={"s": "run"}), Reply(json={"s": "done"}))
+    api.script(
+        "GET", "/job", Reply(json={"s": "run"}), Reply(json={"s": "run"}), Reply(json={"s": "done"})
+    )
     request = {
         "method": "GET",
         "url": api.url + "/job",
         "authentication": oauth(api),
-        "loopUntil": {"condition": "ctx.response.s === 'done'", "strategy": "fixed", "initialDelay": "60s"},
+        "loopUntil": {
+            "condition": "ctx.response.s === 'done'",
+            "strategy": "fixed",
+            "initialDelay": "60s",
+        },
     }
     clock = FakeClock()
     path = wf.workflow([wf.request_step("s", request)], config={"clientSecret": SECRET})
@@ -142,7 +152,11 @@ async def test_a_token_without_expires_in_is_kept_until_a_401(api, wf):
     api.script("GET", "/a", Reply(json=1))
     request = {"method": "GET", "url": api.url + "/a", "authentication": oauth(api)}
     clock = FakeClock()
-    steps = [wf.request_step("one", request), wf.py_step("wait", "None"), wf.request_step("two", request)]
+    steps = [
+        wf.request_step("one", request),
+        wf.py_step("wait", "None"),
+        wf.request_step("two", request),
+    ]
     record = await run_path(wf.workflow(steps, config={"clientSecret": SECRET}), clock=clock)
     assert record["status"] == "SUCCESS"
     assert len(api.requests_to("/token")) == 1
