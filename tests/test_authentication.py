@@ -230,3 +230,22 @@ async def test_two_runs_never_share_a_token(api, wf):
     await asyncio.gather(run_path(path), run_path(path))
     assert len(api.requests_to("/token")) == 2
     assert {bearer(s) for s in api.requests_to("/x")} == {"Bearer at-run-1", "Bearer at-run-2"}
+
+
+async def test_on_give_up_reuses_the_polls_token(api, wf):
+    api.script("POST", "/token", token("at-give-up"))
+    api.script("GET", "/job", Reply(json={"s": "run"}))
+    api.script("DELETE", "/job", Reply(status=204))
+    request = {
+        "method": "GET",
+        "url": api.url + "/job",
+        "authentication": oauth(api),
+        "loopUntil": {"condition": "ctx.response.s === 'done'", "maxAttempts": 2},
+        "onGiveUp": {"method": "DELETE", "url": api.url + "/job", "authentication": oauth(api)},
+    }
+    path = wf.workflow([wf.request_step("s", request)], config={"clientSecret": SECRET})
+    record = await run_path(path, clock=FakeClock())
+    assert record["error"]["type"] == "PollingExhausted"
+    assert len(api.requests_to("/token")) == 1
+    cancel = [s for s in api.seen if s.method == "DELETE"]
+    assert [bearer(s) for s in cancel] == ["Bearer at-give-up"]
