@@ -70,3 +70,8 @@ HISTORY_LAST = 50
 SFN_PRICE_PER_1000_TRANSITIONS = 0.025
 # ... and how many attempt rows of a timeline it prints before eliding the middle
 EXPLAIN_TIMELINE_ROWS = 12
+PAGINATION_MAX_PAGES = 100  # pages a request with `pagination` follows when maxPages is not set
+PAGINATION_MAX_PAGES_LIMIT = 10_000  # the most maxPages may say: a step's response is all of them
+OAUTH_REFRESH_EARLY = 30.0  # an oauth2 token is fetched again this long before it expires...
+OAUTH_REFRESH_SHARE = 0.1  # ...or this share of its lifetime before, whichever is shorter
+OAUTH_TOKEN_TIMEOUT = 30.0  # the longest a token request may take (the request's own if shorter)

@@ -15,6 +15,8 @@
     ├── BatchFailed                 a lam.httpRequests with minSuccess / toleratedFailures
     │                               can no longer have enough requests succeed
     ├── RequestCancelled            a batch request stopped because its batch had failed
+    ├── AuthenticationError         an oauth2 token endpoint refused the client or gave no
+    │                               token (`authentication: {type: oauth2}`)
     └── PollingError
         ├── PollingFailed           failWhen held
         ├── PollingExhausted        maxAttempts used up
@@ -212,3 +214,15 @@ class ScriptError(Exception):
 
 class Cancelled(LamrunnerError):
     """The run was cancelled (`lamrunner cancel RUN_ID`): it ends FAILED with this error."""
+
+
+class AuthenticationError(LamrunnerError):
+    """An oauth2 token endpoint refused the client or answered without a usable token.
+
+    ``status`` is the token endpoint's HTTP status (None when its answer had no token). A
+    token endpoint that cannot be reached is a TransportError instead, so a request's
+    `retry` (and a poll) treats it as any failed send."""
+
+    def __init__(self, message: str, *, status: int | None = None, step: str | None = None):
+        super().__init__(message, step=step)
+        self.status = status

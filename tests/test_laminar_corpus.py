@@ -27,7 +27,8 @@ case.yaml:
            json: {...},               # (the body, exactly), form (a urlencoded body as a
            headers: {X-Key: abc}}     # dict), headers (these ones, values exact)
       stderr_contains: [..]           # e.g. a warning's text
-      never_shown: [s3cr3t]           # strings that must appear in neither stdout nor stderr
+      never_shown: [s3cr3t]           # strings that must appear in neither stdout nor stderr,
+                                      # nor in the run store (each case has its own SQLite file)
 """
 
 from __future__ import annotations
@@ -164,8 +165,11 @@ def serve() -> Iterator[Any]:
         loop.close()
 
 
-def _run_cli(folder: Path, case: dict[str, Any], url: str) -> subprocess.CompletedProcess[str]:
+def _run_cli(
+    folder: Path, case: dict[str, Any], url: str, store: Path
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["LAMRUNNER_STORE"] = str(store)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["LAMINAR_API"] = url
     env.update({str(k): str(v) for k, v in (case.get("env") or {}).items()})
@@ -209,11 +213,12 @@ def test_there_is_a_corpus() -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_laminar_program_runs_unchanged(name: str, serve: Any) -> None:
+def test_laminar_program_runs_unchanged(name: str, serve: Any, tmp_path: Path) -> None:
     folder = CORPUS / name
     case = yaml.safe_load((folder / "case.yaml").read_text())
     server = CaseServer({str(k): list(v) for k, v in (case.get("server") or {}).items()})
-    proc = _run_cli(folder, case, serve(server))
+    store = tmp_path / "runs.sqlite3"
+    proc = _run_cli(folder, case, serve(server), store)
     shown = f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
     expect = case.get("expect") or {}
     assert TRACEBACK not in proc.stdout + proc.stderr, shown
@@ -233,5 +238,8 @@ def test_laminar_program_runs_unchanged(name: str, serve: Any) -> None:
             _check_request(index, seen, want)
     for fragment in expect.get("stderr_contains") or []:
         assert fragment in proc.stderr, shown
+    stored = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("runs.sqlite3*")))
+    assert stored, "the run was not stored"
     for secret in expect.get("never_shown") or []:
         assert secret not in proc.stdout and secret not in proc.stderr, shown
+        assert secret.encode() not in stored, f"{secret!r} is in the run store\n{shown}"

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lamrunner import defaults
+from lamrunner.definition.auth import AuthSpec, parse_authentication
+from lamrunner.definition.pagination import PageSpec, parse_pagination
 from lamrunner.definition.policies import PollPolicy, RetryPolicy, parse_loop_until, parse_retry
 from lamrunner.definition.templates import has_template, render
 from lamrunner.definition.validation import (
@@ -51,6 +53,8 @@ REQUEST_KEYS = (
     "followAsync",
     "idempotencyKey",
     "onGiveUp",
+    "authentication",
+    "pagination",
 )
 SETTINGS_KEYS = (
     "method",
@@ -62,7 +66,16 @@ SETTINGS_KEYS = (
     "idempotencyKey",
 )
 # onGiveUp: a request object of its own, sent once, so it has no retry, poll or give-up of its own
-GIVE_UP_KEYS = ("method", "url", "pathParams", "queryParams", "headers", "body", "timeout")
+GIVE_UP_KEYS = (
+    "method",
+    "url",
+    "pathParams",
+    "queryParams",
+    "headers",
+    "body",
+    "timeout",
+    "authentication",
+)
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 DEFAULT_TIMEOUT = defaults.REQUEST_TIMEOUT
 _NO_BODY = object()
@@ -89,6 +102,8 @@ class RequestSpec:
     # or the header name to send a key in (True is read as the default header name)
     idempotency_key: str | bool | None = None
     on_give_up: RequestSpec | None = None  # sent when the poll gives up (see calls.give_up)
+    auth: AuthSpec | None = None  # `authentication`: its values are filled when rendered
+    pagination: PageSpec | None = None  # follow pages (never together with loopUntil)
 
     @property
     def has_body(self) -> bool:
@@ -285,6 +300,7 @@ def _build_request(
         ):
             if source is not None:
                 check_condition(source, f"{where}.loopUntil.{name}")
+    pagination = _pagination(data, where, loop, check_condition)
     if "onGiveUp" in data and loop is None:
         raise DefinitionError(
             f"{where}.onGiveUp: only a request with loopUntil gives up; add loopUntil or drop it"
@@ -306,7 +322,33 @@ def _build_request(
         follow_async=follow,
         idempotency_key=_idempotency_key(data.get("idempotencyKey"), where),
         on_give_up=_give_up(data["onGiveUp"], where) if "onGiveUp" in data else None,
+        auth=(
+            parse_authentication(data["authentication"], f"{where}.authentication")
+            if "authentication" in data
+            else None
+        ),
+        pagination=pagination,
     )
+
+
+def _pagination(
+    data: Mapping[str, Any],
+    where: str,
+    loop: PollPolicy | None,
+    check_condition: ConditionCheck | None,
+) -> PageSpec | None:
+    """`pagination`, refused beside a poll: a poll repeats one request until it is done, a
+    paginated request walks on to the next page; which page a poll's condition sees would
+    be anyone's guess."""
+    if "pagination" not in data:
+        return None
+    if loop is not None:
+        also = "loopUntil" if "loopUntil" in data else "followAsync: true"
+        raise DefinitionError(
+            f"{where}.pagination: a request cannot both paginate and poll ({also}); poll in "
+            "one step and fetch the pages in the next"
+        )
+    return parse_pagination(data["pagination"], f"{where}.pagination", check_condition)
 
 
 def _idempotency_key(value: Any, where: str) -> str | bool | None:

@@ -5,7 +5,7 @@ It lives in the HTTP layer so that the transport knows nothing above it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,9 @@ class RenderedRequest:
     body: bytes | None
     timeout: float
     where: str
+    # credential values rendered into it (an `authentication`'s password, key, client
+    # secret): the run masks each one wherever it shows up, a key in the URL included
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def header_values(self) -> tuple[str, ...]:

@@ -33,9 +33,12 @@ from lamrunner.decide.polling import (
     note_progress,
 )
 from lamrunner.decide.schedules import server_delay
+from lamrunner.definition.auth import OAUTH2
 from lamrunner.definition.directives import RequestSpec
+from lamrunner.definition.pagination import PageSpec
 from lamrunner.definition.policies import HistoryWindow, PollPolicy, RetryPolicy
 from lamrunner.errors import (
+    AuthenticationError,
     ConditionError,
     HttpStatusError,
     LamrunnerError,
@@ -48,7 +51,8 @@ from lamrunner.http.transport import Response, excerpt
 from lamrunner.js.simplecond import UNDEFINED, Unsupported, compile_condition, compile_value
 from lamrunner.runner.context import RunContext
 from lamrunner.runner.history import attempt_row, failure_excerpt
-from lamrunner.runner.rendering import render_request
+from lamrunner.runner.rendering import OAuthClient, render_auth, render_request
+from lamrunner.runner.tokens import fetch_token
 from lamrunner.units import format_duration
 
 
@@ -69,6 +73,7 @@ class CallResult:
     duration_ms: int
     throttled_ms: int = 0  # waiting out 429/503 + Retry-After (shown only when some)
     progress: dict[str, Any] | None = None  # loopUntil.progress: {"percent", "etaMs"}
+    pagination: dict[str, Any] | None = None  # {"pages", "stoppedBy", "statuses"}
 
     def http(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -81,6 +86,8 @@ class CallResult:
             entry["throttledMs"] = self.throttled_ms
         if self.progress is not None:
             entry["progress"] = self.progress
+        if self.pagination is not None:
+            entry["pagination"] = self.pagination
         return entry
 
 
@@ -109,6 +116,8 @@ async def perform(ctx: RunContext, element: Element, poll: PollState | None = No
     """Run one request object to its result (resuming `poll` if given), or raise the error
     that ends it."""
     call = _Call(ctx, element)
+    if element.spec.pagination is not None:
+        return await call.pages(element.spec.pagination)
     if element.spec.loop is None:
         return await call.once()
     return await call.poll(element.spec.loop, poll)
@@ -118,7 +127,7 @@ class _Call:
     """One request object being performed, in its run. Its parts are plain attributes: they
     are read several times in every attempt."""
 
-    __slots__ = ("ctx", "debug", "element", "on_history", "request", "spec")
+    __slots__ = ("ctx", "debug", "element", "oauth", "on_history", "origin", "request", "spec")
 
     def __init__(self, ctx: RunContext, element: Element) -> None:
         self.ctx = ctx
@@ -127,6 +136,13 @@ class _Call:
         self.spec: RequestSpec = element.spec
         self.on_history: HistoryHook | None = element.on_history
         self.debug: bool = ctx.log.is_enabled_for(logging.DEBUG)  # else no per-send line made
+        auth = element.spec.auth
+        self.oauth: OAuthClient | None = (
+            render_auth(auth, ctx.config).oauth
+            if auth is not None and auth.type == OAUTH2
+            else None
+        )
+        self.origin = _origin(element.request.url)  # the token goes to this origin alone
 
     async def once(self) -> CallResult:
         clock = self.ctx.clock
@@ -139,6 +155,21 @@ class _Call:
         if response.status >= 400 and self.spec.fail_on_http_error:
             raise _status_error(self.request, response, sent)
         return _result(response, sent, clock.now() - started, throttled)
+
+    async def pages(self, paging: PageSpec) -> CallResult:
+        """Page after page (each sent as `once` sends it: retried, failOnHttpError checked)
+        until `stopCondition` holds for the page just fetched, no `next` value is left, or
+        `maxPages` pages are in; the result's value is the list of page bodies."""
+        started, walker = self.ctx.clock.now(), _Pages(self, paging)
+        try:
+            await walker.open()
+            while True:
+                page = await self.once()
+                if await walker.last(page):
+                    break
+        finally:
+            await walker.aclose()
+        return walker.result(self.ctx.clock.now() - started)
 
     async def poll(self, policy: PollPolicy, state: PollState | None) -> CallResult:
         """The poll loop: one `Poller.attempt` after another, sleeping until each is due.
@@ -474,7 +505,10 @@ class _Call:
     ) -> tuple[Response | None, TransportError | None]:
         request, log = self.request, self.ctx.log
         try:
-            response = await self.ctx.transport.send(request, timeout)
+            if self.oauth is not None and _origin(request.url) == self.origin:
+                response = await self._send_authorized(self.oauth, request, timeout)
+            else:
+                response = await self.ctx.transport.send(request, timeout)
             if validate:
                 response.value  # noqa: B018 - invalid JSON is a transport failure of this attempt
         except TransportError as exc:
@@ -496,6 +530,149 @@ class _Call:
                 ms=round(response.elapsed * 1000),
             )
         return response, None
+
+    async def _send_authorized(
+        self, client: OAuthClient, request: RenderedRequest, timeout: float
+    ) -> Response:
+        """Send with the client's bearer token (the run's cached one, or a fresh one); on a
+        401, fetch a new token and send once more: whatever that answers is the answer."""
+        token = await self._token(client, timeout)
+        response = await self.ctx.transport.send(_with_token(request, token), timeout)
+        if response.status != 401:
+            return response
+        self.ctx.tokens.forget(client, token)
+        self.ctx.log.info("auth.refresh", where=self.spec.where, reason="401")
+        token = await self._token(client, timeout)
+        return await self.ctx.transport.send(_with_token(request, token), timeout)
+
+    def _token(self, client: OAuthClient, timeout: float) -> Coroutine[Any, Any, str]:
+        ctx = self.ctx
+
+        def fetch(c: OAuthClient) -> Coroutine[Any, Any, Any]:
+            return fetch_token(ctx.transport, c, timeout, ctx.clock.now, ctx.secrets, ctx.log)
+
+        return ctx.tokens.token(client, fetch, ctx.clock.now)
+
+
+class _Pages:
+    """A paginated request's walk: its scripts (`stopCondition`, the `next` values), the
+    pages so far, and the next page's request made from the last page."""
+
+    def __init__(self, call: _Call, paging: PageSpec) -> None:
+        self.call, self.paging = call, paging
+        self.scripts: list[tuple[str, str, Condition]] = []
+        self.stop: Condition | None = None
+        self.bodies: list[Any] = []
+        self.statuses: list[int] = []
+        self.attempts = 0
+        self.throttled_ms = 0
+        self.final: CallResult | None = None
+        self.stopped_by = ""
+        # what the engine added after rendering (an Idempotency-Key): kept on every page
+        first = render_request(call.spec, call.ctx.config)
+        self.added = call.request.headers[len(first.headers) :]
+
+    async def open(self) -> None:
+        js, limits = self.call.ctx.js, self.call.ctx.condition_limits
+        paging = self.paging
+        if paging.stop_condition is not None:
+            self.stop = await self._opened(
+                js.open_condition, paging.stop_condition, "stopCondition", limits
+            )
+        for part, name, source in paging.sources():
+            script = await self._opened(js.open_condition, source, f"next.{part}.{name}", limits)
+            self.scripts.append((part, name, script))
+
+    async def _opened(self, opener: Any, source: str, name: str, limits: Any) -> Condition:
+        try:
+            return await opener(source, limits)  # type: ignore[no-any-return]
+        except ScriptError as exc:
+            raise self._error(exc, name) from None
+
+    async def last(self, page: CallResult) -> bool:
+        """Take in the page just fetched; True when it is the last one, else the call's
+        request becomes the next page's."""
+        self.bodies.append(page.value)
+        self.statuses.append(page.status)
+        self.attempts += page.attempts
+        self.throttled_ms += page.throttled_ms
+        self.final = page
+        number = len(self.bodies)
+        if number >= self.paging.max_pages:
+            return self._stopped("maxPages")
+        ctx_json = json.dumps(
+            {"response": page.value, "status": page.status, "headers": page.headers, "page": number}
+        )
+        if self.stop is not None and await self._run(self.stop, ctx_json, "stopCondition", False):
+            return self._stopped("stopCondition")
+        over: dict[str, dict[str, Any]] = {}
+        for part, name, script in self.scripts:
+            value = await self._run(script, ctx_json, f"next.{part}.{name}", True)
+            over.setdefault(part, {})[name] = value
+        if all(v is None for values in over.values() for v in values.values()):
+            return self._stopped("noNext")
+        call = self.call
+        request = render_request(call.spec, call.ctx.config, overrides=over)
+        call.request = replace(request, headers=request.headers + self.added)
+        call.ctx.log.debug("page.next", where=call.spec.where, page=number + 1)
+        return False
+
+    async def _run(self, script: Condition, ctx_json: str, name: str, value: bool) -> Any:
+        try:
+            if value:
+                got = await script.evaluate_value(ctx_json)
+                return None if got is UNDEFINED else got
+            return await script.evaluate(ctx_json)
+        except ScriptError as exc:
+            raise self._error(exc, name) from None
+
+    def _error(self, exc: ScriptError, name: str) -> ConditionError:
+        limit = {"timeout": " (limits.conditionTimeout)", "memory": " (limits.conditionMemory)"}
+        return ConditionError(
+            f"{self.paging.where}.{name}: {exc.message}{limit.get(exc.kind, '')} "
+            f"(on page {len(self.bodies)})"
+        )
+
+    def _stopped(self, why: str) -> bool:
+        self.stopped_by = why
+        self.call.ctx.log.info(
+            "page.done", where=self.call.spec.where, pages=len(self.bodies), stopped_by=why
+        )
+        return True
+
+    def result(self, elapsed: float) -> CallResult:
+        last = self.final
+        assert last is not None
+        return CallResult(
+            value=self.bodies,
+            status=last.status,
+            headers=last.headers,
+            attempts=self.attempts,
+            duration_ms=max(0, round(elapsed * 1000)),
+            throttled_ms=self.throttled_ms,
+            pagination={
+                "pages": len(self.bodies),
+                "stoppedBy": self.stopped_by,
+                "statuses": self.statuses,
+            },
+        )
+
+    async def aclose(self) -> None:
+        for script in [self.stop, *(s for _, _, s in self.scripts)]:
+            if script is not None:
+                await script.aclose()
+
+
+def _with_token(request: RenderedRequest, token: str) -> RenderedRequest:
+    return replace(request, headers=(*request.headers, ("Authorization", f"Bearer {token}")))
+
+
+def register(secrets: Any, request: RenderedRequest) -> None:
+    """Add a rendered request's credentials to the run's masking set: its credential
+    headers and the values its `authentication` rendered into it."""
+    secrets.add_headers(request.headers)
+    for value in request.secrets:
+        secrets.add(value)
 
 
 class Suspended(Exception):  # a state, not an error: the run suspends
@@ -740,10 +917,24 @@ async def give_up(
         outcome.update(sent=False, status=None, error=exc.message)
         ctx.log.warning("poll.give_up_failed", where=target.where, error=exc.message)
         return ctx.secrets.mask_data(outcome)  # type: ignore[no-any-return]
-    ctx.secrets.add_headers(request.headers)
+    register(ctx.secrets, request)
     outcome.update(method=request.method, url=request.url, sent=True)
+    timeout = min(request.timeout, defaults.GIVE_UP_TIMEOUT)
     try:
-        response = await ctx.transport.send(request, min(request.timeout, defaults.GIVE_UP_TIMEOUT))
+        if target.auth is not None and target.auth.type == OAUTH2:
+            client = render_auth(target.auth, ctx.config).oauth
+            assert client is not None
+            token = await ctx.tokens.token(
+                client,
+                lambda c: fetch_token(
+                    ctx.transport, c, timeout, ctx.clock.now, ctx.secrets, ctx.log
+                ),
+                ctx.clock.now,
+            )
+            request = _with_token(request, token)
+        response = await ctx.transport.send(request, timeout)
+    except AuthenticationError as exc:
+        outcome.update(status=None, error=exc.message)
     except TransportError as exc:
         outcome.update(status=None, error=exc.message)
     else:

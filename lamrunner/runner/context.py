@@ -19,6 +19,7 @@ from lamrunner.http.transport import Transport
 from lamrunner.logs.masking import Secrets
 from lamrunner.runner.clock import Clock
 from lamrunner.runner.observe import Observers
+from lamrunner.runner.tokens import TokenCache
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +37,7 @@ class RunContext:
     observer: Observers
     rand: Callable[[], float] = field(default=random.random)  # jitter
     budget_end: float | None = None  # epoch seconds: a poll due after it suspends the run
+    tokens: TokenCache = field(default_factory=TokenCache)  # this run's oauth2 tokens
 
     @property
     def condition_limits(self) -> Any:

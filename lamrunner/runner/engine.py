@@ -64,6 +64,7 @@ from lamrunner.runner.calls import (
     give_up,
     open_poller,
     perform,
+    register,
 )
 from lamrunner.runner.clock import Clock, SystemClock
 from lamrunner.runner.context import RunContext
@@ -221,7 +222,7 @@ class Engine:
             raise DefinitionError(f"{spec.where}: not a poll: it has no loopUntil")
         rendered = render_request(spec, self.config)
         secrets = Secrets.of_config(self.config)
-        secrets.add_headers(rendered.headers)
+        register(secrets, rendered)
         run_id = run_id or new_run_id()
         with run_logging(run_id, self.workflow.name, secrets):
             async with AsyncExitStack() as stack:
@@ -375,7 +376,7 @@ async def _requests(
     """Render every request (nothing is sent if one fails), then run them concurrently."""
     rendered = [render_request(spec, ctx.config) for spec in directive.requests]
     for request in rendered:
-        ctx.secrets.add_headers(request.headers)
+        register(ctx.secrets, request)
     fresh = state.pending is None or (rendered and not state.pending.elements)  # not yet begun
     if fresh:
         state.pending = PendingStep.start(output, len(rendered))

@@ -1,0 +1,8 @@
+(data) => ({
+  "lam.httpRequest": {
+    method: "GET",
+    url: "{{config.api}}/orders",
+    queryParams: { status: "open" },
+    authentication: { type: "bearer", token: "{{config.apiToken}}" },
+  },
+})

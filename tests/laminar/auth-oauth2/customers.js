@@ -1,0 +1,13 @@
+(data) => ({
+  "lam.httpRequest": {
+    method: "GET",
+    url: "{{config.api}}/customers",
+    authentication: {
+      type: "oauth2",
+      tokenUrl: "{{config.api}}/oauth/token",
+      clientId: "{{config.clientId}}",
+      clientSecret: "{{config.clientSecret}}",
+      scope: "billing.read",
+    },
+  },
+})
