@@ -429,7 +429,8 @@ async def _sub_workflows(
     if state.pending is None:  # the handler is not called again on resume
         state.pending = PendingStep.begin(output)
         ctx.observer.save_run(state)
-    children = [ctx.workflow.child(c.workflow_id, c.where) for c in directive.calls]
+    at = f"{ctx.workflow.path}: step {step.name!r}"
+    children = [ctx.workflow.child(c.workflow_id, f"{at}: {c.where}") for c in directive.calls]
     for call, child in zip(directive.calls, children, strict=True):
         ctx.subruns.lineage.below(call, child)
     if not directive.blocks:
