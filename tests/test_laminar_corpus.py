@@ -145,6 +145,12 @@ def _json_or_none(body: bytes) -> Any:
 @pytest.fixture
 def serve() -> Iterator[Any]:
     """Starts a CaseServer in a background thread (the CLI subprocess blocks the test's thread)."""
+    yield from case_servers()
+
+
+def case_servers() -> Iterator[Any]:
+    """The `serve` fixture's body (other test modules make their fixture of it): yields
+    `start(server) -> base URL`, and stops every server started when resumed."""
     started: list[tuple[asyncio.AbstractEventLoop, web.AppRunner, threading.Thread]] = []
 
     def start(server: CaseServer) -> str:

@@ -15,13 +15,20 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from test_laminar_corpus import CaseServer, serve  # noqa: F401 - serve is the server fixture
+import pytest
+from test_laminar_corpus import CaseServer, case_servers
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACEBACK = "Traceback (most recent call last)"
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    yield from case_servers()
 
 
 def write(folder: Path, name: str, text: str) -> Path:
