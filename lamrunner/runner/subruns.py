@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from lamrunner.definition.directives import WorkflowCall
 from lamrunner.definition.workflow import Workflow
 from lamrunner.errors import SubWorkflowDepthExceeded, SubWorkflowFailed
+from lamrunner.logs.chain import child_logging
 from lamrunner.runner.observe import RunObserver
 from lamrunner.runner.state import FAILED, ChildRun, RunState, new_run_id
 
@@ -158,7 +159,8 @@ class SubRuns:
             if not state.finished:  # (a child that ended before its parent saved that: kept)
                 engine = self._spawn(child, self._child_lineage(record, child))
                 self._observer.child_run(parent, state, record, str(child.path))
-                await engine.resume(state)
+                with child_logging(parent.run_id):
+                    await engine.resume(state)
             record.status, record.result, record.error = state.status, state.result, state.error
         self._observer.save_run(parent)
 
