@@ -16,6 +16,7 @@ CONDITION_TIMEOUT = 1.0
 CONDITION_MEMORY = 64_000_000
 CONCURRENCY = 10
 MAX_RESPONSE_BYTES = 50_000_000
+SUBWORKFLOW_DEPTH = 8  # nested lam.execute & co.: the root run is depth 0
 
 # network:
 ALLOW_LINK_LOCAL = False

@@ -17,6 +17,7 @@ from typing import Any
 
 from lamrunner.definition.config import build_config
 from lamrunner.definition.workflow import Workflow, load_workflow
+from lamrunner.errors import DefinitionError
 from lamrunner.logs.chain import handler_output
 
 WORKFLOW = "LAMRUNNER_WORKFLOW"
@@ -32,6 +33,17 @@ def config_files(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(f for f in env.get(CONFIG, "").split(":") if f)
 
 
+def refuse_subworkflows(workflow: Workflow) -> None:
+    """A DefinitionError for a workflow with a `workflows:` map (see the module docstring)."""
+    if workflow.has_subworkflows:
+        ids = ", ".join(workflow.workflows)
+        raise DefinitionError(
+            f"{workflow.path}: workflows ({ids}): sub-workflows (lam.execute, "
+            f"lam.asyncExecute, lam.resolveThenExecute) are not supported in a cloud function "
+            f"yet; run this workflow with `lamrunner run` (see docs/deploy.md#sub-workflows)"
+        )
+
+
 def load_deployed(env: Mapping[str, str]) -> tuple[Workflow, dict[str, Any]]:
     """The deployed workflow and its config (its `config:` under the config files)."""
     return _loaded(workflow_path(env), config_files(env))
@@ -42,4 +54,5 @@ def _loaded(workflow: str, files: tuple[str, ...]) -> tuple[Workflow, dict[str, 
     env = dict(os.environ)
     with handler_output():  # a handler module that prints on import: a log line, not output
         loaded = load_workflow(workflow, env)
+    refuse_subworkflows(loaded)
     return loaded, build_config(loaded.config, files, (), env)

@@ -17,6 +17,9 @@
     ├── RequestCancelled            a batch request stopped because its batch had failed
     ├── AuthenticationError         an oauth2 token endpoint refused the client or gave no
     │                               token (`authentication: {type: oauth2}`)
+    ├── SubWorkflowFailed           a child workflow (lam.execute & co.) ended FAILED: names the
+    │                               child, carries its error
+    ├── SubWorkflowDepthExceeded    sub-workflows nested deeper than limits.subWorkflowDepth
     └── PollingError
         ├── PollingFailed           failWhen held
         ├── PollingExhausted        maxAttempts used up
@@ -210,6 +213,39 @@ class ScriptError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class SubWorkflowFailed(LamrunnerError):
+    """A child workflow started by `lam.execute` (or `lam.result`'s list form) ended FAILED:
+    the message names the child (its workflowId, file and run id) and repeats its error, kept
+    whole in `cause` so a caller can tell what the child met without opening its run."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        workflow_id: int | str,
+        run_id: str,
+        cause: dict[str, Any] | None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message, step=step)
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.cause = cause
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **super().to_dict(),
+            "workflowId": self.workflow_id,
+            "runId": self.run_id,
+            "cause": self.cause,
+        }
+
+
+class SubWorkflowDepthExceeded(LamrunnerError):
+    """A sub-workflow would start deeper than `limits.subWorkflowDepth` (a workflow that calls
+    itself, directly or through others, with no end): nothing of that child is run."""
 
 
 class Cancelled(LamrunnerError):

@@ -40,6 +40,7 @@ LIMITS = {
     "conditionMemory": ("size", defaults.CONDITION_MEMORY),
     "concurrency": ("plain", defaults.CONCURRENCY),
     "maxResponseBytes": ("size", defaults.MAX_RESPONSE_BYTES),
+    "subWorkflowDepth": ("plain", defaults.SUBWORKFLOW_DEPTH),
 }
 BACKOFF = {
     "initialDelay": ("duration", defaults.INITIAL_DELAY),

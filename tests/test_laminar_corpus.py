@@ -17,6 +17,8 @@ case.yaml:
       "POST /jobs":                   # in order; the last one repeats
         - {status: 202, json: {...}, headers: {...}}
         - {echo: true}                # answers {method, path, query, headers, json} of the request
+        - {json: {...}, in_flight: 2} # answered once 2 requests were in flight at once (a 504
+                                      # after 10 s if they never were): proves concurrency
     expect:
       exit: 0                         # default 0 (1 when status is FAILED)
       status: SUCCESS                 # the record's status
@@ -29,6 +31,8 @@ case.yaml:
       stderr_contains: [..]           # e.g. a warning's text
       never_shown: [s3cr3t]           # strings that must appear in neither stdout nor stderr,
                                       # nor in the run store (each case has its own SQLite file)
+      sub_workflows:                  # the record's subWorkflows, in order: each entry checks
+        - {workflowId: 39, status: SUCCESS, mode: execute}   # the keys it names (and a runId)
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ class CaseServer:
     table: dict[str, list[dict[str, Any]]]
     seen: list[Seen] = field(default_factory=list)
     served: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0
+    peak: int = 0  # the most requests in flight at once so far
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -84,7 +90,20 @@ class CaseServer:
         replies = self.table[key]
         index = min(self.served.get(key, 0), len(replies) - 1)
         self.served[key] = self.served.get(key, 0) + 1
-        return _reply(replies[index], seen)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            want = int(replies[index].get("in_flight", 0))
+            for _ in range(1000):  # 10 s
+                if self.peak >= want:
+                    return _reply(replies[index], seen)
+                await asyncio.sleep(0.01)
+            return web.json_response(
+                {"error": f"at most {self.peak} requests were in flight at once, not {want}"},
+                status=504,
+            )
+        finally:
+            self.in_flight -= 1
 
     def _key(self, request: web.Request) -> str | None:
         with_query = f"{request.method} {request.path_qs}"
@@ -127,6 +146,12 @@ def _json_or_none(body: bytes) -> Any:
 @pytest.fixture
 def serve() -> Iterator[Any]:
     """Starts a CaseServer in a background thread (the CLI subprocess blocks the test's thread)."""
+    yield from case_servers()
+
+
+def case_servers() -> Iterator[Any]:
+    """The `serve` fixture's body (other test modules make their fixture of it): yields
+    `start(server) -> base URL`, and stops every server started when resumed."""
     started: list[tuple[asyncio.AbstractEventLoop, web.AppRunner, threading.Thread]] = []
 
     def start(server: CaseServer) -> str:
@@ -240,6 +265,12 @@ def test_laminar_program_runs_unchanged(name: str, serve: Any, tmp_path: Path) -
         assert fragment in proc.stderr, shown
     stored = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("runs.sqlite3*")))
     assert stored, "the run was not stored"
+    if "sub_workflows" in expect:
+        listed = record.get("subWorkflows") or []
+        assert len(listed) == len(expect["sub_workflows"]), shown
+        for got, want in zip(listed, expect["sub_workflows"], strict=True):
+            assert isinstance(got.get("runId"), str), shown
+            assert {k: got.get(k) for k in want} == want, shown
     for secret in expect.get("never_shown") or []:
         assert secret not in proc.stdout and secret not in proc.stderr, shown
         assert secret.encode() not in stored, f"{secret!r} is in the run store\n{shown}"

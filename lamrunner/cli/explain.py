@@ -27,7 +27,13 @@ from typing import Any
 
 from lamrunner import defaults
 from lamrunner.decide.timeline import explain_poll, explain_retry
-from lamrunner.definition.directives import HttpDirective, PlainData, RequestSpec, parse_directive
+from lamrunner.definition.directives import (
+    ExecuteDirective,
+    HttpDirective,
+    PlainData,
+    RequestSpec,
+    parse_directive,
+)
 from lamrunner.definition.handlers import call_handler
 from lamrunner.definition.policies import parse_loop_until, parse_retry
 from lamrunner.definition.templates import render
@@ -73,6 +79,10 @@ async def explain(workflow: Workflow, config: Mapping[str, Any], input_data: Any
                     gwo[step.key] = {"data": directive.data}
                 elif isinstance(directive, HttpDirective):
                     entries.extend(_from_output(step, directive))
+                elif isinstance(directive, ExecuteDirective):  # every id it names is known
+                    at = f"{workflow.path}: step {step.name!r}"
+                    for call in directive.calls:
+                        workflow.child(call.workflow_id, f"{at}: {call.where}")
                 continue
             entries.extend(await _declared(step, config, js, limits, why))
     finally:

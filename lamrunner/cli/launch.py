@@ -75,7 +75,12 @@ class Invocation:
 
     def load(self) -> tuple[Workflow, dict[str, Any]]:
         workflow = load_workflow(self.workflow)
-        return workflow, build_config(workflow.config, self.config_files, self.sets, os.environ)
+        return workflow, self.layered(workflow.config)
+
+    def layered(self, base: Any) -> dict[str, Any]:
+        """`base` (a workflow's `config:`) under this invocation's --config files and --set
+        values: the parent's config, and a sub-workflow's that has a `config:` of its own."""
+        return build_config(base, self.config_files, self.sets, os.environ)
 
 
 def start(
@@ -89,7 +94,8 @@ def start(
     `invocation.load()` gave the caller, so the workflow is loaded once per run."""
     workflow, config = loaded if loaded is not None else invocation.load()
     state = RunState.start(workflow.name, input_data)
-    return _drive(_engine(workflow, config, store), state, invocation, store, "run", budget)
+    engine = _engine(workflow, config, store, invocation)
+    return _drive(engine, state, invocation, store, "run", budget)
 
 
 def resume(
@@ -100,6 +106,7 @@ def resume(
     step that failed (`RunState.redrive`), under the same run id."""
     if redrive:
         return _redrive(run_id, store, budget)
+    _top_level(run_id, store, "resume")
     state, saved, status = _resumable(run_id, store)
     at = state.resume_at if status == SUSPENDED else None
     if at is not None and at > time.time():
@@ -117,10 +124,24 @@ def resume(
             note="the workflow file changed since the run started; resuming with the new one",
         )
     workflow, config = invocation.load()
-    return _drive(_engine(workflow, config, store), state, invocation, store, "resume", budget)
+    engine = _engine(workflow, config, store, invocation)
+    return _drive(engine, state, invocation, store, "resume", budget)
+
+
+def _top_level(run_id: str, store: RunStore, command: str) -> None:
+    """Refuse to act on a sub-workflow's run alone: its parent owns it (resuming the parent
+    resumes it; cancelling the parent stops it)."""
+    parent = store.parent(run_id)
+    if parent is not None:
+        raise DefinitionError(
+            f"run {run_id} is a sub-workflow of run {parent['runId']} (its {parent['step']}, "
+            f"workflow {parent['workflowId']!r}): `lamrunner {command} {parent['runId']}` "
+            f"{command}s it with its parent"
+        )
 
 
 def _redrive(run_id: str, store: RunStore, budget: float | None) -> dict[str, Any]:
+    _top_level(run_id, store, "resume")
     state, saved, status = store.load(run_id)
     if status != FAILED:
         raise DefinitionError(
@@ -132,13 +153,15 @@ def _redrive(run_id: str, store: RunStore, budget: float | None) -> dict[str, An
     state.redrive()
     get_logger(run_id=run_id).info("run.redrive", from_step=state.next_step + 1)
     store.redriven(run_id, state.next_step)  # the state keeps what the redrive keeps
-    return _drive(_engine(workflow, config, store), state, invocation, store, "resume", budget)
+    engine = _engine(workflow, config, store, invocation)
+    return _drive(engine, state, invocation, store, "resume", budget)
 
 
 def cancel(run_id: str, store: RunStore) -> dict[str, Any]:
     """Cancel a run: one another process is running is asked to stop (through the store; it
     looks every CANCEL_CHECK_INTERVAL, sends its polls' onGiveUp and ends FAILED), and waited
     for up to CANCEL_WAIT; a suspended or interrupted one is ended here, at once."""
+    _top_level(run_id, store, "cancel")
     state, saved, status = store.load(run_id)
     if status in (SUCCESS, FAILED):
         raise DefinitionError(f"run {run_id} already finished with {status}; nothing to cancel")
@@ -163,7 +186,7 @@ def cancel(run_id: str, store: RunStore) -> dict[str, Any]:
         return record
     invocation = Invocation.from_dict(saved)
     workflow, config = invocation.load()
-    engine = _engine(workflow, config, store)
+    engine = _engine(workflow, config, store, invocation)
     gcpolicy.freeze_at_exit()
     store.begin(state, invocation.to_dict())  # owned while its onGiveUp requests go out
     with masked_with(Secrets.of_config(engine.config)):
@@ -209,13 +232,23 @@ def _wait_until(state: RunState, at: float) -> dict[str, Any] | None:
     return None
 
 
-def _engine(workflow: Workflow, config: dict[str, Any], store: RunStore | None) -> Engine:
-    """The engine with the CLI's observers: the store (when there is one), the live line."""
+def _engine(
+    workflow: Workflow, config: dict[str, Any], store: RunStore | None, invocation: Invocation
+) -> Engine:
+    """The engine with the CLI's observers: the store (when there is one), the live line;
+    sub-workflows get the invocation's config layers and, from the store, their saved
+    states when a resumed parent resumes them."""
     observers: list[RunObserver] = [] if store is None else [store]
     line = live.live_polls()
     if line is not None:
         observers.append(line)
-    return Engine(workflow, config, observers=observers)
+    return Engine(
+        workflow,
+        config,
+        observers=observers,
+        saved_runs=None if store is None else store.saved_state,
+        config_layers=invocation.layered,
+    )
 
 
 def _drive(

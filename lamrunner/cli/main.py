@@ -326,11 +326,14 @@ def _runs(args: argparse.Namespace, stdout: TextIO) -> int:
         record = state.record()
         record["status"] = status
         polls = store.attempts(args.run_id)
-        _emit(
-            {"run": record, "polls": polls, "pollCounts": store.poll_counts(args.run_id)},
-            stdout,
-            None,
-        )
+        shown = {"run": record, "polls": polls, "pollCounts": store.poll_counts(args.run_id)}
+        parent = store.parent(args.run_id)
+        if parent is not None:  # a sub-workflow's run: whose it is
+            shown["parent"] = parent
+        children = store.children(args.run_id)
+        if children:  # the runs it started, each with its own: the tree
+            shown["children"] = children
+        _emit(shown, stdout, None)
         return EXIT_OK
     if args.run_id:
         raise DefinitionError(f"runs: unexpected {args.run_id!r}; did you mean runs show?")
@@ -384,6 +387,8 @@ def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
         "steps": steps,
         "warnings": list(workflow.warnings),
     }
+    if workflow.workflows:  # the sub-workflows it may start, each loaded and checked too
+        document["workflows"] = {key: str(file) for key, file in workflow.workflows.items()}
     if args.explain:
         try:
             document["explain"] = _explain(args, workflow)

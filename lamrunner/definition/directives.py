@@ -28,6 +28,7 @@ from lamrunner.definition.validation import (
     expect_bool,
     expect_mapping,
     expect_str,
+    type_name,
 )
 from lamrunner.errors import DefinitionError
 from lamrunner.units import noting_durations, parse_duration
@@ -36,7 +37,20 @@ HTTP_REQUEST = "lam.httpRequest"
 HTTP_REQUESTS = "lam.httpRequests"
 EXIT = "lam.exit"
 RESPONSE = "lam.response"
-KNOWN_KEYS = (HTTP_REQUEST, HTTP_REQUESTS, EXIT, RESPONSE)
+EXECUTE = "lam.execute"
+ASYNC_EXECUTE = "lam.asyncExecute"
+RESOLVE_THEN_EXECUTE = "lam.resolveThenExecute"
+RESULT = "lam.result"  # deprecated: its list form is lam.execute
+KNOWN_KEYS = (
+    HTTP_REQUEST,
+    HTTP_REQUESTS,
+    EXIT,
+    RESPONSE,
+    EXECUTE,
+    ASYNC_EXECUTE,
+    RESOLVE_THEN_EXECUTE,
+    RESULT,
+)
 BATCH_KEYS = ("minSuccess", "toleratedFailures")  # may stand beside lam.httpRequests
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 REQUEST_KEYS = (
@@ -113,6 +127,7 @@ class RequestSpec:
 @dataclass(frozen=True)
 class PlainData:
     data: Any
+    warnings: tuple[str, ...] = ()  # e.g. a bare list of workflow calls (see _bare_calls)
 
 
 @dataclass(frozen=True)
@@ -135,7 +150,6 @@ class ResponseDirective:
     response: Mapping[str, Any]
 
 
-Directive = PlainData | HttpDirective | ExitDirective | ResponseDirective
 ConditionCheck = Callable[[str, str], None]
 
 
@@ -150,7 +164,7 @@ def parse_directive(
     validated; without it (tests of the shape alone) they are validated as written.
     """
     if not isinstance(value, Mapping):
-        return PlainData(value)
+        return PlainData(value, _bare_calls(value))
     lam_keys = [k for k in value if isinstance(k, str) and k.startswith("lam.")]
     if not lam_keys:
         return PlainData(value)
@@ -167,6 +181,9 @@ def parse_directive(
     key = lam_keys[0]
     if key == EXIT:
         return _parse_exit(value)
+    if key in (EXECUTE, ASYNC_EXECUTE, RESOLVE_THEN_EXECUTE, RESULT):
+        _no_siblings(value, key, ())
+        return parse_execute(key, value[key])
     _no_siblings(value, key, BATCH_KEYS if key == HTTP_REQUESTS else ())
     if key == RESPONSE:
         return ResponseDirective(_parse_response(value[key]))
@@ -427,6 +444,99 @@ def _parse_response(value: Any) -> Mapping[str, Any]:
     if not isinstance(value["message"], str):
         raise DefinitionError(f"{RESPONSE}.message: expected a string")
     return dict(value)
+
+
+# -- sub-workflows ---------------------------------------------------------------------------
+
+WORKFLOW_ID = "lam.workflowId"
+PAYLOAD = "lam.payload"
+CALL_KEYS = (WORKFLOW_ID, PAYLOAD)
+RESOLVE_KEYS = (WORKFLOW_ID, PAYLOAD, RESULT)
+EXECUTE_MODE, ASYNC_MODE, RESOLVE_MODE = "execute", "async", "resolve"
+_MODES = {EXECUTE: EXECUTE_MODE, RESULT: EXECUTE_MODE, ASYNC_EXECUTE: ASYNC_MODE}
+
+
+@dataclass(frozen=True)
+class WorkflowCall:
+    """One `{"lam.workflowId", "lam.payload"}`: which workflow, with what as its input."""
+
+    workflow_id: int | str  # as the handler wrote it (Laminar's ids are integers)
+    payload: Any  # the child's input (its GWO's `input`); {} when not given
+    where: str  # "lam.execute[1]"
+
+
+@dataclass(frozen=True)
+class ExecuteDirective:
+    """Run other workflows: `execute` one after another, blocking the step (lam.execute and
+    the deprecated lam.result list); `async` all at once while the run goes on
+    (lam.asyncExecute); `resolve`: the run ends now with `result`, then the child runs
+    (lam.resolveThenExecute)."""
+
+    calls: tuple[WorkflowCall, ...]
+    mode: str
+    key: str  # the directive as written, for messages
+    result: Any = None  # resolve: the run's result (lam.result)
+    warnings: tuple[str, ...] = ()  # the deprecated lam.result form says so
+
+    @property
+    def blocks(self) -> bool:
+        """Whether the step waits for the children to finish."""
+        return self.mode == EXECUTE_MODE
+
+
+Directive = PlainData | HttpDirective | ExitDirective | ResponseDirective | ExecuteDirective
+
+
+def parse_execute(key: str, value: Any) -> ExecuteDirective:
+    """`lam.execute` / `lam.asyncExecute` / `lam.result`: a non-empty list of calls;
+    `lam.resolveThenExecute`: one call with a `lam.result` beside its id and payload."""
+    if key == RESOLVE_THEN_EXECUTE:
+        body = expect_mapping(value, key)
+        check_keys(body, RESOLVE_KEYS, key, required=(WORKFLOW_ID,))
+        call = _call(body, key, RESOLVE_KEYS)
+        return ExecuteDirective((call,), RESOLVE_MODE, key, result=body.get(RESULT))
+    if not isinstance(value, list) or not value:
+        old = " (the deprecated lam.result form)" if key == RESULT else ""
+        raise DefinitionError(
+            f"{key}{old}: expected a non-empty list of "
+            f'{{"{WORKFLOW_ID}": ..., "{PAYLOAD}": ...}} objects, got {type_name(value)}'
+        )
+    calls = tuple(_call(item, f"{key}[{i}]", CALL_KEYS) for i, item in enumerate(value))
+    note = (
+        (
+            f"{RESULT} with a list of workflow calls is Laminar's deprecated form of {EXECUTE}: "
+            f'it runs them as {EXECUTE} does; return {{"{EXECUTE}": [...]}} instead',
+        )
+        if key == RESULT
+        else ()
+    )
+    return ExecuteDirective(calls, _MODES[key], key, warnings=note)
+
+
+def _call(item: Any, where: str, allowed: tuple[str, ...]) -> WorkflowCall:
+    item = expect_mapping(item, where)
+    check_keys(item, allowed, where, required=(WORKFLOW_ID,))
+    given = item[WORKFLOW_ID]
+    if isinstance(given, bool) or not isinstance(given, int | str) or not str(given).strip():
+        raise DefinitionError(
+            f"{where}.{WORKFLOW_ID}: expected a workflow id (a whole number or a name from "
+            f"the workflows: map), got {given!r}"
+        )
+    payload = item.get(PAYLOAD)
+    return WorkflowCall(given, {} if payload is None else payload, where)
+
+
+def _bare_calls(value: Any) -> tuple[str, ...]:
+    """A warning for a bare list of workflow calls returned as data: Laminar runs nothing for
+    it either, but it is almost always a forgotten `lam.execute`."""
+    if not isinstance(value, list) or not value:
+        return ()
+    if not all(isinstance(v, Mapping) and WORKFLOW_ID in v for v in value):
+        return ()
+    return (
+        f"the handler returned a bare list of {{{WORKFLOW_ID}, {PAYLOAD}}} objects: it is plain "
+        f'data and no workflow runs; return {{"{EXECUTE}": [...]}} to run them',
+    )
 
 
 def _no_siblings(value: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> None:

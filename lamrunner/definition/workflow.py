@@ -1,8 +1,9 @@
 """The workflow model: a YAML file validated once into frozen objects.
 
 Everything that can be checked before a run is checked here — keys, limits, durations,
-environment variables, every handler resolved and every JS file compiled — so a broken file
-fails with exit 2 and a message naming the file and the field, and nothing is sent.
+environment variables, every handler resolved and every JS file compiled, every sub-workflow
+of the `workflows:` map loaded the same way — so a broken file fails with exit 2 and a message
+naming the file and the field, and nothing is sent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from typing import Any
 from lamrunner import defaults
 from lamrunner.definition.config import expand_env
 from lamrunner.definition.handlers import Handler, load_handler
+from lamrunner.definition.subworkflows import (
+    check_literal_ids,
+    parse_workflows,
+    unknown_id_message,
+    workflow_key,
+)
 from lamrunner.definition.validation import (
     check_keys,
     expect_bool,
@@ -27,7 +34,7 @@ from lamrunner.definition.yamlfile import load_yaml
 from lamrunner.errors import DefinitionError
 from lamrunner.units import noting_durations, parse_duration, parse_size
 
-WORKFLOW_KEYS = ("name", "description", "config", "steps", "limits", "network")
+WORKFLOW_KEYS = ("name", "description", "config", "steps", "limits", "network", "workflows")
 NETWORK_KEYS = ("allowLinkLocal",)
 STEP_KEYS = ("name", "handler", "description")
 LIMIT_KEYS = (
@@ -37,6 +44,7 @@ LIMIT_KEYS = (
     "conditionMemory",
     "concurrency",
     "maxResponseBytes",
+    "subWorkflowDepth",
 )
 
 
@@ -48,6 +56,7 @@ class Limits:
     condition_memory: int = defaults.CONDITION_MEMORY
     concurrency: int = defaults.CONCURRENCY
     max_response_bytes: int = defaults.MAX_RESPONSE_BYTES
+    subworkflow_depth: int = defaults.SUBWORKFLOW_DEPTH  # the root run's limit binds its tree
 
 
 @dataclass(frozen=True)
@@ -79,12 +88,57 @@ class Workflow:
     network: Network = Network()
     description: str = ""
     warnings: tuple[str, ...] = ()  # suspicious durations, e.g. `handlerTimeout: 5000` (seconds)
+    workflows: Mapping[str, Path] = field(default_factory=dict)  # workflow id -> its file
+    # every workflow loaded with this one (its sub-workflows, theirs, …), by file: shared, so a
+    # workflow that names itself is loaded once; filled while loading, never changed after
+    library: Mapping[Path, Workflow] = field(default_factory=dict, compare=False, repr=False)
+
+    def child(self, workflow_id: int | str, where: str) -> Workflow:
+        """The workflow `workflow_id` names in this file's `workflows:` map (a DefinitionError
+        naming `where` and the known ids when it names none)."""
+        key = workflow_key(workflow_id, where)
+        file = self.workflows.get(key)
+        if file is None or file not in self.library:
+            raise DefinitionError(unknown_id_message(key, self.workflows, where))
+        return self.library[file]
+
+    @property
+    def has_subworkflows(self) -> bool:
+        return bool(self.workflows)
 
 
 def load_workflow(path: str | Path, env: Mapping[str, str] | None = None) -> Workflow:
-    """Read, validate and resolve a workflow file; raise DefinitionError on any mistake."""
-    path = Path(path)
+    """Read, validate and resolve a workflow file and every workflow its `workflows:` map
+    names (theirs too, each file once); raise DefinitionError on any mistake."""
     env = os.environ if env is None else env
+    library: dict[Path, Workflow] = {}
+    root = _load_one(Path(path), env, library)
+    todo = list(root.workflows.items())
+    parents = {file: root.path for _key, file in todo}
+    while todo:
+        key, file = todo.pop(0)
+        if file in library:
+            continue
+        try:
+            child = _load_one(file, env, library, file)
+        except DefinitionError as exc:
+            raise exc.replaced(message=f"{parents[file]}: workflows.{key}: {exc.message}") from None
+        for item in child.workflows.items():
+            parents.setdefault(item[1], file)
+            todo.append(item)
+    return root
+
+
+def _load_one(
+    path: Path, env: Mapping[str, str], library: dict[Path, Workflow], key: Path | None = None
+) -> Workflow:
+    """One file, added to `library` (under its resolved path) before its children load."""
+    workflow = _parse(path, env, library)
+    library[key or path.resolve()] = workflow
+    return workflow
+
+
+def _parse(path: Path, env: Mapping[str, str], library: Mapping[Path, Workflow]) -> Workflow:
     data = load_yaml(path, what="workflow file")
     where = str(path)
     if not isinstance(data, Mapping):
@@ -96,19 +150,22 @@ def load_workflow(path: str | Path, env: Mapping[str, str] | None = None) -> Wor
     )
     with noting_durations() as notes:
         limits = _limits(data.get("limits") or {}, f"{where}: limits")
+    workflows = parse_workflows(data.get("workflows"), path)
     return Workflow(
         name=name,
         path=path,
-        steps=_steps(data["steps"], path),
+        steps=_steps(data["steps"], path, workflows),
         config=config,
         limits=limits,
         network=_network(data.get("network") or {}, f"{where}: network"),
         description=str(data.get("description") or ""),
         warnings=tuple(notes),
+        workflows=workflows,
+        library=library,
     )
 
 
-def _steps(raw: Any, path: Path) -> tuple[Step, ...]:
+def _steps(raw: Any, path: Path, workflows: Mapping[str, Path]) -> tuple[Step, ...]:
     if not isinstance(raw, list) or not raw:
         raise DefinitionError(f"{path}: steps must be a non-empty list")
     steps: list[Step] = []
@@ -125,6 +182,7 @@ def _steps(raw: Any, path: Path) -> tuple[Step, ...]:
         names.add(name)
         spec = expect_str(item["handler"], f"{where}.handler")
         handler = load_handler(spec.strip(), path.parent, f"{where}.handler")
+        check_literal_ids(handler, workflows, f"{where} ({name}).handler {spec.strip()}")
         steps.append(Step(index=index, name=name, handler=handler))
     return tuple(steps)
 
@@ -142,6 +200,11 @@ def _limits(raw: Any, where: str) -> Limits:
             raw.get("concurrency", base.concurrency), f"{where}.concurrency", minimum=1
         ),
         max_response_bytes=_size(raw, "maxResponseBytes", base.max_response_bytes, where),
+        subworkflow_depth=expect_int(
+            raw.get("subWorkflowDepth", base.subworkflow_depth),
+            f"{where}.subWorkflowDepth",
+            minimum=1,
+        ),
     )
 
 

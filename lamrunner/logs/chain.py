@@ -132,6 +132,20 @@ def step_logging(step: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def child_logging(parent_run: str) -> Iterator[None]:
+    """A sub-workflow run's lines inside the block name their parent run (`parent_run`), and
+    not the parent's step they would otherwise inherit; the step is bound again after."""
+    step = structlog.contextvars.get_contextvars().get("step")
+    structlog.contextvars.unbind_contextvars("step")
+    try:
+        with structlog.contextvars.bound_contextvars(parent_run=parent_run):
+            yield
+    finally:
+        if step is not None:
+            structlog.contextvars.bind_contextvars(step=step)
+
+
 class _StreamLogger:
     """structlog logger that writes lines to a stream, keeping the status line below them."""
 

@@ -20,6 +20,7 @@ from lamrunner.logs.masking import Secrets
 from lamrunner.runner.clock import Clock
 from lamrunner.runner.observe import Observers
 from lamrunner.runner.tokens import TokenCache
+from lamrunner.runner.subruns import SubRuns
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +36,7 @@ class RunContext:
     js: Any  # the JsEngine for handlers and conditions
     clock: Clock
     observer: Observers
+    subruns: SubRuns  # its sub-workflow runs: started, resumed, awaited before it ends
     rand: Callable[[], float] = field(default=random.random)  # jitter
     budget_end: float | None = None  # epoch seconds: a poll due after it suspends the run
     tokens: TokenCache = field(default_factory=TokenCache)  # this run's oauth2 tokens

@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,8 @@ from lamrunner import defaults
 from lamrunner.decide.batch import enough, hopeless, tolerated
 from lamrunner.decide.polling import PollState, eta_seconds
 from lamrunner.definition.directives import (
+    RESOLVE_MODE,
+    ExecuteDirective,
     ExitDirective,
     HttpDirective,
     PlainData,
@@ -75,19 +77,27 @@ from lamrunner.runner.state import (
     RUNNING,
     SUCCESS,
     SUSPENDED,
+    ChildRun,
     ElementState,
     PendingStep,
     RunState,
     iso_ms,
     new_run_id,
 )
+from lamrunner.runner.subruns import ChildEngine, Lineage, SavedRuns, SubRuns, failure
+
+ConfigLayers = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
 class Engine:
     """Runs one workflow with one resolved config. Reusable for many runs, concurrent ones too.
 
     `transport` and `js` are shared by every run when given (the caller closes them); else
-    each run opens and closes its own. `observers` hear of every run's progress."""
+    each run opens and closes its own. `observers` hear of every run's progress, its
+    sub-workflows' too. For sub-workflows (`subruns`): `saved_runs` reads a saved run by its
+    id, so a resumed parent resumes its unfinished children (a run store's `saved_state`);
+    `config_layers` puts the host's config layers (the CLI's --config and --set) over a child
+    workflow's own `config:` (a child without one gets this engine's config)."""
 
     def __init__(
         self,
@@ -98,6 +108,9 @@ class Engine:
         js: Any = None,
         clock: Clock | None = None,
         observers: Iterable[RunObserver] = (),
+        saved_runs: SavedRuns | None = None,
+        config_layers: ConfigLayers | None = None,
+        lineage: Lineage | None = None,
     ) -> None:
         self.workflow = workflow
         self.config = dict(workflow.config if config is None else config)
@@ -105,6 +118,9 @@ class Engine:
         self._js = js
         self.clock = clock or SystemClock()
         self._observer = Observers(observers)
+        self._saved_runs = saved_runs
+        self._layers = config_layers
+        self._lineage = lineage or Lineage.root(workflow)
 
     async def run(
         self, input_data: Any = None, run_id: str | None = None, *, budget: float | None = None
@@ -242,17 +258,55 @@ class Engine:
         budget_end: float | None = None,
     ) -> RunContext:
         """One run's context; what it opens for the run is closed with `stack`."""
+        transport = await self._run_transport(stack)
+        js = self._run_js(stack)
+
+        def spawn(child: Workflow, lineage: Lineage) -> ChildEngine:
+            return self._child_engine(child, lineage, transport, js, observer)
+
         return RunContext(
             run_id=run_id,
             workflow=self.workflow,
             config=self.config,
             secrets=secrets,
             log=log,
-            transport=await self._run_transport(stack),
-            js=self._run_js(stack),
+            transport=transport,
+            js=js,
             clock=self.clock,
             observer=observer,
             budget_end=budget_end,
+            subruns=SubRuns(spawn, self._lineage, observer, self._saved_runs),
+        )
+
+    def _child_engine(
+        self,
+        child: Workflow,
+        lineage: Lineage,
+        transport: Transport,
+        js: Any,
+        observer: RunObserver,
+    ) -> Engine:
+        """The engine of a sub-workflow run: this run's JS workers, clock and observers, its
+        transport too unless the child's limits or network policy differ; the child's own
+        config under the host's layers, or this run's config when it has none."""
+        if child.config:
+            config = dict(child.config if self._layers is None else self._layers(child.config))
+        else:
+            config = self.config
+        alike = (
+            child.limits.max_response_bytes == self.workflow.limits.max_response_bytes
+            and child.network == self.workflow.network
+        )
+        return Engine(
+            child,
+            config,
+            transport=transport if alike else None,
+            js=js,
+            clock=self.clock,
+            observers=[observer],
+            saved_runs=self._saved_runs,
+            config_layers=self._layers,
+            lineage=lineage,
         )
 
     async def _run_transport(self, stack: AsyncExitStack) -> Transport:
@@ -283,12 +337,25 @@ async def _drive(ctx: RunContext, state: RunState, steps: int | None = None) -> 
     ctx.observer.run_started(state)
     try:
         try:
+            _restart_children(ctx, state)
             await _advance(ctx, state, steps)
         except LamrunnerError as exc:
             _fail(ctx, state, exc)
+        await ctx.subruns.settle()  # the children that run beside it end before it does
         ctx.observer.save_run(state)
     finally:
+        await ctx.subruns.cancel()  # a run stopped by a signal stops its children too
         ctx.observer.run_finished(state)
+
+
+def _restart_children(ctx: RunContext, state: RunState) -> None:
+    """A resumed run's unfinished children that ran beside it (asyncExecute, resolve) start
+    again from their checkpoints."""
+    waiting = [c for c in state.children if c.mode != "execute" and not c.finished]
+    workflows = {
+        c.run_id: ctx.workflow.child(c.workflow_id, f"{c.step}[{c.index}]") for c in waiting
+    }
+    ctx.subruns.restart(state, workflows)
 
 
 async def _advance(ctx: RunContext, state: RunState, limit: int | None = None) -> None:
@@ -318,6 +385,8 @@ async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
         output = state.pending.output
     directive = parse_directive(output, _check_condition, ctx.config)
     if isinstance(directive, PlainData):
+        for note in directive.warnings:
+            ctx.log.warning("directive.suspicious", step=step.name, note=note)
         _complete(state, step, {"data": directive.data})
     elif isinstance(directive, ExitDirective):
         _complete(state, step, {"data": directive.data})
@@ -325,6 +394,10 @@ async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
     elif isinstance(directive, ResponseDirective):
         _complete(state, step, {"data": dict(directive.response)})
         _succeed(ctx, step, state, dict(directive.response), "lam.response")
+    elif isinstance(directive, ExecuteDirective):
+        for note in directive.warnings:
+            ctx.log.warning("directive.deprecated", step=step.name, note=note)
+        await _sub_workflows(ctx, step, state, directive, output)
     else:
         _warn(ctx.log, directive.warnings, f"{step.name} ")
         await _requests(ctx, step, state, directive, output)
@@ -345,6 +418,45 @@ async def _call_handler(ctx: RunContext, step: Step, state: RunState) -> Any:
         console=console,
         timeout=ctx.workflow.limits.handler_timeout,
     )
+
+
+async def _sub_workflows(
+    ctx: RunContext, step: Step, state: RunState, directive: ExecuteDirective, output: Any
+) -> None:
+    """lam.execute: each child in order, the step waiting for all (a failed one fails the
+    step, naming it; the ones after it do not run); lam.asyncExecute and resolveThenExecute:
+    all started beside the run, which goes on (resolve: ends now with its lam.result). Every
+    workflow id is resolved, and the depth checked, before any child starts."""
+    if state.pending is None:  # the handler is not called again on resume
+        state.pending = PendingStep.begin(output)
+        ctx.observer.save_run(state)
+    at = f"{ctx.workflow.path}: step {step.name!r}"
+    children = [ctx.workflow.child(c.workflow_id, f"{at}: {c.where}") for c in directive.calls]
+    for call, child in zip(directive.calls, children, strict=True):
+        ctx.subruns.lineage.below(call, child)
+    if not directive.blocks:
+        records = [
+            ctx.subruns.start(state, step.key, i, call, child, directive.mode)
+            for i, (call, child) in enumerate(zip(directive.calls, children, strict=True))
+        ]
+        _complete(state, step, _executions(records))
+        if directive.mode == RESOLVE_MODE:
+            _succeed(ctx, step, state, directive.result, directive.key)
+        return
+    done: list[ChildRun] = []
+    for i, (call, child) in enumerate(zip(directive.calls, children, strict=True)):
+        ctx.log.info("subworkflow.start", step=step.name, workflow_id=call.workflow_id)
+        record = await ctx.subruns.run(state, step.key, i, call, child)
+        done.append(record)
+        if record.status == FAILED:
+            state.gwo[step.key] = _executions(done)  # the pending step stays, for a redrive
+            raise failure(record, child, call.where)
+    _complete(state, step, _executions(done))
+
+
+def _executions(records: list[ChildRun]) -> dict[str, Any]:
+    """The calling step's GWO entry: each child's workflowId, runId, status and result."""
+    return {"executions": [record.entry() for record in records]}
 
 
 @dataclass
@@ -767,6 +879,8 @@ def _restored_error(saved: Mapping[str, Any]) -> LamrunnerError:
 def _step_result(entry: Any) -> Any:
     if not isinstance(entry, dict):
         return None
+    if "executions" in entry:  # a lam.execute step: its children's results, in order
+        return [e.get("result") for e in entry["executions"]]
     return entry["response"] if "response" in entry else entry.get("data")
 
 

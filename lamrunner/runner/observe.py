@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lamrunner.runner.state import ElementState, RunState
+from lamrunner.runner.state import ChildRun, ElementState, RunState
 
 
 class RunObserver:
@@ -49,6 +49,11 @@ class RunObserver:
     def poll_done(self, key: str) -> None:
         """The request `key` settled (or stopped): no more progress for it."""
 
+    def child_run(self, parent: RunState, child: RunState, call: ChildRun, file: str) -> None:
+        """A sub-workflow run (`child`, of the workflow file `file`) starts or resumes for
+        `call` of `parent` (saved in `parent.children` already); the child's own hooks follow,
+        with the child's state. A run store links the two here."""
+
     def run_finished(self, state: RunState) -> None:
         """The run stopped: finished (after its last `save_run`), suspended at its budget
         (`state.status` SUSPENDED, after its last `save_run` too) or cancelled mid-way, when
@@ -85,6 +90,7 @@ _HOOKS = (
     "save_attempt",
     "poll_progress",
     "poll_done",
+    "child_run",
     "run_finished",
 )
 

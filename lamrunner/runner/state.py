@@ -16,7 +16,8 @@ Two optional forms came later within schema 2, each written only when it happens
 state saved before them still loads, and reads the same): the status SUSPENDED (a run that
 stopped at its budget, to be resumed when its earliest poll is due) and an element's
 `{"error": {...}}` (a batch request that failed while others went on: its error, kept so the
-resumed step settles as an uninterrupted one would).
+resumed step settles as an uninterrupted one would). A third, `children` (the sub-workflow runs
+a run started, `ChildRun`), is written only by a run that started one.
 
     {"schema": 2, "run_id": str, "workflow": str, "gwo": {...}, "next_step": int >= 0,
      "pending": null | {"output": {directive}, "elements": [null | {"poll": {PollState}}
@@ -24,7 +25,9 @@ resumed step settles as an uninterrupted one would).
                                                            | {"error": {"type", "message",
                                                                         ...}}]},
      "status": "RUNNING" | "SUSPENDED" | "SUCCESS" | "FAILED", "result": any,
-     "error": null | {...}, "meta": {...}}
+     "error": null | {...}, "meta": {...},
+     "children": [{"runId", "workflowId", "step", "index", "mode", "status", "result"?,
+                   "error"?}]}                      (only when the run started sub-workflows)
 """
 
 from __future__ import annotations
@@ -153,6 +156,91 @@ class PendingStep:
         )
 
 
+CHILD_MODES = ("execute", "async", "resolve")  # see definition.directives.ExecuteDirective
+STARTED = "STARTED"  # a GWO entry's status for a child that runs on after its step (async)
+
+
+@dataclass(slots=True)
+class ChildRun:
+    """A sub-workflow run that this run started: which call made it (`step`: the GWO key,
+    `index`: the call's place in its directive), under which run id, and, once it ended, its
+    status and result (or error). Saved in the parent's state before the child starts, so a
+    resumed parent resumes that child rather than start another, and keeps a finished one's
+    result rather than run it again."""
+
+    run_id: str
+    workflow_id: int | str
+    step: str
+    index: int
+    mode: str
+    status: str = RUNNING
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (SUCCESS, FAILED)
+
+    def to_dict(self) -> dict[str, Any]:
+        saved: dict[str, Any] = {
+            "runId": self.run_id,
+            "workflowId": self.workflow_id,
+            "step": self.step,
+            "index": self.index,
+            "mode": self.mode,
+            "status": self.status,
+        }
+        if self.finished:
+            saved["result"] = self.result
+        if self.error is not None:
+            saved["error"] = self.error
+        return saved
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ChildRun:
+        required = ("runId", "workflowId", "step", "index", "mode", "status")
+        _check_object(data, where, required, (*required, "result", "error"))
+        for key in ("runId", "step"):
+            _check_type(data[key], str, "a string", f"{where}.{key}")
+        if isinstance(data["workflowId"], bool) or not isinstance(data["workflowId"], int | str):
+            raise DefinitionError(f"{where}.workflowId: expected a number or a name")
+        if isinstance(data["index"], bool) or not isinstance(data["index"], int):
+            raise DefinitionError(f"{where}.index: expected a whole number")
+        if data["mode"] not in CHILD_MODES:
+            raise DefinitionError(f"{where}.mode: expected one of {', '.join(CHILD_MODES)}")
+        if data["status"] not in _STATUSES:
+            raise DefinitionError(f"{where}.status: expected one of {', '.join(_STATUSES)}")
+        if data.get("error") is not None:
+            _check_type(data["error"], dict, "an object", f"{where}.error")
+        return cls(
+            data["runId"],
+            data["workflowId"],
+            data["step"],
+            data["index"],
+            data["mode"],
+            data["status"],
+            data.get("result"),
+            data.get("error"),
+        )
+
+    def entry(self) -> dict[str, Any]:
+        """As the calling step's GWO entry lists it (`executions`): what a handler reads."""
+        shown: dict[str, Any] = {
+            "workflowId": self.workflow_id,
+            "runId": self.run_id,
+            "status": self.status if self.finished else STARTED,
+        }
+        if self.finished:
+            shown["result"] = self.result
+        if self.error is not None:
+            shown["error"] = self.error
+        return shown
+
+    def listed(self) -> dict[str, Any]:
+        """As the run record's `subWorkflows` lists it."""
+        return {"step": self.step, "mode": self.mode, **self.entry(), "status": self.status}
+
+
 @dataclass
 class RunState:
     run_id: str
@@ -164,6 +252,7 @@ class RunState:
     result: Any = None
     error: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # free space for stores and adapters
+    children: list[ChildRun] = field(default_factory=list)  # sub-workflow runs, as started
 
     @classmethod
     def start(cls, workflow: str, input_data: Any, run_id: str | None = None) -> RunState:
@@ -172,6 +261,12 @@ class RunState:
     def to_dict(self) -> dict[str, Any]:
         """The saved form (schema SCHEMA). It shares the GWO, result, error and meta with this
         state rather than copying them: serialize it before the run goes on."""
+        saved = self._to_dict()
+        if self.children:  # written only by a run that started sub-workflows
+            saved["children"] = [child.to_dict() for child in self.children]
+        return saved
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "run_id": self.run_id,
@@ -213,6 +308,8 @@ class RunState:
         if data["error"] is not None:
             _check_type(data["error"], dict, "an object or null", f"{where}: error")
         pending = data["pending"]
+        children = data.get("children") or []
+        _check_type(children, list, "a list", f"{where}: children")
         return cls(
             run_id=data["run_id"],
             workflow=data["workflow"],
@@ -225,7 +322,14 @@ class RunState:
             result=data["result"],
             error=data["error"],
             meta=data["meta"],
+            children=[
+                ChildRun.from_dict(c, f"{where}: children[{i}]") for i, c in enumerate(children)
+            ],
         )
+
+    def child(self, step: str, index: int) -> ChildRun | None:
+        """The child run the call `index` of `step` started, if it started one."""
+        return next((c for c in self.children if c.step == step and c.index == index), None)
 
     @property
     def finished(self) -> bool:
@@ -258,7 +362,11 @@ class RunState:
         at = time.time() if now is None else now
         redrives = self.meta.setdefault("redrives", [])
         redrives.append({"at": iso_ms(at), "fromStep": self.next_step + 1, "error": self.error})
-        self.gwo.pop(f"step_{self.next_step + 1}", None)  # what the failed step left
+        failed_step = f"step_{self.next_step + 1}"
+        self.gwo.pop(failed_step, None)  # what the failed step left
+        self.children = [  # a child that succeeded is kept, one that failed runs again
+            c for c in self.children if c.step != failed_step or c.status == SUCCESS
+        ]
         if self.pending is not None:
             keep = [
                 e if e is not None and e.result is not None else None for e in self.pending.elements
@@ -273,7 +381,9 @@ class RunState:
 
     def record(self) -> dict[str, Any]:
         """The run record printed on stdout; a SUSPENDED one also has `resumeAt`; a run that
-        sent onGiveUp requests has `giveUps`, a redriven one `redrives`."""
+        sent onGiveUp requests has `giveUps`, a redriven one `redrives`, one that started
+        sub-workflows `subWorkflows` (each child's step, mode, workflowId, runId, status and,
+        once it ended, result or error)."""
         record = {
             "runId": self.run_id,
             "workflow": self.workflow,
@@ -288,6 +398,8 @@ class RunState:
         for key in ("giveUps", "redrives"):
             if self.meta.get(key):
                 record[key] = self.meta[key]
+        if self.children:
+            record["subWorkflows"] = [child.listed() for child in self.children]
         return record
 
 
@@ -333,7 +445,7 @@ _REQUIRED = (
     "error",
     "meta",
 )  # schema 1 (dataclasses.asdict of the RunState of its day) always wrote every one
-_ALLOWED = (*_REQUIRED, "schema")
+_ALLOWED = (*_REQUIRED, "schema", "children")
 # A failed element's error: LamrunnerError.to_dict() and the attributes its types carry.
 _ERROR_KEYS = ("type", "message", "step", "status", "attempts", "kind", "last_status")
 _TYPES: tuple[tuple[str, type, str], ...] = (

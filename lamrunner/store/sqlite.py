@@ -2,7 +2,8 @@
 
     runs      one row a run: the RunState (GWO so far, next step, the step in flight), how it
               was invoked (workflow file, --config files, --set values), and the process that
-              owns it while it runs
+              owns it while it runs; a sub-workflow's run also names its parent run, the
+              parent's step that started it, its workflow id and how it was started (mode)
     elements  the progress of each request of the step in flight (poll state, or its result),
               written alone after every attempt so a batch of 10,000 polls does not rewrite
               the whole run 10,000 times
@@ -23,6 +24,10 @@ to its last completed attempt. Polls faster than that (a commit costs as much as
 request) are committed together every GROUP_WINDOW; killed, they repeat at most that window's
 attempts. A poll's last attempt is committed when the poll settles, whatever its pace. The file
 is created readable by its owner only: GWOs and --set values may be private.
+
+The file's layout has a version (`PRAGMA user_version`, STORE_VERSION): a store made by an older
+lamrunner gets the columns it lacks when it is opened (its runs are all top-level ones), and one
+made by a newer lamrunner is refused rather than misread.
 
 States are written and read only through the records of `runner.state` (`RunState.to_dict`,
 `ElementState.to_dict` and their `from_dict`), which version the saved form: a run's `state`
@@ -46,11 +51,12 @@ from typing import Any
 
 from lamrunner.errors import DefinitionError
 from lamrunner.runner.observe import RunObserver
-from lamrunner.runner.state import RUNNING, ElementState, RunState
+from lamrunner.runner.state import RUNNING, ChildRun, ElementState, RunState
 
 ENV_VAR = "LAMRUNNER_STORE"
 GROUP_WINDOW = 0.05  # seconds: polls faster than this share commits
 INTERRUPTED = "INTERRUPTED"  # RUNNING in the store, but its process is gone
+STORE_VERSION = 2  # 1: before sub-workflows (no parent columns); 0: a store from before that
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -104,6 +110,13 @@ CREATE TABLE IF NOT EXISTS poll_counts (
     PRIMARY KEY (run_id, step, idx)
 );
 """
+# Columns added to `runs` for sub-workflows (store version 2); an older store gets them on open.
+_RUN_COLUMNS = {
+    "parent_id": "TEXT",
+    "parent_step": "TEXT",
+    "workflow_id": "TEXT",
+    "call_mode": "TEXT",
+}
 # Columns added to `attempts` since its first version; a store made before gets them on open.
 _ATTEMPT_COLUMNS = {
     "step_name": "TEXT",
@@ -199,13 +212,22 @@ class RunStore(RunObserver):
         """
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > STORE_VERSION:
+                raise DefinitionError(
+                    f"run store {self.path}: made by a newer lamrunner (store version "
+                    f"{version}; this one reads up to {STORE_VERSION})"
+                )
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
-            have = {row[1] for row in self._db.execute("PRAGMA table_info(attempts)")}
-            for name, kind in _ATTEMPT_COLUMNS.items():
-                if name not in have:
-                    self._db.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
+            for table, columns in (("runs", _RUN_COLUMNS), ("attempts", _ATTEMPT_COLUMNS)):
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns.items():
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            self._db.execute("CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id)")
+            self._db.execute(f"PRAGMA user_version = {STORE_VERSION}")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -234,6 +256,35 @@ class RunStore(RunObserver):
                 os.getpid(),
                 json.dumps(invocation),
                 json.dumps(state.to_dict()),
+            ),
+        )
+
+    def child_run(self, parent: RunState, child: RunState, call: ChildRun, file: str) -> None:
+        """A sub-workflow run starts or resumes: its row, linked to its parent and owned by
+        this process; its invocation is the parent's with the child's workflow file (the same
+        --config files and --set values)."""
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO runs (run_id, workflow, status, created_at, updated_at, pid, invocation,"
+            " state, parent_id, parent_step, workflow_id, call_mode) VALUES (?, ?, ?, ?, ?, ?,"
+            " json_set(coalesce((SELECT invocation FROM runs WHERE run_id = ?), '{}'),"
+            " '$.workflow', ?), ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET"
+            " pid = excluded.pid, status = excluded.status, updated_at = excluded.updated_at,"
+            " state = excluded.state",
+            (
+                child.run_id,
+                child.workflow,
+                child.status,
+                now,
+                now,
+                os.getpid(),
+                parent.run_id,
+                file,
+                json.dumps(child.to_dict()),
+                parent.run_id,
+                call.step,
+                str(call.workflow_id),
+                call.mode,
             ),
         )
 
@@ -385,11 +436,51 @@ class RunStore(RunObserver):
             ) from None
         return state, json.loads(row[1]), _listed_status(row[2], row[3])
 
+    def saved_state(self, run_id: str) -> RunState | None:
+        """A run's saved state (element progress applied), or None when the store has none:
+        how a resumed parent finds the checkpoint of its unfinished sub-workflow."""
+        exists = self._db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if exists is None else self.load(run_id)[0]
+
+    def parent(self, run_id: str) -> dict[str, Any] | None:
+        """For a sub-workflow's run: its parent's run id, the step that started it, its
+        workflow id and mode; None for a top-level run."""
+        row = self._db.execute(
+            "SELECT parent_id, parent_step, workflow_id, call_mode FROM runs WHERE run_id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return {"runId": row[0], "step": row[1], "workflowId": _id(row[2]), "mode": row[3]}
+
+    def children(self, run_id: str) -> _Rows:
+        """The sub-workflow runs under `run_id`, each with its own children: the run tree."""
+        rows = self._db.execute(
+            "SELECT run_id, workflow, status, pid, parent_step, workflow_id, call_mode,"
+            " created_at FROM runs WHERE parent_id = ? ORDER BY created_at, rowid",
+            (run_id,),
+        ).fetchall()
+        return [
+            {
+                "runId": r[0],
+                "workflow": r[1],
+                "workflowId": _id(r[5]),
+                "step": r[4],
+                "mode": r[6],
+                "status": _listed_status(r[2], r[3]),
+                "createdAt": _iso(r[7]),
+                "children": self.children(r[0]),
+            }
+            for r in rows
+        ]
+
     def list(self, limit: int = 50) -> list[RunSummary]:
+        """The newest top-level runs (a sub-workflow's run is shown under its parent, by
+        `runs show PARENT`)."""
         rows = self._db.execute(
             "SELECT run_id, workflow, status, created_at, updated_at, pid,"
             " json_extract(state, '$.next_step') FROM runs"  # not the whole GWO of every run
-            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            " WHERE parent_id IS NULL ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [RunSummary(r[0], r[1], _listed_status(r[2], r[5]), r[3], r[4], r[6]) for r in rows]
@@ -481,6 +572,11 @@ def _attempt(r: tuple[Any, ...]) -> dict[str, Any]:
     if r[12] is not None:  # a poll with loopUntil.progress
         row["progress"] = json.loads(r[12])
     return row
+
+
+def _id(text: str | None) -> int | str | None:
+    """A workflow id as the handler wrote it: Laminar's are numbers."""
+    return int(text) if text is not None and text.isdigit() and str(int(text)) == text else text
 
 
 def _json(text: str, what: str) -> Any:

@@ -1,0 +1,1 @@
+(data) => ({ started: data.step_1.executions.map((e) => e.status) })

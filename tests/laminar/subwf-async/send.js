@@ -1,0 +1,3 @@
+(data) => ({
+  "lam.httpRequest": { method: "POST", url: "{{config.api}}/notify", body: { who: data.input.who } },
+});

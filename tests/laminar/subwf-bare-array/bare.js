@@ -1,0 +1,1 @@
+(data) => [{ "lam.workflowId": 5, "lam.payload": {} }]

@@ -1,0 +1,1 @@
+(data) => ({ label: data.step_1.response.label })

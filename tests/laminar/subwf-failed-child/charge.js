@@ -1,0 +1,1 @@
+(data) => ({ "lam.httpRequest": { method: "POST", url: "{{config.api}}/charges", body: data.input } });

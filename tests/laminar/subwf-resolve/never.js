@@ -1,0 +1,1 @@
+(data) => { throw new Error("the run ended at resolveThenExecute"); }

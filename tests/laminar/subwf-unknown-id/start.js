@@ -1,0 +1,1 @@
+(data) => ({ "lam.execute": [{ "lam.workflowId": 93, "lam.payload": {} }] });
