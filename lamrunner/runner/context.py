@@ -19,8 +19,8 @@ from lamrunner.http.transport import Transport
 from lamrunner.logs.masking import Secrets
 from lamrunner.runner.clock import Clock
 from lamrunner.runner.observe import Observers
-from lamrunner.runner.tokens import TokenCache
 from lamrunner.runner.subruns import SubRuns
+from lamrunner.runner.tokens import TokenCache
 
 
 @dataclass(frozen=True, eq=False)
