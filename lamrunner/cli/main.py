@@ -362,6 +362,7 @@ def _package(args: argparse.Namespace, stdout: TextIO) -> int:
 
 
 def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
+    from lamrunner.cli.pathcheck import unused_path_params
     from lamrunner.definition.workflow import load_workflow
     from lamrunner.errors import DefinitionError, LamrunnerError
 
@@ -378,11 +379,14 @@ def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
     _log().info("workflow.valid", workflow=workflow.name, steps=len(steps))
     for note in workflow.warnings:  # what can be seen without running: the file's durations
         _log().warning("duration.suspicious", note=note)
+    unused = unused_path_params(workflow)  # and the handlers' literal request objects
+    for note in unused:
+        _log().warning("request.path_param_unused", note=note)
     document: dict[str, Any] = {
         "valid": True,
         "workflow": workflow.name,
         "steps": steps,
-        "warnings": list(workflow.warnings),
+        "warnings": [*workflow.warnings, *unused],
     }
     if args.explain:
         try:

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -373,7 +374,10 @@ async def _requests(
     ctx: RunContext, step: Step, state: RunState, directive: HttpDirective, output: Any
 ) -> None:
     """Render every request (nothing is sent if one fails), then run them concurrently."""
-    rendered = [render_request(spec, ctx.config) for spec in directive.requests]
+    notes: list[str] = []
+    rendered = [render_request(spec, ctx.config, warnings=notes) for spec in directive.requests]
+    for note in _once_per_batch(notes):  # legal, Laminar ignores it: warned, then sent
+        ctx.log.warning("request.path_param_unused", step=step.name, note=note)
     for request in rendered:
         ctx.secrets.add_headers(request.headers)
     fresh = state.pending is None or (rendered and not state.pending.elements)  # not yet begun
@@ -721,6 +725,14 @@ def _warn(log: Any, notes: tuple[str, ...], prefix: str = "") -> None:
     """Suspicious durations (`initialDelay: 2000` is seconds): legal, so warnings, not errors."""
     for note in notes:
         log.warning("duration.suspicious", note=prefix + note)
+
+
+def _once_per_batch(notes: list[str]) -> list[str]:
+    """One warning per field: a batch of 100 alike elements warns once (the first element)."""
+    first: dict[str, str] = {}
+    for note in notes:
+        first.setdefault(re.sub(r"^lam\.httpRequests\[\d+\]", "*", note), note)
+    return list(first.values())
 
 
 def _check_condition(source: str, where: str) -> None:
