@@ -26,7 +26,7 @@ _JS_KEY = re.compile(r"""(?:^|[{,])\s*(?:["']([^"']+)["']|([A-Za-z_$][\w$]*))\s*
 def unused_path_params(workflow: Workflow) -> list[str]:
     """One warning per literal pathParams entry its literal url does not use, naming the
     file and line, the step and the key."""
-    warnings = []
+    warnings: list[str] = []
     for step in workflow.steps:
         source, path = _source(step)
         if source is None:
