@@ -408,10 +408,15 @@ def _explain(args: argparse.Namespace, workflow: Any) -> list[Any]:
 
     from lamrunner.cli.explain import explain
     from lamrunner.definition.config import build_config
+    from lamrunner.errors import LamrunnerError
+    from lamrunner.logs.masking import Secrets
 
     config = build_config(workflow.config, args.config, args.set, os.environ)
     input_data = None if args.input is None else parse_input(args.input)
-    return asyncio.run(explain(workflow, config, input_data))
+    try:
+        return asyncio.run(explain(workflow, config, input_data))
+    except LamrunnerError as exc:  # a program's templates gave it the config's secrets
+        raise exc.replaced(message=Secrets.of_config(config).mask(exc.message)) from None
 
 
 def parse_input(raw: str | None) -> Any:

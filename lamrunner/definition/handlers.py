@@ -22,11 +22,19 @@ import sys
 import sysconfig
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lamrunner.definition.programs import (
+    Site,
+    fill,
+    find_sites,
+    placeholder,
+    retemplate,
+    secret_templates,
+)
 from lamrunner.errors import DefinitionError, HandlerError, ScriptError
 
 _NOT_USER_CODE = tuple(
@@ -42,6 +50,7 @@ class Handler:
     func: Callable[[Any], Any] | None = None
     is_async: bool = False
     source: str | None = None
+    templates: tuple[Site, ...] = ()  # config templates in `source`, filled per call (programs)
 
 
 def load_handler(spec: str, base_dir: Path, where: str) -> Handler:
@@ -67,11 +76,12 @@ def _load_js(path: Path, spec: str, where: str) -> Handler:
     from lamrunner.js import runtime as jsengine
 
     source = _read(path, where)
+    sites = find_sites(source, "javascript", f"{where}: {path}")
     try:
-        jsengine.check_handler(source)
+        jsengine.check_handler(placeholder(source, sites))
     except ScriptError as exc:
         raise DefinitionError(f"{where}: {path}: {exc.message}") from None
-    return Handler(spec, "javascript", str(path), source=source)
+    return Handler(spec, "javascript", str(path), source=source, templates=sites)
 
 
 def _load_python_file(path: Path, func_name: str, spec: str, where: str) -> Handler:
@@ -137,22 +147,36 @@ async def call_handler(
     js_limits: Any,
     console: Callable[[str, str], None],
     timeout: float | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> Any:
     """Run a handler on a private copy of the GWO (given as JSON text); return its JSON result.
+    A program's templates are filled from `config`, the run's own (`programs`).
 
     `timeout` (limits.handlerTimeout) is wall-clock time for a Python handler; a JavaScript
     handler's limit is CPU time and travels in `js_limits`.
     """
     if handler.language == "javascript":
+        source, secrets = _program(handler, config)
         try:
-            result_json = await js.call_handler(handler.source, gwo_json, js_limits, console)
+            result_json = await js.call_handler(source, gwo_json, js_limits, console)
         except ScriptError as exc:
             limit = {"timeout": " (limits.handlerTimeout)", "memory": " (limits.handlerMemory)"}
             raise HandlerError(
                 f"{handler.location}: {exc.message}{limit.get(exc.kind, '')}"
             ) from None
-        return json.loads(result_json)
+        return retemplate(json.loads(result_json), secrets)
     return _as_json(await _call_python(handler, json.loads(gwo_json), timeout), handler)
+
+
+def _program(handler: Handler, config: Mapping[str, Any] | None) -> tuple[str, dict[str, str]]:
+    """The program this call runs — its templates filled from this run's config — and the
+    secrets it was given, which its output gets back as templates (`programs.retemplate`)."""
+    assert handler.source is not None
+    if not handler.templates:
+        return handler.source, {}
+    config = config or {}
+    source = fill(handler.source, handler.templates, config, handler.location)
+    return source, secret_templates(handler.templates, config)
 
 
 async def _call_python(handler: Handler, data: Any, timeout: float | None) -> Any:

@@ -147,7 +147,7 @@ class Engine:
             else:
                 level = log.info if state.status == SUCCESS else log.error
                 level("run.done", status=state.status, error=(state.error or {}).get("message"))
-            return state.record()
+            return _masked_record(state, secrets)
 
     async def call_handler(self, state: RunState) -> Any:
         """What the handler of the run's next step returns, called on the run's GWO; nothing
@@ -191,7 +191,7 @@ class Engine:
                     ctx.observer.save_run(state)
                 finally:
                     ctx.observer.run_finished(state)
-            return state.record()
+            return _masked_record(state, secrets)
 
     async def _wait_for(self, state: RunState, log: Any) -> None:
         """Until a suspended run's `resume_at`, if it is still ahead."""
@@ -320,11 +320,9 @@ async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
     if isinstance(directive, PlainData):
         _complete(state, step, {"data": directive.data})
     elif isinstance(directive, ExitDirective):
-        _complete(state, step, {"data": directive.data})
-        _succeed(ctx, step, state, directive.data, "lam.exit")
+        _end(ctx, step, state, directive.data, "lam.exit")
     elif isinstance(directive, ResponseDirective):
-        _complete(state, step, {"data": dict(directive.response)})
-        _succeed(ctx, step, state, dict(directive.response), "lam.response")
+        _end(ctx, step, state, dict(directive.response), "lam.response")
     else:
         _warn(ctx.log, directive.warnings, f"{step.name} ")
         await _requests(ctx, step, state, directive, output)
@@ -344,6 +342,7 @@ async def _call_handler(ctx: RunContext, step: Step, state: RunState) -> Any:
         js_limits=ctx.handler_limits if javascript else None,
         console=console,
         timeout=ctx.workflow.limits.handler_timeout,
+        config=ctx.config,
     )
 
 
@@ -707,6 +706,14 @@ def _complete(state: RunState, step: Step, entry: Any) -> None:
     state.next_step = step.index
 
 
+def _end(ctx: RunContext, step: Step, state: RunState, payload: Any, how: str) -> None:
+    """A lam.exit / lam.response ends the run with its (rendered) payload as the result; the
+    run's secrets in it are masked, as in a log line: the record goes to stdout."""
+    payload = ctx.secrets.mask_data(payload)
+    _complete(state, step, {"data": payload})
+    _succeed(ctx, step, state, payload, how)
+
+
 def _succeed(ctx: RunContext, step: Step, state: RunState, result: Any, how: str) -> None:
     state.status = SUCCESS
     state.result = result
@@ -773,6 +780,14 @@ def _restored_error(saved: Mapping[str, Any]) -> LamrunnerError:
     error.__dict__.setdefault("step", None)
     Exception.__init__(error, error.message)
     return error
+
+
+def _masked_record(state: RunState, secrets: Secrets) -> dict[str, Any]:
+    """The run record as it leaves the engine (to stdout, to a host's caller): the run's
+    secrets masked in it, as in a log line — the GWO's input may carry the very key a program
+    compared with `{{config.validApiKey}}`. The saved state keeps the values (a resumed run
+    needs them)."""
+    return secrets.mask_data(state.record())  # type: ignore[no-any-return]
 
 
 def _step_result(entry: Any) -> Any:
