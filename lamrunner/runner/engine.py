@@ -330,7 +330,7 @@ async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
 
 
 async def _call_handler(ctx: RunContext, step: Step, state: RunState) -> Any:
-    javascript = step.handler.language == "javascript"
+    program = step.handler.language != "python"  # JavaScript or JQ: limits travel in JsLimits
 
     def console(level: str, text: str) -> None:
         ctx.log.log(_LEVELS.get(level, 20), "handler.console", step=step.name, text=text)
@@ -339,7 +339,7 @@ async def _call_handler(ctx: RunContext, step: Step, state: RunState) -> Any:
         step.handler,
         json.dumps(state.gwo),
         js=ctx.js,
-        js_limits=ctx.handler_limits if javascript else None,
+        js_limits=ctx.handler_limits if program else None,
         console=console,
         timeout=ctx.workflow.limits.handler_timeout,
         config=ctx.config,
