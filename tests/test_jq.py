@@ -99,7 +99,8 @@ async def test_a_program_compares_with_a_templated_secret_that_stays_hidden(
         )
     )
     path = wf.workflow(
-        [wf.handler(f"auth.{language}", source)], config={"api": api.url, "validApiKey": key}
+        [wf.handler(f"auth.{language}", source)],
+        config={"api": api.url, "validApiKey": key.replace("${", "$${")},  # $${: a literal ${
     )
     good = await run_path(path, {"apiKey": key})
     assert good["status"] == "SUCCESS" and good["result"] == {"ok": True}, good
@@ -125,13 +126,13 @@ def test_a_template_in_a_regex_literal_is_refused_at_load_time(wf):
 
 async def test_program_templates_are_filled_per_run_from_that_runs_config(wf):
     path = wf.workflow(
-        [wf.handler("n.js", "(d) => ({n: {{config.n}}, s: '{{config.n}}', w: \"{{config.n}}\"})")],
+        [wf.handler("n.js", "(d) => ({n: {{config.n}}, s: 'n={{config.n}}', w: \"{{config.n}}\"})")],
         config={"n": 1},
     )
     one = await run_path(path, {})
     two = await run_path(path, {}, sets=("n=2",))
-    assert one["result"] == {"n": 1, "s": "1", "w": 1}  # a whole literal keeps the type
-    assert two["result"] == {"n": 2, "s": "2", "w": 2}
+    assert one["result"] == {"n": 1, "s": "n=1", "w": 1}  # a whole literal keeps the type
+    assert two["result"] == {"n": 2, "s": "n=2", "w": 2}
 
 
 async def test_a_missing_program_template_key_names_the_file_and_line(wf):

@@ -10,6 +10,7 @@ stdin, `{"program": ..., "data": <the GWO as JSON text>}`, and writes one JSON a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -29,10 +30,8 @@ def _cap_memory(extra: int) -> None:
 
 def main() -> None:
     request = json.loads(sys.stdin.read())
-    try:
+    with contextlib.suppress(OSError, ValueError):  # no /proc: no memory limit
         _cap_memory(int(sys.argv[1]))
-    except (OSError, ValueError):
-        pass  # no /proc: no memory limit
     answer = run_here(request["program"], request["data"])
     sys.stdout.write(json.dumps(answer))
     sys.stdout.flush()
