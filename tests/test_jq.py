@@ -126,7 +126,11 @@ def test_a_template_in_a_regex_literal_is_refused_at_load_time(wf):
 
 async def test_program_templates_are_filled_per_run_from_that_runs_config(wf):
     path = wf.workflow(
-        [wf.handler("n.js", "(d) => ({n: {{config.n}}, s: 'n={{config.n}}', w: \"{{config.n}}\"})")],
+        [
+            wf.handler(
+                "n.js", "(d) => ({n: {{config.n}}, s: 'n={{config.n}}', w: \"{{config.n}}\"})"
+            )
+        ],
         config={"n": 1},
     )
     one = await run_path(path, {})
