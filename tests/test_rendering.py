@@ -70,10 +70,22 @@ def test_missing_path_param_is_template_error():
     assert "jobId" in str(info.value)
 
 
-def test_unused_path_param_is_template_error():
-    with pytest.raises(TemplateError) as info:
-        rendered(url="http://api.test/jobs", pathParams={"id": 1})
-    assert "'id'" in str(info.value)
+def test_unused_path_param_is_a_warning_and_the_request_is_still_made():
+    """Laminar ignores a pathParams entry the url does not use (its batching example has one):
+    a warning naming the field and the key, and the url without it."""
+    spec = parse_request(
+        {"method": "GET", "url": "http://api.test/jobs/{id}", "pathParams": {"id": 1, "page": 2}},
+        "lam.httpRequest",
+        None,
+    )
+    notes: list[str] = []
+    req = render_request(spec, CONFIG, warnings=notes)
+    assert req.url == "http://api.test/jobs/1"
+    assert notes == [
+        "lam.httpRequest.pathParams: 'page' is not used in the url and is ignored "
+        "(write {{page}} or {page} where it belongs, or drop it)"
+    ]
+    assert rendered(url="http://api.test/jobs", pathParams={"id": 1}).url == "http://api.test/jobs"
 
 
 def test_query_params_appended_in_order():

@@ -38,7 +38,13 @@ from lamrunner.definition.handlers import call_handler
 from lamrunner.definition.policies import parse_loop_until, parse_retry
 from lamrunner.definition.templates import render
 from lamrunner.definition.workflow import Step, Workflow
-from lamrunner.errors import ConditionError, HandlerError, LamrunnerError, ScriptError
+from lamrunner.errors import (
+    ConditionError,
+    HandlerError,
+    LamrunnerError,
+    ScriptError,
+    TemplateError,
+)
 from lamrunner.units import parse_duration
 
 POLICY_KEYS = ("loopUntil", "retry")
@@ -63,8 +69,9 @@ async def explain(workflow: Workflow, config: Mapping[str, Any], input_data: Any
                         js=js,
                         js_limits=limits,
                         console=lambda _level, _text: None,
+                        config=config,
                     )
-                except HandlerError as exc:
+                except (HandlerError, TemplateError) as exc:
                     why = f"the handler could not be called on what is known: {exc.message}"
             elif input_data is None:
                 why = "no --input: the handler was not called"

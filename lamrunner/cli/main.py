@@ -365,6 +365,7 @@ def _package(args: argparse.Namespace, stdout: TextIO) -> int:
 
 
 def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
+    from lamrunner.cli.pathcheck import unused_path_params
     from lamrunner.definition.workflow import load_workflow
     from lamrunner.errors import DefinitionError, LamrunnerError
 
@@ -381,11 +382,14 @@ def _validate(args: argparse.Namespace, stdout: TextIO) -> int:
     _log().info("workflow.valid", workflow=workflow.name, steps=len(steps))
     for note in workflow.warnings:  # what can be seen without running: the file's durations
         _log().warning("duration.suspicious", note=note)
+    unused = unused_path_params(workflow)  # and the handlers' literal request objects
+    for note in unused:
+        _log().warning("request.path_param_unused", note=note)
     document: dict[str, Any] = {
         "valid": True,
         "workflow": workflow.name,
         "steps": steps,
-        "warnings": list(workflow.warnings),
+        "warnings": [*workflow.warnings, *unused],
     }
     if workflow.workflows:  # the sub-workflows it may start, each loaded and checked too
         document["workflows"] = {key: str(file) for key, file in workflow.workflows.items()}
@@ -409,10 +413,15 @@ def _explain(args: argparse.Namespace, workflow: Any) -> list[Any]:
 
     from lamrunner.cli.explain import explain
     from lamrunner.definition.config import build_config
+    from lamrunner.errors import LamrunnerError
+    from lamrunner.logs.masking import Secrets
 
     config = build_config(workflow.config, args.config, args.set, os.environ)
     input_data = None if args.input is None else parse_input(args.input)
-    return asyncio.run(explain(workflow, config, input_data))
+    try:
+        return asyncio.run(explain(workflow, config, input_data))
+    except LamrunnerError as exc:  # a program's templates gave it the config's secrets
+        raise exc.replaced(message=Secrets.of_config(config).mask(exc.message)) from None
 
 
 def parse_input(raw: str | None) -> Any:

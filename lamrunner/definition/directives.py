@@ -161,7 +161,8 @@ def parse_directive(
     """Classify a handler's return value. `check_condition(source, where)` compiles JS.
 
     With `config`, the templates in each request's settings are filled before they are
-    validated; without it (tests of the shape alone) they are validated as written.
+    validated, and those of a `lam.response` or a `lam.exit: true` payload (it ends the run);
+    without it (tests of the shape alone) they are validated as written.
     """
     if not isinstance(value, Mapping):
         return PlainData(value, _bare_calls(value))
@@ -180,13 +181,14 @@ def parse_directive(
         )
     key = lam_keys[0]
     if key == EXIT:
-        return _parse_exit(value)
+        return _parse_exit(value, config)
     if key in (EXECUTE, ASYNC_EXECUTE, RESOLVE_THEN_EXECUTE, RESULT):
         _no_siblings(value, key, ())
         return parse_execute(key, value[key])
     _no_siblings(value, key, BATCH_KEYS if key == HTTP_REQUESTS else ())
     if key == RESPONSE:
-        return ResponseDirective(_parse_response(value[key]))
+        payload = value[key] if config is None else render(value[key], config, RESPONSE)
+        return ResponseDirective(_parse_response(payload))
     directive = _parse_http(key, value[key], check_condition, config)
     if key == HTTP_REQUESTS and any(k in value for k in BATCH_KEYS):
         need = batch_min_success(value, len(directive.requests), config)
@@ -421,13 +423,17 @@ def _templated(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _templated(item, f"{where}[{i}]")
 
 
-def _parse_exit(value: Mapping[str, Any]) -> Directive:
+def _parse_exit(value: Mapping[str, Any], config: Mapping[str, Any] | None) -> Directive:
+    """`lam.exit: true` ends the run with its `data`, templates filled (with `config`);
+    `false` makes `data` the step's plain result, as it is."""
     _no_siblings(value, EXIT, ("data",))
     flag = value[EXIT]
     if not isinstance(flag, bool):
         raise DefinitionError(f"{EXIT}: expected true or false, got {flag!r}")
     data = value.get("data")
-    return ExitDirective(data) if flag else PlainData(data)
+    if not flag:
+        return PlainData(data)
+    return ExitDirective(data if config is None else render(data, config, f"{EXIT}.data"))
 
 
 def _parse_response(value: Any) -> Mapping[str, Any]:

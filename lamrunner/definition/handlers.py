@@ -22,11 +22,19 @@ import sys
 import sysconfig
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lamrunner.definition.programs import (
+    Site,
+    fill,
+    find_sites,
+    placeholder,
+    retemplate,
+    secret_templates,
+)
 from lamrunner.errors import DefinitionError, HandlerError, ScriptError
 
 _NOT_USER_CODE = tuple(
@@ -37,11 +45,12 @@ _NOT_USER_CODE = tuple(
 @dataclass(frozen=True)
 class Handler:
     spec: str  # as written in the workflow
-    language: str  # "python" | "javascript"
+    language: str  # "python" | "javascript" | "jq"
     location: str  # what errors call it: a path, or module:func
     func: Callable[[Any], Any] | None = None
     is_async: bool = False
     source: str | None = None
+    templates: tuple[Site, ...] = ()  # config templates in `source`, filled per call (programs)
 
 
 def load_handler(spec: str, base_dir: Path, where: str) -> Handler:
@@ -53,12 +62,16 @@ def load_handler(spec: str, base_dir: Path, where: str) -> Handler:
         if func_name:
             raise DefinitionError(f"{where}: a JavaScript handler is a file, not file.js:func")
         return _load_js(base_dir / path_part, spec, where)
+    if path_part.endswith(".jq"):
+        if func_name:
+            raise DefinitionError(f"{where}: a JQ handler is a file, not file.jq:func")
+        return _load_jq(base_dir / path_part, spec, where)
     if path_part.endswith(".py"):
         return _load_python_file(base_dir / path_part, func_name or "transform", spec, where)
     if func_name and all(p.isidentifier() for p in path_part.split(".")):
         return _load_python_module(path_part, func_name, spec, base_dir, where)
     raise DefinitionError(
-        f"{where}: {spec!r} is not a handler; use file.js, file.py, file.py:func or "
+        f"{where}: {spec!r} is not a handler; use file.js, file.jq, file.py, file.py:func or "
         "package.module:func"
     )
 
@@ -67,11 +80,31 @@ def _load_js(path: Path, spec: str, where: str) -> Handler:
     from lamrunner.js import runtime as jsengine
 
     source = _read(path, where)
+    sites = find_sites(source, "javascript", f"{where}: {path}")
     try:
-        jsengine.check_handler(source)
+        jsengine.check_handler(placeholder(source, sites))
     except ScriptError as exc:
         raise DefinitionError(f"{where}: {path}: {exc.message}") from None
-    return Handler(spec, "javascript", str(path), source=source)
+    return Handler(spec, "javascript", str(path), source=source, templates=sites)
+
+
+def _load_jq(path: Path, spec: str, where: str) -> Handler:
+    """A JQ program: compiled now (with placeholders for its templates) so a syntax error is
+    reported at load time, with its line; needs the optional `jq` package."""
+    try:
+        from lamrunner.jq import runtime as jqengine
+    except ImportError:
+        raise DefinitionError(
+            f"{where}: {path} is a JQ program, which needs the jq package: "
+            "pip install 'lamrunner[jq]' (or pip install jq)"
+        ) from None
+    source = _read(path, where)
+    sites = find_sites(source, "jq", f"{where}: {path}")
+    try:
+        jqengine.check_program(placeholder(source, sites))
+    except ScriptError as exc:
+        raise DefinitionError(f"{where}: {path}:{exc.line or 1}: {exc.message}") from None
+    return Handler(spec, "jq", str(path), source=source, templates=sites)
 
 
 def _load_python_file(path: Path, func_name: str, spec: str, where: str) -> Handler:
@@ -137,22 +170,61 @@ async def call_handler(
     js_limits: Any,
     console: Callable[[str, str], None],
     timeout: float | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> Any:
     """Run a handler on a private copy of the GWO (given as JSON text); return its JSON result.
+    A program's templates are filled from `config`, the run's own (`programs`).
 
     `timeout` (limits.handlerTimeout) is wall-clock time for a Python handler; a JavaScript
     handler's limit is CPU time and travels in `js_limits`.
     """
     if handler.language == "javascript":
+        source, secrets = _program(handler, config)
         try:
-            result_json = await js.call_handler(handler.source, gwo_json, js_limits, console)
+            result_json = await js.call_handler(source, gwo_json, js_limits, console)
         except ScriptError as exc:
             limit = {"timeout": " (limits.handlerTimeout)", "memory": " (limits.handlerMemory)"}
             raise HandlerError(
                 f"{handler.location}: {exc.message}{limit.get(exc.kind, '')}"
             ) from None
-        return json.loads(result_json)
+        return retemplate(json.loads(result_json), secrets)
+    if handler.language == "jq":
+        return await _call_jq(handler, gwo_json, js_limits, config)
     return _as_json(await _call_python(handler, json.loads(gwo_json), timeout), handler)
+
+
+async def _call_jq(
+    handler: Handler, gwo_json: str, limits: Any, config: Mapping[str, Any] | None
+) -> Any:
+    """A JQ program's one value; its errors are HandlerErrors naming the file (and the line,
+    which jq gives for compile errors only). Limits as a JavaScript handler's, but the time
+    is wall-clock: the program runs in a process of its own, killed when it is over."""
+    from lamrunner import defaults
+    from lamrunner.jq.runtime import call_program
+
+    source, secrets = _program(handler, config)
+    timeout = defaults.HANDLER_TIMEOUT if limits is None else limits.timeout
+    memory = defaults.HANDLER_MEMORY if limits is None else limits.memory
+    try:
+        result_json = await call_program(source, gwo_json, timeout, memory)
+    except ScriptError as exc:
+        limit = {"timeout": " (limits.handlerTimeout)", "memory": " (limits.handlerMemory)"}
+        at = f":{exc.line}" if exc.line is not None else ""
+        raise HandlerError(
+            f"{handler.location}{at}: {exc.message}{limit.get(exc.kind, '')}"
+        ) from None
+    return retemplate(json.loads(result_json), secrets)
+
+
+def _program(handler: Handler, config: Mapping[str, Any] | None) -> tuple[str, dict[str, str]]:
+    """The program this call runs — its templates filled from this run's config — and the
+    secrets it was given, which its output gets back as templates (`programs.retemplate`)."""
+    assert handler.source is not None
+    if not handler.templates:
+        return handler.source, {}
+    config = config or {}
+    source = fill(handler.source, handler.templates, config, handler.location)
+    return source, secret_templates(handler.templates, config)
 
 
 async def _call_python(handler: Handler, data: Any, timeout: float | None) -> Any:

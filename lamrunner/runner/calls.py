@@ -912,7 +912,10 @@ async def give_up(
     assert target is not None
     outcome: dict[str, Any] = {"where": target.where, "reason": reason}
     try:
-        request = render_request(target, ctx.config, {"last": last})
+        notes: list[str] = []
+        request = render_request(target, ctx.config, {"last": last}, warnings=notes)
+        for note in notes:
+            ctx.log.warning("request.path_param_unused", note=note)
     except LamrunnerError as exc:
         outcome.update(sent=False, status=None, error=exc.message)
         ctx.log.warning("poll.give_up_failed", where=target.where, error=exc.message)

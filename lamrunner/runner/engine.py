@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -163,7 +164,7 @@ class Engine:
             else:
                 level = log.info if state.status == SUCCESS else log.error
                 level("run.done", status=state.status, error=(state.error or {}).get("message"))
-            return state.record()
+            return _masked_record(state, secrets)
 
     async def call_handler(self, state: RunState) -> Any:
         """What the handler of the run's next step returns, called on the run's GWO; nothing
@@ -207,7 +208,7 @@ class Engine:
                     ctx.observer.save_run(state)
                 finally:
                     ctx.observer.run_finished(state)
-            return state.record()
+            return _masked_record(state, secrets)
 
     async def _wait_for(self, state: RunState, log: Any) -> None:
         """Until a suspended run's `resume_at`, if it is still ahead."""
@@ -389,11 +390,9 @@ async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
             ctx.log.warning("directive.suspicious", step=step.name, note=note)
         _complete(state, step, {"data": directive.data})
     elif isinstance(directive, ExitDirective):
-        _complete(state, step, {"data": directive.data})
-        _succeed(ctx, step, state, directive.data, "lam.exit")
+        _end(ctx, step, state, directive.data, "lam.exit")
     elif isinstance(directive, ResponseDirective):
-        _complete(state, step, {"data": dict(directive.response)})
-        _succeed(ctx, step, state, dict(directive.response), "lam.response")
+        _end(ctx, step, state, dict(directive.response), "lam.response")
     elif isinstance(directive, ExecuteDirective):
         for note in directive.warnings:
             ctx.log.warning("directive.deprecated", step=step.name, note=note)
@@ -405,7 +404,7 @@ async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
 
 
 async def _call_handler(ctx: RunContext, step: Step, state: RunState) -> Any:
-    javascript = step.handler.language == "javascript"
+    program = step.handler.language != "python"  # JavaScript or JQ: limits travel in JsLimits
 
     def console(level: str, text: str) -> None:
         ctx.log.log(_LEVELS.get(level, 20), "handler.console", step=step.name, text=text)
@@ -414,9 +413,10 @@ async def _call_handler(ctx: RunContext, step: Step, state: RunState) -> Any:
         step.handler,
         json.dumps(state.gwo),
         js=ctx.js,
-        js_limits=ctx.handler_limits if javascript else None,
+        js_limits=ctx.handler_limits if program else None,
         console=console,
         timeout=ctx.workflow.limits.handler_timeout,
+        config=ctx.config,
     )
 
 
@@ -486,7 +486,10 @@ async def _requests(
     ctx: RunContext, step: Step, state: RunState, directive: HttpDirective, output: Any
 ) -> None:
     """Render every request (nothing is sent if one fails), then run them concurrently."""
-    rendered = [render_request(spec, ctx.config) for spec in directive.requests]
+    notes: list[str] = []
+    rendered = [render_request(spec, ctx.config, warnings=notes) for spec in directive.requests]
+    for note in _once_per_batch(notes):  # legal, Laminar ignores it: warned, then sent
+        ctx.log.warning("request.path_param_unused", step=step.name, note=note)
     for request in rendered:
         register(ctx.secrets, request)
     fresh = state.pending is None or (rendered and not state.pending.elements)  # not yet begun
@@ -816,6 +819,14 @@ def _complete(state: RunState, step: Step, entry: Any) -> None:
     state.next_step = step.index
 
 
+def _end(ctx: RunContext, step: Step, state: RunState, payload: Any, how: str) -> None:
+    """A lam.exit / lam.response ends the run with its (rendered) payload as the result; the
+    run's secrets in it are masked, as in a log line: the record goes to stdout."""
+    payload = ctx.secrets.mask_data(payload)
+    _complete(state, step, {"data": payload})
+    _succeed(ctx, step, state, payload, how)
+
+
 def _succeed(ctx: RunContext, step: Step, state: RunState, result: Any, how: str) -> None:
     state.status = SUCCESS
     state.result = result
@@ -834,6 +845,14 @@ def _warn(log: Any, notes: tuple[str, ...], prefix: str = "") -> None:
     """Suspicious durations (`initialDelay: 2000` is seconds): legal, so warnings, not errors."""
     for note in notes:
         log.warning("duration.suspicious", note=prefix + note)
+
+
+def _once_per_batch(notes: list[str]) -> list[str]:
+    """One warning per field: a batch of 100 alike elements warns once (the first element)."""
+    first: dict[str, str] = {}
+    for note in notes:
+        first.setdefault(re.sub(r"^lam\.httpRequests\[\d+\]", "*", note), note)
+    return list(first.values())
 
 
 def _check_condition(source: str, where: str) -> None:
@@ -874,6 +893,14 @@ def _restored_error(saved: Mapping[str, Any]) -> LamrunnerError:
     error.__dict__.setdefault("step", None)
     Exception.__init__(error, error.message)
     return error
+
+
+def _masked_record(state: RunState, secrets: Secrets) -> dict[str, Any]:
+    """The run record as it leaves the engine (to stdout, to a host's caller): the run's
+    secrets masked in it, as in a log line — the GWO's input may carry the very key a program
+    compared with `{{config.validApiKey}}`. The saved state keeps the values (a resumed run
+    needs them)."""
+    return secrets.mask_data(state.record())  # type: ignore[no-any-return]
 
 
 def _step_result(entry: Any) -> Any:

@@ -9,6 +9,10 @@ or a query parameter of the request; oauth2 becomes an `OAuthClient`, whose toke
 fetches when it sends (`tokens`). A paginated request's next page is the same request with the
 values its `next` scripts gave laid over its own (`Overrides`), after its templates are filled:
 a value a server sent is never read as a template.
+
+A `pathParams` entry the url does not use is a warning, not an error: Laminar ignores it, and
+its own batching example passes one. `render_request` appends the warning to `warnings` (the
+engine logs it) and sends the request without it.
 """
 
 from __future__ import annotations
@@ -70,17 +74,22 @@ def render_request(
     spec: RequestSpec,
     config: Mapping[str, Any],
     extra: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
     overrides: Overrides | None = None,
+    warnings: list[str] | None = None,
 ) -> RenderedRequest:
     """Fill templates and parameters; raise TemplateError/DefinitionError naming the field.
     `extra`: more template namespaces (an onGiveUp request's `last`); `overrides`: a next
-    page's values, laid over the rendered fields."""
+    page's values, laid over the rendered fields; `warnings` gets what is suspicious but sent
+    anyway (an unused pathParams entry)."""
     where, over = spec.where, overrides or {}
     url = render(spec.url, config, f"{where}.url", extra)
     if not isinstance(url, str):
         raise TemplateError(f"{where}.url: the template gave {type(url).__name__}, not a string")
     path_params = render(dict(spec.path_params), config, f"{where}.pathParams", extra)
-    url = _fill_path(url, path_params, where)
+    url, unused = _fill_path(url, path_params, where)
+    if warnings is not None:
+        warnings.extend(unused_param_warning(where, name) for name in unused)
     query = _laid_over(
         render(dict(spec.query_params), config, f"{where}.queryParams", extra),
         over.get("queryParams"),
@@ -196,7 +205,16 @@ def _body_over(body: Any, over: Mapping[str, Any] | None, spec: RequestSpec) -> 
     return _laid_over(body, over)
 
 
-def _fill_path(url: str, params: Mapping[str, Any], where: str) -> str:
+def unused_param_warning(where: str, name: str) -> str:
+    """The warning for a pathParams entry the url does not use (run time and `validate`)."""
+    return (
+        f"{where}.pathParams: {name!r} is not used in the url and is ignored "
+        f"(write {{{{{name}}}}} or {{{name}}} where it belongs, or drop it)"
+    )
+
+
+def _fill_path(url: str, params: Mapping[str, Any], where: str) -> tuple[str, list[str]]:
+    """The url with its parameters filled, and the names of the entries it did not use."""
     used: set[str] = set()
 
     def substitute(match: re.Match[str]) -> str:
@@ -210,13 +228,7 @@ def _fill_path(url: str, params: Mapping[str, Any], where: str) -> str:
         return quote(to_text(params[name]), safe="")
 
     filled = _PATH_PARAM.sub(substitute, url)
-    unused = [name for name in params if name not in used]
-    if unused:
-        raise TemplateError(
-            f"{where}.pathParams: {unused[0]!r} is not used in the url "
-            f"(write {{{{{unused[0]}}}}} or {{{unused[0]}}} where it belongs)"
-        )
-    return filled
+    return filled, [str(name) for name in params if name not in used]
 
 
 def _append_query(url: str, query: Mapping[str, Any]) -> str:

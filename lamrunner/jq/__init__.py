@@ -1,0 +1,1 @@
+"""JQ programs (`handler: transform.jq`): the only package that imports the `jq` binding."""
