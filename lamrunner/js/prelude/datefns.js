@@ -357,7 +357,10 @@
     if (!validateDate(year, month, day) || !validateDayOfYearDate(year, dayOfYear)) {
       return new NativeDate(NaN);
     }
-    date.setUTCFullYear(year, month, Math.max(dayOfYear, day));
+    // QuickJS leaves the date as it was when setUTCFullYear gets NaN (V8 makes it invalid).
+    if (isNaNNum(date.setUTCFullYear(year, month, Math.max(dayOfYear, day)))) {
+      return new NativeDate(NaN);
+    }
     return date;
   };
   const parseTimeUnit = (value) => (value && parseFloat(value.replace(",", "."))) || 0;
