@@ -37,14 +37,14 @@ COMPARE = """(cases) => cases.map(([kind, arg, pattern]) => {
   }
 })"""
 
-TOKENS = (
+TOKENS = str.split(
     "G GG GGG GGGG GGGGG y yo yy yyy yyyy yyyyy u uu uuuu Q Qo QQ QQQ QQQQ QQQQQ q qo qq qqq "
     "qqqq qqqqq M Mo MM MMM MMMM MMMMM L Lo LL LLL LLLL LLLLL d do dd DDD Do DDDD E EE EEE EEEE "
     "EEEEE EEEEEE e eo ee eee eeee eeeee eeeeee c co cc ccc cccc ccccc cccccc i io ii iii iiii "
     "iiiii iiiiii a aa aaa aaaa aaaaa b bb bbb bbbb bbbbb B BB BBB BBBB BBBBB h ho hh H Ho HH K "
     "Ko KK k ko kk m mo mm s so ss S SS SSS SSSS X XX XXX XXXX XXXXX x xx xxx xxxx xxxxx O OOOO "
     "z zz zzz zzzz t tt T TT P PP PPP PPPP PPPPP p pp ppp pppp Pp PPpp PPPppp PPPPpppp"
-).split()
+)
 PATTERNS = [
     *TOKENS,
     "yyyy-MM-dd",

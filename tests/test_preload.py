@@ -244,12 +244,24 @@ def test_the_shipped_lodash_is_the_npm_registrys(tmp_path: Path) -> None:
     try:
         integrity = subprocess.run(
             [npm, "view", version, "dist.integrity"],
-            capture_output=True, text=True, check=True, env=env, timeout=60,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+            timeout=60,
         ).stdout.strip()
-        packed = subprocess.run(
-            [npm, "pack", version, "--pack-destination", str(tmp_path)],
-            capture_output=True, text=True, check=True, env=env, timeout=120,
-        ).stdout.strip().splitlines()[-1]
+        packed = (
+            subprocess.run(
+                [npm, "pack", version, "--pack-destination", str(tmp_path)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+                timeout=120,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the npm registry could not be asked about {version}: {exc}")

@@ -22,8 +22,12 @@ Why the design is what it is:
   runs, so a handler that redefines ``JSON.stringify``, ``Object.keys`` or ``Array.prototype.*``
   cannot fool the conversion. Anything that is not JSON (undefined, functions, symbols, BigInts,
   cycles, absurd nesting) is an error naming its path, not something silently dropped.
-* **Fresh contexts for handlers.** Every handler call gets a new context that is dropped
-  afterwards, so globals, prototype pollution and exhausted memory never reach another call.
+* **One hardened realm per worker for handlers.** Every handler call on a thread reuses that
+  thread's context, built once with lodash and date-fns in it (parsing them costs ~10 ms, a
+  call ~50 µs). Built-ins and the libraries are deep-frozen, each program runs in a scope of
+  its own, the globals a call adds are deleted after it, and a realm that cannot be cleaned or
+  ran out of memory is replaced: so globals, prototype pollution and exhausted memory never
+  reach another call (see `_HandlerRealm` and lamrunner/js/preload.py).
 * **Console is buffered.** The binding refuses to call into Python while a time limit is set,
   so ``console.*`` appends to a capped buffer inside JS that is handed to the caller's callback
   after the call, on the caller's thread, even when the call failed.
@@ -344,8 +348,15 @@ def _path_text(path: list[Any]) -> str:
     return text if len(text) <= 200 else text[:100] + "…" + text[-90:]
 
 
-_KINDS = {"array": "an array", "object": "an object", "number": "a number", "string": "a string",
-          "boolean": "a boolean", "bigint": "a BigInt", "symbol": "a symbol"}
+_KINDS = {
+    "array": "an array",
+    "object": "an object",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "a boolean",
+    "bigint": "a BigInt",
+    "symbol": "a symbol",
+}
 
 
 def _describe(picked: str | int) -> str:
@@ -436,12 +447,13 @@ class _HandlerRealm:
     `handlerMemory` is what the handler itself may use.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, libraries: tuple[str, ...] | None = None) -> None:
+        """`libraries`: the preloaded programs (the bench passes none for its baseline)."""
         self.ctx = _new_context(_REALM_SETUP)
         try:
             loader = self.ctx.eval(preload.LOADER)(self.ctx.eval("eval"))
             self.engine = self.ctx.eval(_HANDLER_PRELUDE)(loader)
-            for source in preload.library_sources():
+            for source in preload.library_sources() if libraries is None else libraries:
                 self.ctx.eval(source)
             self.clean = self.ctx.eval(preload.HARDEN)
         except quickjs.JSException as exc:  # pragma: no cover - our own scripts
@@ -454,9 +466,12 @@ class _HandlerRealm:
         self.ctx.set_time_limit(1.0)
         try:
             self.usable = self.usable and bool(self.clean())
-            if self.usable and spent > _GC_CHECK_AFTER:
-                if int(self.ctx.memory()["malloc_size"]) > self.base + _GC_SLACK:
-                    self.ctx.gc()
+            if (
+                self.usable
+                and spent > _GC_CHECK_AFTER
+                and int(self.ctx.memory()["malloc_size"]) > self.base + _GC_SLACK
+            ):
+                self.ctx.gc()
         except quickjs.JSException:
             self.usable = False
 
@@ -537,8 +552,8 @@ class _HandlerRun:
         lines = self.logs()
         if self.realm.usable:
             self.realm.tidy(time.process_time() - self.started)
-        if not self.realm.usable:
-            _local.__dict__.pop("handler_realm", None)
+        if not self.realm.usable and _local.__dict__.get("handler_realm") is self.realm:
+            del _local.handler_realm
         return lines
 
 
@@ -551,10 +566,11 @@ def _handler_realm() -> _HandlerRealm:
 
 
 def _run_handler(
-    source: str, data_json: str | None, limits: JsLimits
+    source: str, data_json: str | None, limits: JsLimits, realm: _HandlerRealm | None = None
 ) -> tuple[str | None, list[tuple[str, str]], ScriptError | None]:
-    """Load the program (and call it, given data), then leave the realm ready for the next."""
-    run = _HandlerRun(_handler_realm(), limits)
+    """Load the program (and call it, given data), then leave the realm ready for the next.
+    `realm`: this thread's unless given (the bench's baseline)."""
+    run = _HandlerRun(realm or _handler_realm(), limits)
     result, err = None, None
     try:
         if data_json is None:
