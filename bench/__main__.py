@@ -21,7 +21,13 @@ from pathlib import Path
 from . import Row, format_table
 from .common import Bench, log
 
-SCENARIOS = ("throughput", "scale", "conditions", "startup")  # modules of bench.scenarios
+SCENARIOS = (
+    "throughput",
+    "scale",
+    "conditions",
+    "startup",
+    "handlers",
+)  # modules of bench.scenarios
 
 
 def main(argv: list[str] | None = None) -> int:

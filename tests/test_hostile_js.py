@@ -513,15 +513,28 @@ async def test_replaced_builtins_do_not_break_result_conversion(wf):
         Array.prototype.forEach = () => {};
         Array.prototype.push = () => 0;
         Array.prototype[Symbol.iterator] = function* () {};
-        Object.defineProperty(Object.prototype, 'toJSON', {value: undefined, writable: true});
         return {list: [1, 2, 3], nested: {ok: true, deep: [{a: 'b'}]}, input: data.input};
     }"""
+    # Built-ins are frozen (one realm per worker serves every call): these sloppy-mode writes
+    # are ignored, and the result converts as if nothing happened.
     record = await run_js(wf, source, PROBE, input_data={"n": 1})
     assert record["gwo"]["step_1"]["data"] == {
         "list": [1, 2, 3],
         "nested": {"ok": True, "deep": [{"a": "b"}]},
         "input": {"n": 1},
     }
+    assert succeeded(record) == CLEAN
+
+
+async def test_redefining_a_builtin_fails_the_step_and_leaves_the_next_clean(wf):
+    source = """(data) => {
+        Object.defineProperty(Object.prototype, 'toJSON', {value: undefined, writable: true});
+        return 1;
+    }"""
+    record = await run_js(wf, source, PROBE)
+    assert record["status"] == "FAILED"
+    assert "TypeError" in record["error"]["message"]
+    record = await run_js(wf, POLLUTE, PROBE)
     assert succeeded(record) == CLEAN
 
 

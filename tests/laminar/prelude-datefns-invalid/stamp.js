@@ -1,0 +1,1 @@
+(data) => ({ day: format(parseISO(data.input.when), "yyyy-MM-dd") });

@@ -1,0 +1,3 @@
+(data) => ({
+  "lam.httpRequest": { method: "GET", url: "{{config.api}}/orders" },
+});
