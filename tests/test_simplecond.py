@@ -37,6 +37,10 @@ CTX = {
         ("ctx.response.missing === undefined", True),
         ("ctx.response.items[1] === 2", True),
         ("(ctx.attempt === 3)", True),
+        ("(ctx) => ctx.attempt >= 3", True),
+        ("ctx.elapsedMs < 12", False),
+        ("ctx.response.items.length > 1 && ctx.status <= 200", True),
+        ("ctx.attempt > 2 === true", True),  # `>` binds tighter than `===`, as in JS
     ],
 )
 def test_common_conditions_compile_and_agree_with_js(source, expected):
@@ -54,7 +58,9 @@ def test_common_conditions_compile_and_agree_with_js(source, expected):
         "function (ctx) { return ctx.status === 200 }",
         "return ctx.status === 200",
         "ctx.status == 200",
-        "ctx.attempt > 2",
+        "ctx.attempt < 4 < 5",  # compares a boolean with a number
+        "ctx.attempt >> 1",
+        "ctx.attempt >== 1",
         "ctx.response.status.startsWith('c')",
         "ctx.attempt + 1 === 4",
         "`${ctx.status}` === '200'",
@@ -76,6 +82,9 @@ def test_everything_else_is_left_to_quickjs(source):
         "ctx.response.status.length === 9",  # string length is UTF-16 in JS
         "ctx.response.toString === undefined",  # inherited from Object.prototype
         "ctx.response.items.map === undefined",  # an array method
+        "ctx.response.status >= 'a'",  # strings compare by UTF-16 code units in JS
+        "ctx.response.missing < 1",  # undefined converts to NaN
+        "!ctx.response.n > 0",  # a boolean converts to a number
     ],
 )
 def test_cases_python_cannot_mirror_step_aside_at_run_time(source):
@@ -126,7 +135,7 @@ EXPRESSIONS = st.recursive(
     PATHS | LITERALS,
     lambda e: st.one_of(
         e.map(lambda x: f"!{x}"),
-        st.tuples(e, st.sampled_from(["===", "!==", "&&", "||"]), e).map(
+        st.tuples(e, st.sampled_from(["===", "!==", "&&", "||", "<", "<=", ">", ">="]), e).map(
             lambda t: f"({t[0]} {t[1]} {t[2]})"
         ),
         st.tuples(st.lists(LITERALS, max_size=3), e).map(
@@ -247,3 +256,21 @@ async def test_cli_fails_cleanly_on_a_condition_quickjs_refuses(api, wf):
     assert record["error"]["type"] == "ConditionError"
     assert "stack" in record["error"]["message"]
     assert api.requests_to("/job") == []  # refused before the first request
+
+
+NUMBERS = st.integers(-(2**53) + 1, 2**53 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(NUMBERS, NUMBERS, st.sampled_from(["<", "<=", ">", ">="]), st.booleans())
+def test_number_comparisons_agree_with_quickjs(left, right, op, literal):
+    """`<`, `<=`, `>`, `>=` of two numbers (read from ctx, or a literal on the right) give
+    QuickJS's answer, at the edges of exact integers and for fractions and negative zero."""
+    shown = json.dumps(right)
+    literal = literal and "e" not in shown and "-" not in shown  # the literals the fast path takes
+    source = f"ctx.response.a {op} " + (shown if literal else "ctx.response.b")
+    fast = compile_condition(source)
+    assert fast is not None, source
+    ctx = {**CTX, "response": {"a": left, "b": right}}
+    expected = jsengine._evaluate_here(source, json.dumps(ctx), jsengine.CONDITION_LIMITS, 1.0)
+    assert fast(ctx) is expected, source

@@ -252,10 +252,10 @@ def decide_poll(
     if policy.pending_when is not None and seen.error is None and not seen.pending:
         what = "the answer is neither done (condition), failed (failWhen) nor pending (pendingWhen)"
         return Fail(UnexpectedResponse(_summary(what, state), **_counts(state)))
-    stalled = stall_error(policy, state, now)
+    stalled = None if policy.stall_timeout is None else stall_error(policy, state, now)
     if stalled is not None:
         return Fail(stalled)
-    throttled = is_throttle(seen.status, seen.retry_after)
+    throttled = seen.retry_after is not None and is_throttle(seen.status, seen.retry_after)
     counted = state.attempt - state.throttled  # this attempt included, throttled or not
     if not throttled and counted >= policy.max_attempts:
         what = f"the condition did not hold after {state.attempt} attempts"
@@ -311,6 +311,8 @@ def choose_delay(
 
     The deadline is the caller's: a delay that ends past it ends the loop."""
     scheduled = delay_before(backoff, attempt, rand)
+    if asked is None and next_delay is None:
+        return scheduled, False  # nothing asked for a delay: the schedule (most attempts)
     if is_throttle(status, asked):
         assert asked is not None
         return max(scheduled, asked), True

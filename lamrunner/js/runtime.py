@@ -44,7 +44,7 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -786,6 +786,9 @@ class _Worker:
         self._pool.shutdown(wait=False)
 
 
+_ON_WORKER: Any = object()  # Condition._inline: this evaluation goes to a worker thread
+
+
 class Condition:
     """A loopUntil condition: evaluated inline when cheap, on a free worker when not.
 
@@ -807,9 +810,12 @@ class Condition:
     async def evaluate(self, ctx_json: str) -> Any:
         """The condition's truthiness for this ctx (JSON text); for a value function
         (`open_function`: `nextDelay`), its number or None (null, undefined: no opinion)."""
-        if not self._value:
-            return bool(await self.evaluate_value(ctx_json, value=False))
-        result = await self.evaluate_value(ctx_json)
+        value = self._value
+        result = self._inline(ctx_json, value)
+        if result is _ON_WORKER:
+            result = await self._on_worker(ctx_json, value)
+        if not value:
+            return bool(result)
         if result is None or (isinstance(result, int | float) and not isinstance(result, bool)):
             return result
         kind = {str: "string", bool: "boolean"}.get(type(result), "object")
@@ -818,20 +824,34 @@ class Condition:
     async def evaluate_value(self, ctx_json: str, value: bool = True) -> Any:
         """What the function returns for this ctx, as JSON data (`progress`); with `value`
         false, its truthiness."""
+        result = self._inline(ctx_json, value)
+        if result is _ON_WORKER:
+            result = await self._on_worker(ctx_json, value)
+        return result
+
+    def _inline(self, ctx_json: str, value: bool) -> Any:
+        """The evaluation on this thread when it is small and quick enough, else _ON_WORKER.
+
+        Plain code, not a coroutine: the inline path is every poll attempt's, and `evaluate`
+        awaits nothing on it (a coroutine per call would cost more than the condition)."""
         if self._closed or self._engine._closed:
             raise RuntimeError(
                 "the condition is closed" if self._closed else "the JsEngine is closed"
             )
-        if not self._slow and len(ctx_json) <= INLINE_MAX_CHARS:
-            budget = min(INLINE_BUDGET, self._limits.timeout)
-            try:  # this thread's own realm: no traceback detaching needed
-                return _evaluate_here(self._source, ctx_json, self._limits, budget, value)
-            except ScriptError as err:
-                if err.kind != "budget":
-                    raise
-            self._slow = True
+        if self._slow or len(ctx_json) > INLINE_MAX_CHARS:
+            return _ON_WORKER
+        budget = min(INLINE_BUDGET, self._limits.timeout)
+        try:  # this thread's own realm: no traceback detaching needed
+            return _evaluate_here(self._source, ctx_json, self._limits, budget, value)
+        except ScriptError as err:
+            if err.kind != "budget":
+                raise
+        self._slow = True
+        return _ON_WORKER
+
+    def _on_worker(self, ctx_json: str, value: bool) -> Coroutine[Any, Any, Any]:
         worker = self._engine._pick()
-        return await worker.run(_evaluate_job, self._source, ctx_json, self._limits, value)
+        return worker.run(_evaluate_job, self._source, ctx_json, self._limits, value)
 
     async def aclose(self) -> None:
         """Nothing to free (realms belong to threads, not to loops); later evaluations fail."""

@@ -7,11 +7,13 @@ compiled to a Python function over the ctx (with the response parsed by Python, 
     ctx paths      ctx.response.a.b, ctx["status"], ctx.response.items[0], list .length
     literals       'text', "text", 12, 1.5, true, false, null, undefined
     operators      ===  !==  &&  ||  !  ( )   and  [lit, lit, …].includes(expr)
+                   <  <=  >  >=  (of two numbers: `ctx.attempt >= 5`, `ctx.response.pct >= 100`)
     forms          EXPR,  (ctx) => EXPR,  ctx => EXPR
 
 Anything else compiles to None, and the condition runs in QuickJS as before. At run time, any
 case whose JS result this module cannot reproduce exactly (reading a property of null, a
-prototype property, a number beyond 2^53, string length…) raises Unsupported, and that one
+prototype property, a number beyond 2^53, string length, `<` of anything but two numbers…)
+raises Unsupported, and that one
 evaluation goes to QuickJS, which then gives the real answer or the real exception. Tests hold
 the two evaluators to the same answers.
 
@@ -23,6 +25,7 @@ None, runs of `!` are parsed in a loop, and `&&` / `||` chains evaluate as flat 
 from __future__ import annotations
 
 import contextlib
+import operator
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -48,9 +51,15 @@ _PROTO = frozenset(
 )
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d+)?(?![\w.]))|(?P<str>'[^'\\\n]*'|\"[^\"\\\n]*\")"
-    r"|(?P<op>===|!==|&&|\|\||=>|[.\[\]()!,])|(?P<name>[A-Za-z_$][\w$]*))"
+    r"|(?P<op>===|!==|&&|\|\||=>|<=|>=|[.\[\]()!,<>])|(?P<name>[A-Za-z_$][\w$]*))"
 )
 _LITERALS = {"true": True, "false": False, "null": None, "undefined": UNDEFINED}
+_RELATIONAL: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 Node = Callable[[dict[str, Any]], Any]
 
@@ -158,12 +167,24 @@ class _Parser:
         return operands[0] if len(operands) == 1 else _and(operands)
 
     def comparison(self) -> Node:
-        node = self.unary()
+        node = self.relational()
         if self.peek() in (("op", "==="), ("op", "!==")):
             negate = self.take() == "!=="
-            node = _equals(node, self.unary(), negate)
+            node = _equals(node, self.relational(), negate)
             if self.peek() in (("op", "==="), ("op", "!==")):
                 raise _NoMatch  # chained equality: leave it to JS
+        return node
+
+    def relational(self) -> Node:
+        """`a < b` and the like, which bind tighter than `===` (as in JS)."""
+        node = self.unary()
+        kind, token = self.peek()
+        if kind == "op" and token in _RELATIONAL:
+            self.i += 1
+            node = _compare(node, self.unary(), _RELATIONAL[token])
+            kind, token = self.peek()
+            if kind == "op" and token in _RELATIONAL:
+                raise _NoMatch  # `a < b < c` compares a boolean: leave it to JS
         return node
 
     def unary(self) -> Node:
@@ -307,6 +328,21 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value != ""
     return True
+
+
+def _number(value: Any) -> float | int:
+    """An operand of `<` and the like: a number JS holds exactly, else Unsupported (strings
+    compare by UTF-16 code units there, and anything else is converted first)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Unsupported
+    if isinstance(value, int) and abs(value) >= _MAX_SAFE:
+        raise Unsupported  # JS would have rounded it
+    return value
+
+
+def _compare(left: Node, right: Node, test: Callable[[Any, Any], bool]) -> Node:
+    """JS evaluates both operands, left first, then compares the two numbers."""
+    return lambda ctx: test(_number(left(ctx)), _number(right(ctx)))
 
 
 def _equals(left: Node, right: Node, negate: bool) -> Node:

@@ -112,15 +112,18 @@ class Element:
     on_give_up: GiveUpHook | None = None
 
 
-async def perform(ctx: RunContext, element: Element, poll: PollState | None = None) -> CallResult:
+def perform(
+    ctx: RunContext, element: Element, poll: PollState | None = None
+) -> Coroutine[Any, Any, CallResult]:
     """Run one request object to its result (resuming `poll` if given), or raise the error
-    that ends it."""
+    that ends it: await what this returns. It is the call's own coroutine, not one wrapping
+    it, since every wake-up of a poll's send passes through each coroutine that awaits it."""
     call = _Call(ctx, element)
     if element.spec.pagination is not None:
         return await call.pages(element.spec.pagination)
     if element.spec.loop is None:
-        return await call.once()
-    return await call.poll(element.spec.loop, poll)
+        return call.once()
+    return call.poll(element.spec.loop, poll)
 
 
 class _Call:
@@ -763,11 +766,10 @@ class Poller:
             if response.status == 304 and cached is not None and cached[0] == call.request.url:
                 offered, not_modified = _refreshed(cached[1], response), True
                 self._cached = (cached[0], offered)
-            elif policy.conditional or cached is not None:
-                self._remember(call.request.url, response)
+            elif cached is not None or (policy.conditional and _validated(response)):
+                self._remember(call.request.url, response)  # keep it, or drop the old one
             if response.status == 202:
                 self._follow(state, response)
-        follow = state.follow_url is not None or call.spec.follow_async is True
         last = self._last = offered or self._last
         decision, problem = await call._decide(
             policy, state, offered, error, self._checks, last, not_modified
@@ -784,6 +786,7 @@ class Poller:
             return decision, None
         if isinstance(decision, Succeed):
             assert offered is not None
+            follow = state.follow_url is not None or call.spec.follow_async is True
             located = offered.value if follow else None
             if isinstance(located, dict) and isinstance(located.get("resourceLocation"), str):
                 where = located["resourceLocation"]
@@ -864,8 +867,7 @@ class Poller:
 
     def _remember(self, url: str, response: Response) -> None:
         """Keep a 2xx answer with an ETag or Last-Modified, for conditional polls of `url`."""
-        validators = "etag" in response.headers or "last-modified" in response.headers
-        keep = self.policy.conditional and 200 <= response.status < 300 and validators
+        keep = self.policy.conditional and 200 <= response.status < 300 and _validated(response)
         self._cached = (url, response) if keep else None
 
     def _follow(self, state: PollState, response: Response) -> None:
@@ -978,6 +980,11 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname, parts.port
+
+
+def _validated(response: Response) -> bool:
+    """The answer has a validator (ETag, Last-Modified) a conditional poll can send back."""
+    return "etag" in response.headers or "last-modified" in response.headers
 
 
 def _refreshed(stored: Response, not_modified: Response) -> Response:
