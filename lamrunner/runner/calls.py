@@ -120,7 +120,7 @@ def perform(
     it, since every wake-up of a poll's send passes through each coroutine that awaits it."""
     call = _Call(ctx, element)
     if element.spec.pagination is not None:
-        return await call.pages(element.spec.pagination)
+        return call.pages(element.spec.pagination)
     if element.spec.loop is None:
         return call.once()
     return call.poll(element.spec.loop, poll)
