@@ -270,6 +270,9 @@ def test_number_comparisons_agree_with_quickjs(left, right, op, literal):
     literal = literal and "e" not in shown and "-" not in shown  # the literals the fast path takes
     source = f"ctx.response.a {op} " + (shown if literal else "ctx.response.b")
     fast = compile_condition(source)
+    if literal and abs(right) >= 2**53:  # a literal past exact integers: left to QuickJS
+        assert fast is None, source
+        return
     assert fast is not None, source
     ctx = {**CTX, "response": {"a": left, "b": right}}
     expected = jsengine._evaluate_here(source, json.dumps(ctx), jsengine.CONDITION_LIMITS, 1.0)
