@@ -28,7 +28,7 @@ from lamrunner.definition.validation import (
     expect_mapping,
     expect_str,
 )
-from lamrunner.errors import ConditionError, DefinitionError, ScriptError
+from lamrunner.errors import ConditionError, DefinitionError, LamrunnerError, ScriptError
 from lamrunner.jsonpath import Query, compile_query, compile_singular
 
 MAPPINGS = "mappings"  # the template namespace of inputMappings: <<mappings.jobId>>
@@ -130,31 +130,26 @@ def _interval(data: Mapping[str, Any], loop: dict[str, Any], where: str) -> None
 
 
 def _condition(source: Any, where: str) -> str:
-    """A JSONPath condition (compiled now, to check it) or JavaScript (compiled now)."""
+    """A JSONPath condition or JavaScript, compiled now so a bad one fails `validate`."""
     text = expect_str(source, where)
-    if is_path_condition(text):
-        compile_path_condition(text, where)
-        return text
-    check_js_condition(text, where)
+    check_condition(text, where, DefinitionError)
     return text
 
 
-def check_js_condition(source: str, where: str) -> None:
-    """A JavaScript condition compiled in QuickJS, or a ConditionError naming `where`."""
-    from lamrunner.js.runtime import check_condition
-
-    try:
-        check_condition(source)
-    except ScriptError as exc:
-        raise ConditionError(f"{where}: {exc.message}") from None
-
-
-def check_condition(source: str, where: str) -> None:
-    """Any loopUntil condition: JSONPath ones with `pathconditions`, the rest in QuickJS."""
+def check_condition(
+    source: str, where: str, error: type[LamrunnerError] = ConditionError
+) -> None:
+    """A condition compiled: JSONPath ones (`$…`) by `pathconditions`, the rest in QuickJS
+    (its syntax error raised as `error`, naming `where`)."""
     if is_path_condition(source):
         compile_path_condition(source, where)
-    else:
-        check_js_condition(source, where)
+        return
+    from lamrunner.js.runtime import check_condition as check_js
+
+    try:
+        check_js(source)
+    except ScriptError as exc:
+        raise error(f"{where}: {exc.message}") from None
 
 
 def _inputs(raw: Any, where: str) -> tuple[InputMapping, ...]:
