@@ -105,7 +105,9 @@ def test_jsonpath_is_told_from_javascript_by_its_first_characters(text: str, is_
 def test_errors_name_the_field_and_the_column(text: str, column: int) -> None:
     with pytest.raises(DefinitionError) as caught:
         compile_path_condition(text, "steps[1] (wait).poll.successCondition")
-    assert caught.value.message.startswith(f"steps[1] (wait).poll.successCondition: column {column}")
+    assert caught.value.message.startswith(
+        f"steps[1] (wait).poll.successCondition: column {column}"
+    )
 
 
 def test_deep_nesting_is_an_error_not_a_crash() -> None:

@@ -6,7 +6,9 @@ are milliseconds so the polls finish at once.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,9 @@ import pytest
 
 from lamrunner.definition.workflow import load_workflow
 from lamrunner.errors import DefinitionError
-from tests.conftest import Reply, ScriptedAPI, WorkflowDir, run_path
-from tests.faultserver import closed_port_url
+from lamrunner.store.sqlite import RunStore
+from conftest import Reply, ScriptedAPI, WorkflowDir, run_path
+from faultserver import closed_port_url
 
 FAST = {"interval": "10ms", "maxAttempts": 5}
 
@@ -363,9 +366,7 @@ def seed_step(api: ScriptedAPI) -> dict[str, Any]:
     return step
 
 
-async def test_seed_000_poll_external_api_runs_unchanged(
-    wf: WorkflowDir, api: ScriptedAPI
-) -> None:
+async def test_seed_000_poll_external_api_runs_unchanged(wf: WorkflowDir, api: ScriptedAPI) -> None:
     api.script(
         "GET",
         "/jobs/v-9",
@@ -450,3 +451,117 @@ def test_a_step_of_another_type_is_refused(wf: WorkflowDir) -> None:
     path = wf.workflow([{"stepType": "API_CALL", "apiCallDefinition": {"apiUrlTemplate": "x"}}])
     with pytest.raises(DefinitionError, match="'API_CALL' is not a step type"):
         load_workflow(path, env={})
+
+
+LAMRUNNER = [sys.executable, "-m", "lamrunner"]
+
+
+async def wait_until(predicate: Any, timeout: float = 20) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < end, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def cli(*args: str) -> tuple[int, dict[str, Any], str]:
+    proc = await asyncio.create_subprocess_exec(
+        *LAMRUNNER, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, json.loads(out), err.decode()
+
+
+async def test_a_killed_poll_step_resumes_where_it_stopped(
+    wf: WorkflowDir, api: ScriptedAPI, tmp_path: Path
+) -> None:
+    """The process is killed mid-poll; `lamrunner resume` goes on with the saved attempt count
+    and mappings: no attempt is made twice and the first step is not run again."""
+    store = str(tmp_path / "runs.sqlite3")
+    api.script("POST", "/start", Reply(json={"jobId": "j7"}))
+    api.script(
+        "GET",
+        "/jobs/j7",
+        *[Reply(json={"status": "RUNNING"})] * 3,
+        Reply(json={"status": "COMPLETED"}),
+    )
+    start = wf.request_step("start", {"method": "POST", "url": api.url + "/start"})
+    path = wf.workflow(
+        [
+            {"name": "start", "handler": start},
+            {
+                "name": "wait",
+                "poll": {
+                    "url": api.url + "/jobs/<<mappings.jobId>>",
+                    "inputMappings": {"jobId": "$.steps_output.start.jobId"},
+                    "interval": "300ms",
+                    "maxAttempts": 10,
+                    "successCondition": "$.status == 'COMPLETED'",
+                },
+            },
+        ]
+    )
+    run = await asyncio.create_subprocess_exec(
+        *LAMRUNNER,
+        "run",
+        str(path),
+        "--store",
+        store,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await wait_until(lambda: len(api.requests_to("/jobs/j7")) >= 2)
+    run.kill()
+    await run.wait()
+    [summary] = RunStore(store).list()
+
+    code, record, err = await cli("resume", summary.run_id, "--store", store)
+
+    assert code == 0, err
+    assert record["status"] == "SUCCESS"
+    assert record["gwo"]["step_2"]["pollCount"] == 4
+    assert len(api.requests_to("/jobs/j7")) == 4
+    assert len(api.requests_to("/start")) == 1
+
+
+async def test_validate_accepts_a_poll_step_and_explains_its_schedule(
+    wf: WorkflowDir,
+) -> None:
+    path = wf.workflow(
+        [
+            {
+                "name": "wait",
+                "poll": {
+                    "url": "http://127.0.0.1:9/jobs/1",
+                    "interval": "5s",
+                    "maxAttempts": 12,
+                    "successCondition": "$.status == 'COMPLETED'",
+                },
+            }
+        ]
+    )
+
+    code, document, err = await cli("validate", str(path), "--explain")
+
+    assert code == 0, err
+    assert document["valid"] is True
+    assert document["steps"] == [{"name": "wait", "handler": "poll", "language": "poll"}]
+    (explained,) = document["explain"]
+    assert explained["step"] == "wait" and explained["source"] == "poll step"
+    assert explained["loopUntil"]["maxAttempts"] == 12
+
+
+async def test_validate_rejects_a_bad_condition_naming_step_field_and_column(
+    wf: WorkflowDir,
+) -> None:
+    path = wf.workflow(
+        [{"name": "wait", "poll": {"url": "http://x.test/j", "successCondition": "$.s =! 'x'"}}]
+    )
+
+    code, document, _ = await cli("validate", str(path))
+
+    assert code == 2
+    assert document["valid"] is False
+    message = document["error"]["message"]
+    assert "steps[0] (wait).poll.successCondition: column 5: unexpected" in message
