@@ -8,7 +8,9 @@ into `steps_output`.
 
 
 def transform(data):
-    poll = next(entry for key, entry in data.items() if key.startswith("step_") and "pollCount" in entry)
+    poll = next(
+        entry for key, entry in data.items() if key.startswith("step_") and "pollCount" in entry
+    )
     return {
         "status": poll["status"],
         "pollCount": poll["pollCount"],

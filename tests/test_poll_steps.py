@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Reply, ScriptedAPI, WorkflowDir, run_path
+from faultserver import closed_port_url
 
 from lamrunner.definition.workflow import load_workflow
 from lamrunner.errors import DefinitionError
 from lamrunner.store.sqlite import RunStore
-from conftest import Reply, ScriptedAPI, WorkflowDir, run_path
-from faultserver import closed_port_url
 
 FAST = {"interval": "10ms", "maxAttempts": 5}
 

@@ -136,9 +136,7 @@ def _condition(source: Any, where: str) -> str:
     return text
 
 
-def check_condition(
-    source: str, where: str, error: type[LamrunnerError] = ConditionError
-) -> None:
+def check_condition(source: str, where: str, error: type[LamrunnerError] = ConditionError) -> None:
     """A condition compiled: JSONPath ones (`$…`) by `pathconditions`, the rest in QuickJS
     (its syntax error raised as `error`, naming `where`)."""
     if is_path_condition(source):
