@@ -5,7 +5,8 @@ the `<<config.*>>` templates, sends it with aiohttp, applies the retry policy, a
 `{"response": <the job>, "http": {...}}` as step_1 for the next handler.
 
 Input fields: datasetId (required), operation, outputFormat, and simulate
-("failed", "canceled" or "expired") to make the job API end the job that way.
+("failed", "canceled" or "expired") to make the job API end the job that way, and
+unavailableSeconds to make the job's status answer 503 for its first seconds.
 """
 
 import uuid
@@ -20,6 +21,8 @@ def transform(data):
     }
     if spec.get("simulate"):
         body["simulate"] = spec["simulate"]
+    if spec.get("unavailableSeconds"):  # the job's status answers 503 that long (warm-up)
+        body["unavailableSeconds"] = spec["unavailableSeconds"]
 
     return {
         "lam.httpRequest": {

@@ -68,6 +68,7 @@ class Job:
     started: float  # clock() at submission
     created_at: datetime  # wall-clock time at submission
     canceled_after: float | None = None  # seconds after `started` when it was canceled
+    unavailable_for: float = 0.0  # its GET answers 503 this long after submission (warm-up)
 
 
 def iso(moment: datetime) -> str:
@@ -157,6 +158,9 @@ class JobAPI:
             return error(400, f"simulate must be one of {', '.join(TERMINAL[1:])}")
         if outcome != "completed":
             fields["simulate"] = outcome
+        warmup = body.get("unavailableSeconds", 0)
+        if isinstance(warmup, bool) or not isinstance(warmup, int | float) or warmup < 0:
+            return error(400, "unavailableSeconds must be a number of seconds >= 0")
 
         # Same key, same job: the Idempotency-Key header if given, else the request itself.
         idem = request.headers.get("Idempotency-Key")
@@ -173,6 +177,7 @@ class JobAPI:
             job = Job(
                 f"job_{uuid.uuid4().hex[:12]}", fields, outcome, self.clock(), datetime.now(UTC)
             )
+            job.unavailable_for = float(warmup)
             self.jobs[job.job_id] = job
             self.by_key[key] = job.job_id
 
@@ -190,6 +195,8 @@ class JobAPI:
         job = self.jobs.get(request.match_info["job_id"])
         if job is None:
             return error(404, f"no job {request.match_info['job_id']!r}")
+        if self.clock() - job.started < job.unavailable_for:  # the status service warms up
+            return error(503, "the status service is starting; try again shortly")
         return web.json_response(self.payload(job))
 
     async def cancel_job(self, request: web.Request) -> web.Response:

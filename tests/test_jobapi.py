@@ -275,3 +275,20 @@ def test_script_serves_and_exits_cleanly(sig: signal.Signals) -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+async def test_unavailable_seconds_makes_the_jobs_status_answer_503_at_first(
+    client: TestClient, clock: FakeClock
+) -> None:
+    """For the poll-warmup sample: a status service that is not up for its first seconds."""
+    _, job = await submit(client, {**BODY, "unavailableSeconds": 1.5})
+    resp = await client.get(f"/api/jobs/{job['job_id']}", headers=AUTH)
+    assert resp.status == 503 and "starting" in (await resp.json())["error"]
+    clock.advance(1.5)
+    resp = await client.get(f"/api/jobs/{job['job_id']}", headers=AUTH)
+    assert resp.status == 200 and (await resp.json())["status"] == "processing"
+
+
+async def test_unavailable_seconds_must_be_a_number(client: TestClient) -> None:
+    status, body = await submit(client, {**BODY, "unavailableSeconds": "soon"})
+    assert status == 400 and "unavailableSeconds" in body["error"]

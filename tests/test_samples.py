@@ -61,6 +61,8 @@ def test_every_sample_is_covered() -> None:
     assert sorted(p.name for p in SAMPLES.glob("*.yaml")) == [
         "batch.yaml",
         "job-lifecycle.yaml",
+        "poll-external-api.yaml",
+        "poll-warmup.yaml",
         "process-dataset.yaml",
     ]
     assert {p.name for p in INPUTS.glob("*.json")} == {
@@ -68,6 +70,8 @@ def test_every_sample_is_covered() -> None:
         "job-fails.json",
         "job-ok.json",
         "job-rate-limited.json",
+        "poll-external-api.json",
+        "poll-warmup.json",
         "process-dataset.json",
     }
 
@@ -170,3 +174,26 @@ def test_demo_runs_process_dataset_end_to_end(tmp_path: Path) -> None:
     assert record["result"]["status"] == "completed"
     assert "poll.attempt" in proc.stderr
     assert "Traceback (most recent call last)" not in proc.stderr
+
+
+async def test_poll_external_api_runs_seed_000s_step_as_written(jobapi_url: str) -> None:
+    record = await run_sample("poll-external-api.yaml", "poll-external-api.json", jobapi_url)
+
+    assert record["status"] == "SUCCESS", record["error"]
+    result = record["result"]
+    assert result["status"] == "success" and result["job"] == "completed"
+    assert result["processedUrl"].startswith(f"{jobapi_url}/api/jobs/job_")
+    assert result["stepsOutput"]["final_job_result"]["format"] == "mp4"
+    assert record["gwo"]["step_2"]["interval"] == 0.3
+
+
+async def test_poll_warmup_polls_through_the_503s_of_a_service_not_yet_up(
+    jobapi_url: str,
+) -> None:
+    record = await run_sample("poll-warmup.yaml", "poll-warmup.json", jobapi_url)
+
+    assert record["status"] == "SUCCESS", record["error"]
+    result = record["result"]
+    assert result["status"] == "success" and result["responseCode"] == 200
+    assert result["pollCount"] >= 4  # about 1 s of 503s at 300 ms, then the job's phases
+    assert isinstance(result["stepsOutput"]["rows"], int)

@@ -7,6 +7,7 @@ What it can see, step by step:
   given. It is called on the GWO as far as it is known: the input, and the `data` of earlier
   steps that returned plain data (a step that sends requests leaves nothing known behind).
   Its directive is validated as `lamrunner run` would, so a bad field fails `validate`.
+- **a poll step** (`poll:`): its request and schedule, as the workflow file declares them.
 - otherwise **the declared policies**: the `loopUntil` and `retry` objects written in the
   handler's source — a Python dict literal (a value that is not a literal is left out, so its
   default is shown) or a JavaScript object literal (evaluated in the sandbox; one that uses
@@ -60,6 +61,10 @@ async def explain(workflow: Workflow, config: Mapping[str, Any], input_data: Any
     entries: list[Any] = []
     try:
         for step in workflow.steps:
+            if step.poll is not None:  # declarative: its request is known without running
+                poll = HttpDirective((step.poll.request,), batch=False)
+                entries.extend({**e, "source": "poll step"} for e in _from_output(step, poll))
+                continue
             output, why = None, None
             if input_data is not None and step.handler.language == "javascript":
                 try:

@@ -22,6 +22,7 @@ from lamrunner.definition.policies import RETRY_AFTER_STATUSES, Backoff, PollPol
 from lamrunner.errors import (
     DeadlineExceeded,
     DefinitionError,
+    HttpStatusError,
     LamrunnerError,
     PollingExhausted,
     PollingFailed,
@@ -213,7 +214,7 @@ class Observation:
     excerpt: str | None = None
     condition: bool = False
     fail_when: bool = False
-    error: TransportError | None = None
+    error: TransportError | HttpStatusError | None = None  # HttpStatusError: a poll step's
     retry_after: float | None = None  # what the headers ask for (`server_delay`), any status
     next_delay: float | None = None  # seconds `nextDelay` returned
     pending: bool = False  # pendingWhen held (asked only when it is given)

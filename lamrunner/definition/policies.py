@@ -78,6 +78,10 @@ class PollPolicy:
     progress: str | None = None  # JS: ctx -> a number (percent), shown with an ETA
     stall_timeout: float | None = defaults.STALL_TIMEOUT  # progress (or body) unchanged: fail
     history: HistoryWindow = HistoryWindow()
+    # a non-2xx answer: None offers it to the conditions (loopUntil); "fail" fails the step
+    # with HttpStatusError; "ignore" counts it as an attempt unseen by the conditions (a
+    # poll step's failOnHttpError and ignoreIntermediateFailures, see definition.pollstep)
+    http_errors: str | None = None
 
 
 _BACKOFF_KEYS = ("strategy", "initialDelay", "maxDelay", "multiplier", "jitter", "delays")

@@ -17,6 +17,7 @@ from typing import Any
 from lamrunner import defaults
 from lamrunner.definition.config import expand_env
 from lamrunner.definition.handlers import Handler, load_handler
+from lamrunner.definition.pollstep import PollStep, from_external_api, parse_poll
 from lamrunner.definition.subworkflows import (
     check_literal_ids,
     parse_workflows,
@@ -36,7 +37,9 @@ from lamrunner.units import noting_durations, parse_duration, parse_size
 
 WORKFLOW_KEYS = ("name", "description", "config", "steps", "limits", "network", "workflows")
 NETWORK_KEYS = ("allowLinkLocal",)
-STEP_KEYS = ("name", "handler", "description")
+# a step is a handler or a declarative `poll:`; `next` names the step that follows it
+STEP_KEYS = ("name", "handler", "description", "poll", "next")
+POLL_LANGUAGE = "poll"  # a poll step's Handler: no code, the engine runs its `poll`
 LIMIT_KEYS = (
     "handlerTimeout",
     "handlerMemory",
@@ -71,6 +74,9 @@ class Step:
     index: int  # 1-based
     name: str  # the label in logs and errors; defaults to the GWO key
     handler: Handler
+    poll: PollStep | None = None  # a declarative poll step (its handler is a placeholder)
+    description: str = ""
+    next: str | None = None  # `next:` (seed 000's defaultNextStepInstanceId), carried as given
 
     @property
     def key(self) -> str:
@@ -175,16 +181,41 @@ def _steps(raw: Any, path: Path, workflows: Mapping[str, Path]) -> tuple[Step, .
         if isinstance(item, str):
             item = {"handler": item}
         item = expect_mapping(item, where)
-        check_keys(item, STEP_KEYS, where, required=("handler",))
+        if "stepType" in item:  # seed 000's POLL_EXTERNAL_API object, as it is written
+            item = from_external_api(item, where)
+        check_keys(item, STEP_KEYS, where)
         name = expect_str(item.get("name", f"step_{index}"), f"{where}.name")
         if name in names:
             raise DefinitionError(f"{where}.name: another step is already called {name!r}")
         names.add(name)
-        spec = expect_str(item["handler"], f"{where}.handler")
-        handler = load_handler(spec.strip(), path.parent, f"{where}.handler")
-        check_literal_ids(handler, workflows, f"{where} ({name}).handler {spec.strip()}")
-        steps.append(Step(index=index, name=name, handler=handler))
+        steps.append(_step(item, index, name, path, workflows, where))
     return tuple(steps)
+
+
+def _step(
+    item: Mapping[str, Any],
+    index: int,
+    name: str,
+    path: Path,
+    workflows: Mapping[str, Path],
+    where: str,
+) -> Step:
+    """One step: a handler, or a `poll:` (exactly one of them)."""
+    if ("handler" in item) == ("poll" in item):
+        both = "both handler and poll" if "handler" in item else "neither handler nor poll"
+        raise DefinitionError(
+            f"{where}: a step has a handler (code) or a poll (declarative), got {both}"
+        )
+    description = str(item.get("description") or "")
+    following = None if item.get("next") is None else expect_str(item["next"], f"{where}.next")
+    if "poll" in item:
+        poll = parse_poll(item["poll"], f"{where} ({name}).poll")
+        handler = Handler("poll", POLL_LANGUAGE, f"{path}: steps[{index - 1}] ({name}).poll")
+        return Step(index, name, handler, poll, description, following)
+    spec = expect_str(item["handler"], f"{where}.handler")
+    handler = load_handler(spec.strip(), path.parent, f"{where}.handler")
+    check_literal_ids(handler, workflows, f"{where} ({name}).handler {spec.strip()}")
+    return Step(index, name, handler, None, description, following)
 
 
 def _limits(raw: Any, where: str) -> Limits:

@@ -30,12 +30,18 @@ from lamrunner.decide.polling import (
     decide_poll,
     decide_retry_wait,
     eta_seconds,
+    is_throttle,
     note_progress,
 )
 from lamrunner.decide.schedules import server_delay
 from lamrunner.definition.auth import OAUTH2
 from lamrunner.definition.directives import RequestSpec
 from lamrunner.definition.pagination import PageSpec
+from lamrunner.definition.pathconditions import (
+    PathCondition,
+    compile_path_condition,
+    is_path_condition,
+)
 from lamrunner.definition.policies import HistoryWindow, PollPolicy, RetryPolicy
 from lamrunner.errors import (
     AuthenticationError,
@@ -74,6 +80,7 @@ class CallResult:
     throttled_ms: int = 0  # waiting out 429/503 + Retry-After (shown only when some)
     progress: dict[str, Any] | None = None  # loopUntil.progress: {"percent", "etaMs"}
     pagination: dict[str, Any] | None = None  # {"pages", "stoppedBy", "statuses"}
+    polls: int = 1  # a poll's attempts (retries inside one attempt not counted): pollCount
 
     def http(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -188,7 +195,8 @@ class _Call:
             return await self._loop(policy, state, poller, attempt, on_attempt, end)
         except PollingError as exc:  # PollingFailed, PollingExhausted, DeadlineExceeded
             await self._give_up(exc.type_name, state, poller)
-            raise
+            last = poller._last  # the last answer, small and parsed, for a poll step's outputs
+            raise exc.replaced(last_response=None if last is None else _kept(last)) from None
         except asyncio.CancelledError as exc:  # a signal, or `lamrunner cancel` (its message)
             reason = CANCELLED if exc.args and exc.args[0] == CANCELLED else INTERRUPTED
             await self._give_up(reason, state, poller)
@@ -320,6 +328,10 @@ class _Call:
             self.ctx.log.warning("poll.transport_error", where=where, error=error.message)
             return Observation(error=error)
         assert response is not None
+        loop = self.spec.loop
+        mode = None if loop is None or not_modified else loop.http_errors
+        if mode is not None and not 200 <= response.status < 300:
+            return self._http_error(response, state, mode)
         state.last_status = 304 if not_modified else response.status
         state.last_excerpt = excerpt(response.text)
         now = self.ctx.clock.now()
@@ -340,7 +352,6 @@ class _Call:
         except TransportError as exc:  # the body was not the JSON it claimed to be
             state.last_error = exc.message
             return Observation(status=response.status, excerpt=state.last_excerpt, error=exc)
-        loop = self.spec.loop
         digest: str | None = None
         if progress is not None:
             digest = _digest(json.dumps(value, sort_keys=True, default=str))
@@ -360,6 +371,22 @@ class _Call:
             wanted,
             pending=pending,
         )
+
+    def _http_error(self, response: Response, state: PollState, mode: str) -> Observation:
+        """A poll step's non-2xx answer, never offered to its conditions: with
+        ignoreIntermediateFailures ("ignore") one more attempt; else ("fail") the step's
+        HttpStatusError — but a rate limit (429/503 with Retry-After) is waited out."""
+        state.last_status, state.last_excerpt = response.status, excerpt(response.text)
+        asked = server_delay(response.headers, self.ctx.clock.now())
+        if mode == "fail" and not is_throttle(response.status, asked):
+            error = _status_error(self.request, response, state.requests)
+            state.last_error = error.message
+            return Observation(response.status, state.last_excerpt, error=error)
+        state.last_error = f"answered {response.status}: {state.last_excerpt}"
+        self.ctx.log.warning(
+            "poll.http_error_ignored", where=self.spec.where, status=response.status
+        )
+        return Observation(response.status, state.last_excerpt, retry_after=asked)
 
     async def _next_delay(
         self,
@@ -436,6 +463,8 @@ class _Call:
             raise _condition_error(exc, name, self.spec) from None
 
     async def _open(self, source: str | None, name: str, value: bool = False) -> _Check:
+        if name in _PATH_CHECKS and source is not None and is_path_condition(source):
+            return _path_check(name, source, f"{self.spec.where}.loopUntil.{name}")
         js_engine = self.ctx.js
         opener = js_engine.open_function if name == "nextDelay" else js_engine.open_condition
         try:
@@ -797,6 +826,7 @@ class Poller:
     def _result(self, state: PollState, response: Response) -> CallResult:
         now = self._call.ctx.clock.now()
         result = _result(response, state.requests, now - state.started_at, state.throttled_s)
+        result.polls = state.attempt
         if self.policy.progress is not None:
             eta = eta_seconds(state, now)
             result.progress = {
@@ -1012,6 +1042,33 @@ class _Check:
     name: str  # condition | failWhen
     js: Condition
     fast: Callable[[dict[str, Any]], Any] | None
+
+
+_PATH_CHECKS = frozenset({"condition", "failWhen", "pendingWhen"})
+
+
+class _PathScript:
+    """A JSONPath condition in the place of a QuickJS one: it reads the body from the ctx
+    JSON (the poll loop uses its `fast` form, on the body Python already parsed)."""
+
+    def __init__(self, condition: PathCondition) -> None:
+        self.condition = condition
+
+    async def evaluate(self, ctx_json: str) -> Any:
+        return self.condition.holds(json.loads(ctx_json).get("response"))
+
+    async def evaluate_value(self, ctx_json: str, value: bool = True) -> Any:
+        return await self.evaluate(ctx_json)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _path_check(name: str, source: str, where: str) -> _Check:
+    """A JSONPath condition (`$.status == 'done'`), compiled (it was checked at load time),
+    evaluated in Python on the response body."""
+    condition = compile_path_condition(source, where)
+    return _Check(name, _PathScript(condition), lambda ctx: condition.holds(ctx["response"]))
 
 
 # condition, failWhen, pendingWhen, progress, nextDelay

@@ -43,14 +43,13 @@ from lamrunner.definition.directives import (
     parse_directive,
 )
 from lamrunner.definition.handlers import call_handler
+from lamrunner.definition.pollstep import check_condition
 from lamrunner.definition.workflow import Step, Workflow
 from lamrunner.errors import (
     BatchFailed,
-    ConditionError,
     DefinitionError,
     LamrunnerError,
     RequestCancelled,
-    ScriptError,
 )
 from lamrunner.http.request import RenderedRequest
 from lamrunner.http.transport import AiohttpTransport, Transport
@@ -72,6 +71,13 @@ from lamrunner.runner.calls import (
 from lamrunner.runner.clock import Clock, SystemClock
 from lamrunner.runner.context import RunContext
 from lamrunner.runner.observe import Observers, RunObserver
+from lamrunner.runner.pollsteps import (
+    extra_templates,
+    failure_entry,
+    input_values,
+    success_entry,
+    write_outputs,
+)
 from lamrunner.runner.rendering import render_request
 from lamrunner.runner.state import (
     FAILED,
@@ -384,7 +390,7 @@ async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
     else:
         ctx.log.info("step.resume", step=step.name)
         output = state.pending.output
-    directive = parse_directive(output, _check_condition, ctx.config)
+    directive = _directive(step, output, ctx.config)
     if isinstance(directive, PlainData):
         for note in directive.warnings:
             ctx.log.warning("directive.suspicious", step=step.name, note=note)
@@ -403,7 +409,17 @@ async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
     ctx.observer.save_run(state)
 
 
+def _directive(step: Step, output: Any, config: Mapping[str, Any]) -> Any:
+    """What the step's output asks for: a poll step's is its own compiled request (its output
+    holds the values of its inputMappings), a handler's is parsed."""
+    if step.poll is not None:
+        return HttpDirective((step.poll.request,), batch=False)
+    return parse_directive(output, _check_condition, config)
+
+
 async def _call_handler(ctx: RunContext, step: Step, state: RunState) -> Any:
+    if step.poll is not None:  # no code: its "output" is what its inputMappings read
+        return input_values(step.poll, state.gwo, ctx.workflow.steps[: step.index - 1])
     program = step.handler.language != "python"  # JavaScript or JQ: limits travel in JsLimits
 
     def console(level: str, text: str) -> None:
@@ -487,7 +503,10 @@ async def _requests(
 ) -> None:
     """Render every request (nothing is sent if one fails), then run them concurrently."""
     notes: list[str] = []
-    rendered = [render_request(spec, ctx.config, warnings=notes) for spec in directive.requests]
+    extra = None if step.poll is None else extra_templates(output)
+    rendered = [
+        render_request(spec, ctx.config, extra, warnings=notes) for spec in directive.requests
+    ]
     for note in _once_per_batch(notes):  # legal, Laminar ignores it: warned, then sent
         ctx.log.warning("request.path_param_unused", step=step.name, note=note)
     for request in rendered:
@@ -525,7 +544,7 @@ async def _give_up_pending(ctx: RunContext, state: RunState) -> None:
     if pending is None or state.next_step >= len(ctx.workflow.steps):
         return
     step = ctx.workflow.steps[state.next_step]
-    directive = parse_directive(pending.output, None, ctx.config)
+    directive = _directive(step, pending.output, ctx.config)
     if not isinstance(directive, HttpDirective):
         return
     for i, spec in enumerate(directive.requests):
@@ -714,6 +733,8 @@ async def _element(
             return _WAITING  # type: ignore[no-any-return]
         except LamrunnerError as exc:
             batch.failed += 1
+            if step.poll is not None:  # its outputs say how it failed (for a step after it)
+                state.gwo[step.key] = failure_entry(step.poll, exc, batch.requests[i], ctx.secrets)
             if batch.directive.batch:
                 failed = elements[i] = ElementState(error=_error_state(exc, ctx.secrets))
                 ctx.observer.save_element(state, i, failed)
@@ -721,6 +742,8 @@ async def _element(
         finally:
             ctx.observer.poll_done(key)
     stored = {"response": result.value, "http": result.http()}
+    if step.poll is not None:
+        stored = success_entry(step.poll, stored, result.polls, batch.requests[i], ctx.secrets)
     done = elements[i] = ElementState(result=stored)
     if batch.directive.batch:  # a lone request's result is saved with the step
         ctx.observer.save_element(state, i, done)
@@ -803,6 +826,9 @@ def _settle(
     errors = [o for o in outcomes if isinstance(o, LamrunnerError)]
     if not errors:
         entry = _batch_entry(outcomes, ctx.secrets) if directive.batch else outcomes[0]
+        if step.poll is not None:
+            for note in write_outputs(step.poll, state.gwo, entry):
+                ctx.log.warning("poll.output_mapping_empty", step=step.name, note=note)
         _complete(state, step, entry)
         return
     first = errors[0]  # the pending step stays: a redrive keeps the requests that succeeded
@@ -856,12 +882,8 @@ def _once_per_batch(notes: list[str]) -> list[str]:
 
 
 def _check_condition(source: str, where: str) -> None:
-    from lamrunner.js.runtime import check_condition
-
-    try:
-        check_condition(source)
-    except ScriptError as exc:
-        raise ConditionError(f"{where}: {exc.message}") from None
+    """A loopUntil condition: JSONPath (`$.status == 'done'`) or JavaScript."""
+    check_condition(source, where)
 
 
 def _check_budget(budget: float | None) -> None:

@@ -1,0 +1,1 @@
+(data) => ({ jobId: "v-" + data.input.video });
