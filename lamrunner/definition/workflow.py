@@ -17,6 +17,7 @@ from typing import Any
 from lamrunner import defaults
 from lamrunner.definition.config import expand_env
 from lamrunner.definition.handlers import Handler, load_handler
+from lamrunner.definition.routing import ROUTE_KEYS, Route, check_routes, parse_route
 from lamrunner.definition.subworkflows import (
     check_literal_ids,
     parse_workflows,
@@ -36,7 +37,7 @@ from lamrunner.units import noting_durations, parse_duration, parse_size
 
 WORKFLOW_KEYS = ("name", "description", "config", "steps", "limits", "network", "workflows")
 NETWORK_KEYS = ("allowLinkLocal",)
-STEP_KEYS = ("name", "handler", "description")
+STEP_KEYS = ("name", "handler", "description", *ROUTE_KEYS)
 LIMIT_KEYS = (
     "handlerTimeout",
     "handlerMemory",
@@ -45,6 +46,7 @@ LIMIT_KEYS = (
     "concurrency",
     "maxResponseBytes",
     "subWorkflowDepth",
+    "maxStepRuns",
 )
 
 
@@ -57,6 +59,7 @@ class Limits:
     concurrency: int = defaults.CONCURRENCY
     max_response_bytes: int = defaults.MAX_RESPONSE_BYTES
     subworkflow_depth: int = defaults.SUBWORKFLOW_DEPTH  # the root run's limit binds its tree
+    max_step_runs: int = defaults.MAX_STEP_RUNS  # step executions in one run (route loops)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class Step:
     index: int  # 1-based
     name: str  # the label in logs and errors; defaults to the GWO key
     handler: Handler
+    route: Route = field(
+        default_factory=Route
+    )  # next / onError / continueOnFailure (definition.routing)
 
     @property
     def key(self) -> str:
@@ -105,6 +111,11 @@ class Workflow:
     @property
     def has_subworkflows(self) -> bool:
         return bool(self.workflows)
+
+    @property
+    def routed(self) -> bool:
+        """A step has `next`, `onError` or `continueOnFailure`."""
+        return any(step.route.routed for step in self.steps)
 
 
 def load_workflow(path: str | Path, env: Mapping[str, str] | None = None) -> Workflow:
@@ -183,7 +194,8 @@ def _steps(raw: Any, path: Path, workflows: Mapping[str, Path]) -> tuple[Step, .
         spec = expect_str(item["handler"], f"{where}.handler")
         handler = load_handler(spec.strip(), path.parent, f"{where}.handler")
         check_literal_ids(handler, workflows, f"{where} ({name}).handler {spec.strip()}")
-        steps.append(Step(index=index, name=name, handler=handler))
+        steps.append(Step(index, name, handler, parse_route(item, where)))
+    check_routes(steps, str(path))
     return tuple(steps)
 
 
@@ -204,6 +216,9 @@ def _limits(raw: Any, where: str) -> Limits:
             raw.get("subWorkflowDepth", base.subworkflow_depth),
             f"{where}.subWorkflowDepth",
             minimum=1,
+        ),
+        max_step_runs=expect_int(
+            raw.get("maxStepRuns", base.max_step_runs), f"{where}.maxStepRuns", minimum=1
         ),
     )
 
