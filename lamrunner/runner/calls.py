@@ -356,6 +356,7 @@ class _Call:
             asked,
             wanted,
             pending=pending,
+            rejected=_rejects(self.spec, response) and not held,
         )
 
     async def _next_delay(
@@ -955,6 +956,12 @@ def _has_action(spec: RequestSpec, response: Response) -> bool:
     if spec.action_from is None or response.status >= 400 or not response.is_json:
         return False
     return isinstance(spec.action_from.first(response.value, None), dict)
+
+
+def _rejects(spec: RequestSpec, response: Response) -> bool:
+    """An error answer (>= 400) to a poll with `actionFrom`: seed 001 runs the poll's onError
+    at one, rather than poll on (a 429/503 with Retry-After is still waited out)."""
+    return spec.action_from is not None and response.status >= 400
 
 
 def _parses(response: Response) -> bool:
