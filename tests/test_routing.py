@@ -484,3 +484,26 @@ async def test_an_interrupted_routed_run_resumes_at_the_step_its_route_led_to(
     code, out, _ = await cli("runs", "show", suspended["runId"], "--store", store)
     shown = json.loads(out)
     assert code == 0 and shown["route"] == shown["run"]["route"] == record["route"]
+
+
+# -- hosts -----------------------------------------------------------------------------------
+
+
+async def test_packaging_a_routed_workflow_for_aws_is_refused(tmp_path: Path):
+    sample = Path(__file__).resolve().parent.parent / "samples" / "client-poll.yaml"
+    out = tmp_path / "out"
+    code, stdout, _ = await cli("package", str(sample), "--target", "aws", "--output", str(out))
+    assert code == 2
+    message = json.loads(stdout)["error"]["message"]
+    assert "client_poll" in message and "not supported on AWS Lambda durable functions" in message
+    assert not out.exists()  # nothing built
+
+
+def test_a_routed_workflow_is_refused_at_aws_cold_start(wf, monkeypatch):
+    from lamrunner.aws.function import deployed_app
+
+    path = wf.workflow([step("a", wf.py_step("a", "1"), continueOnFailure=True)])
+    monkeypatch.setenv("LAMRUNNER_WORKFLOW", str(path))
+    monkeypatch.delenv("LAMRUNNER_CONFIG", raising=False)
+    with pytest.raises(DefinitionError, match="routing between steps"):
+        deployed_app()
