@@ -17,6 +17,7 @@ from lamrunner.errors import DefinitionError
 from lamrunner.runner.state import RunState
 
 LAMRUNNER = [sys.executable, "-m", "lamrunner"]
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "client-poll.yaml"
 
 
 def step(name: str, handler: str, **route: Any) -> dict[str, Any]:
@@ -490,9 +491,8 @@ async def test_an_interrupted_routed_run_resumes_at_the_step_its_route_led_to(
 
 
 async def test_packaging_a_routed_workflow_for_aws_is_refused(tmp_path: Path):
-    sample = Path(__file__).resolve().parent.parent / "samples" / "client-poll.yaml"
     out = tmp_path / "out"
-    code, stdout, _ = await cli("package", str(sample), "--target", "aws", "--output", str(out))
+    code, stdout, _ = await cli("package", str(SAMPLE), "--target", "aws", "--output", str(out))
     assert code == 2
     message = json.loads(stdout)["error"]["message"]
     assert "client_poll" in message and "not supported on AWS Lambda durable functions" in message
