@@ -507,3 +507,30 @@ def test_a_routed_workflow_is_refused_at_aws_cold_start(wf, monkeypatch):
     monkeypatch.delenv("LAMRUNNER_CONFIG", raising=False)
     with pytest.raises(DefinitionError, match="routing between steps"):
         deployed_app()
+
+
+async def test_a_sub_workflow_step_run_again_runs_its_child_again(wf, tmp_path: Path):
+    (tmp_path / "double.py").write_text("def transform(data):\n    return data['input']['n'] * 2\n")
+    (tmp_path / "child.yaml").write_text("name: child\nsteps: [double.py]\n")
+    call = wf.handler(
+        "call.py",
+        """
+        def transform(data):
+            n = (data.get('step_2') or {}).get('data', 0) + 1
+            return {'lam.execute': [{'lam.workflowId': 'c', 'lam.payload': {'n': n}}]}
+        """,
+    )
+    tally = wf.handler(
+        "tally.py",
+        """
+        def transform(data):
+            got = data['step_1']['executions'][0]['result']
+            return {'lam.exit': True, 'data': got} if got >= 6 else got // 2
+        """,
+    )
+    path = wf.workflow([step("call", call), step("tally", tally, next="call")])
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "workflows": {"c": "./child.yaml"}}))
+    record = await run_path(path)
+    assert record["status"] == "SUCCESS" and record["result"] == 6  # 2, 4, 6: three children
+    assert [c["result"] for c in record["subWorkflows"]] == [6]  # the latest execution's

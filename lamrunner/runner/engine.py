@@ -371,6 +371,7 @@ async def _advance(ctx: RunContext, state: RunState, limit: int | None = None) -
         step = steps[state.next_step]
         with step_logging(step.name):
             routes.check_bound(ctx, state, step)
+            routes.forget_children(state, step)
             before = state.gwo.get(step.key)  # an earlier execution's entry (a route loop)
             try:
                 directive = await _run_step(ctx, step, state)

@@ -52,6 +52,14 @@ def check_bound(ctx: RunContext, state: RunState, step: Step) -> None:
         )
 
 
+def forget_children(state: RunState, step: Step) -> None:
+    """A step run again (a route loop) starts its sub-workflows afresh: the finished children
+    of its earlier execution are dropped from the state (the run store keeps their runs), so
+    the call is not answered with the earlier child's result."""
+    if state.pending is None and any(run.key == step.key for run in state.route):
+        state.children = [c for c in state.children if c.step != step.key or not c.finished]
+
+
 async def leave(ctx: RunContext, step: Step, state: RunState, directive: Any) -> None:
     """A step that completed: run the action its response carries, if any, else its `next`
     or the step after it (the run ends after the last); an exit ended the run already."""
