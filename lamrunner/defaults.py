@@ -17,6 +17,7 @@ CONDITION_MEMORY = 64_000_000
 CONCURRENCY = 10
 MAX_RESPONSE_BYTES = 50_000_000
 SUBWORKFLOW_DEPTH = 8  # nested lam.execute & co.: the root run is depth 0
+MAX_STEP_RUNS = 1000  # step executions in one run (route loops): limits.maxStepRuns
 
 # network:
 ALLOW_LINK_LOCAL = False

@@ -44,6 +44,18 @@ def refuse_subworkflows(workflow: Workflow) -> None:
         )
 
 
+def refuse_routing(workflow: Workflow, host: str) -> None:
+    """A DefinitionError for a routed workflow on a host whose checkpoints are one per step
+    index (AWS durable functions: a step run twice would replay its first result)."""
+    routed = [step.name for step in workflow.steps if step.route.routed]
+    if routed:
+        raise DefinitionError(
+            f"{workflow.path}: steps {', '.join(routed)}: routing between steps (next, "
+            f"onError, continueOnFailure) is not supported on {host} yet; run this workflow "
+            "with `lamrunner run` or on GCP (see docs/declarative-steps.md#hosts)"
+        )
+
+
 def load_deployed(env: Mapping[str, str]) -> tuple[Workflow, dict[str, Any]]:
     """The deployed workflow and its config (its `config:` under the config files)."""
     return _loaded(workflow_path(env), config_files(env))

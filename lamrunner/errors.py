@@ -262,3 +262,14 @@ class AuthenticationError(LamrunnerError):
     def __init__(self, message: str, *, status: int | None = None, step: str | None = None):
         super().__init__(message, step=step)
         self.status = status
+
+
+class RouteError(LamrunnerError):
+    """A route the run was asked to take leads nowhere: an action in a response (or a step's
+    route decided at run time) names a step the workflow does not have. The run ends FAILED:
+    it is a mismatch between the workflow and the service, not a failure onError handles."""
+
+
+class StepRunsExceeded(LamrunnerError):
+    """The run has made `limits.maxStepRuns` step executions: a route loop that did not end.
+    Never caught by a step's onError or continueOnFailure (it would loop again)."""

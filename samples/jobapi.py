@@ -16,6 +16,9 @@ Endpoints (JSON in and out; /api/* needs `Authorization: Bearer KEY` or `X-API-K
     GET  /api/jobs/{job_id}        the job: job_id, status, created_at, updated_at, progress,
                                    request, result (completed; a stub when expired), error (failed)
     POST /api/jobs/{job_id}/cancel 200 canceled, 409 if it had already finished
+    GET  /api/jobs/{job_id}/client-poll  a client poll (seed 001): {"status", "progress"} while
+                                   it runs, then {"action": {"url": "/api/jobs/{job_id}"}}
+                                   or {"action": {"exit": true, "result": {...}}} if it failed
     GET  /api/jobs                 {"jobs": [...]}
     GET  /healthz                  {"ok": true}
 
@@ -199,6 +202,23 @@ class JobAPI:
             return error(503, "the status service is starting; try again shortly")
         return web.json_response(self.payload(job))
 
+    async def client_poll(self, request: web.Request) -> web.Response:
+        """A client poll's answer (seed 001): the job's status while it runs, then an action
+        for the client to run: load the finished job (`url`, relative to this one), or end
+        the flow with the failure (`exit`)."""
+        job = self.jobs.get(request.match_info["job_id"])
+        if job is None:
+            return error(404, f"no job {request.match_info['job_id']!r}")
+        payload = self.payload(job)
+        status = payload["status"]
+        if status not in TERMINAL:
+            return web.json_response({"status": status, "progress": payload["progress"]})
+        if status == "completed":
+            return web.json_response({"action": {"url": f"/api/jobs/{job.job_id}"}})
+        reason = payload.get("error") or f"the job ended {status}"
+        result = {"jobId": job.job_id, "status": status, "error": reason}
+        return web.json_response({"action": {"exit": True, "result": result}})
+
     async def cancel_job(self, request: web.Request) -> web.Response:
         job = self.jobs.get(request.match_info["job_id"])
         if job is None:
@@ -259,6 +279,7 @@ def create_app(
     app.router.add_get("/api/jobs", api.list_jobs)
     app.router.add_get("/api/jobs/{job_id}", api.get_job)
     app.router.add_post("/api/jobs/{job_id}/cancel", api.cancel_job)
+    app.router.add_get("/api/jobs/{job_id}/client-poll", api.client_poll)
     return app
 
 

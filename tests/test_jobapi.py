@@ -142,6 +142,34 @@ async def test_lifecycle_pending_processing_completed(client: TestClient, clock:
     assert done["created_at"].endswith("Z") and (updated - created).total_seconds() == 2.0
 
 
+async def test_client_poll_answers_status_then_an_action(
+    client: TestClient, clock: FakeClock
+) -> None:
+    _, job = await submit(client)
+    url = f"/api/jobs/{job['job_id']}/client-poll"
+    running = await client.get(url, headers=AUTH)
+    assert running.status == 200
+    assert await running.json() == {"status": "pending", "progress": 0}
+    clock.advance(2.0)
+    done = await (await client.get(url, headers=AUTH)).json()
+    assert done == {"action": {"url": f"/api/jobs/{job['job_id']}"}}
+    missing = await client.get("/api/jobs/job_nope/client-poll", headers=AUTH)
+    assert missing.status == 404
+    assert (await client.get(url)).status == 401
+
+
+async def test_client_poll_of_a_failed_job_answers_an_exit_action(
+    client: TestClient, clock: FakeClock
+) -> None:
+    _, job = await submit(client, {**BODY, "simulate": "failed"})
+    clock.advance(2.0)
+    url = f"/api/jobs/{job['job_id']}/client-poll"
+    action = (await (await client.get(url, headers=AUTH)).json())["action"]
+    assert action["exit"] is True
+    assert action["result"]["status"] == "failed" and action["result"]["jobId"] == job["job_id"]
+    assert "out of memory" in action["result"]["error"]
+
+
 @pytest.mark.parametrize("outcome", ["failed", "canceled", "expired"])
 async def test_simulated_terminal_states(
     client: TestClient, clock: FakeClock, outcome: str

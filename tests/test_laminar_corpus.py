@@ -34,6 +34,8 @@ case.yaml:
                                       # unless the case's input holds them (kept for resume)
       sub_workflows:                  # the record's subWorkflows, in order: each entry checks
         - {workflowId: 39, status: SUCCESS, mode: execute}   # the keys it names (and a runId)
+      route:                          # the record's route (docs/declarative-steps.md), in order: each
+        - {step: poll, left: action.next, to: done}          # entry checks the keys it names
 """
 
 from __future__ import annotations
@@ -271,6 +273,11 @@ def test_laminar_program_runs_unchanged(name: str, serve: Any, tmp_path: Path) -
         assert len(listed) == len(expect["sub_workflows"]), shown
         for got, want in zip(listed, expect["sub_workflows"], strict=True):
             assert isinstance(got.get("runId"), str), shown
+            assert {k: got.get(k) for k in want} == want, shown
+    if "route" in expect:
+        taken = record.get("route") or []
+        assert len(taken) == len(expect["route"]), shown
+        for got, want in zip(taken, expect["route"], strict=True):
             assert {k: got.get(k) for k in want} == want, shown
     given = json.dumps(case.get("input", {}))  # the caller's own input is stored as given, so
     for secret in expect.get("never_shown") or []:  # that a resumed run gets it back

@@ -390,7 +390,7 @@ async def test_seed_000_poll_external_api_runs_unchanged(wf: WorkflowDir, api: S
     assert record["result"] == {"status": "COMPLETED", "url": "s3://v-9.mp4"}
     workflow = load_workflow(path, env={})
     step = workflow.steps[1]
-    assert (step.name, step.description, step.next) == (
+    assert (step.name, step.description, step.route.next) == (
         "wait_for_job_completion",
         "Wait for Video Processing Job",
         "notify_user",

@@ -60,6 +60,7 @@ async def run_sample(workflow_name: str, input_name: str, url: str) -> dict[str,
 def test_every_sample_is_covered() -> None:
     assert sorted(p.name for p in SAMPLES.glob("*.yaml")) == [
         "batch.yaml",
+        "client-poll.yaml",
         "job-lifecycle.yaml",
         "poll-external-api.yaml",
         "poll-warmup.yaml",
@@ -93,6 +94,34 @@ async def test_process_dataset_polls_until_the_job_completes(jobapi_url: str) ->
     assert step_1["http"]["attempts"] == result["attempts"]
     assert step_1["response"]["job_id"] == result["jobId"]
     assert record["gwo"]["step_2"] == {"data": result}
+
+
+async def test_client_poll_runs_the_url_action_then_its_next_step(jobapi_url: str) -> None:
+    record = await run_sample("client-poll.yaml", "job-ok.json", jobapi_url)
+
+    assert record["status"] == "SUCCESS", record["error"]
+    result = record["result"]
+    assert result["status"] == "completed" and result["location"] == "file:///tmp/out/ds-7.csv"
+    assert result["polls"] >= 2  # it polled until the action came
+    step_2 = record["gwo"]["step_2"]
+    assert step_2["poll"]["response"] == {"action": {"url": f"/api/jobs/{result['jobId']}"}}
+    assert step_2["response"]["job_id"] == result["jobId"]  # the GET the action asked for
+    assert "step_3" not in record["gwo"]  # skipped by client_poll's next
+    assert [(r["step"], r["left"]) for r in record["route"]] == [
+        ("submit_job", "sequence"),
+        ("client_poll", "action.url"),
+        ("report", "end"),
+    ]
+    assert record["route"][1]["url"] == f"{jobapi_url}/api/jobs/{result['jobId']}"
+
+
+async def test_client_poll_of_a_failed_job_exits_with_the_actions_result(jobapi_url: str) -> None:
+    record = await run_sample("client-poll.yaml", "job-fails.json", jobapi_url)
+
+    assert record["status"] == "SUCCESS" and record["error"] is None
+    assert record["result"]["status"] == "failed" and "out of memory" in record["result"]["error"]
+    assert [r["left"] for r in record["route"]] == ["sequence", "action.exit"]
+    assert "step_4" not in record["gwo"]
 
 
 async def test_job_lifecycle_ok(jobapi_url: str) -> None:

@@ -35,7 +35,7 @@ from aws_durable_execution_sdk_python.waits import WaitForConditionConfig, WaitF
 from lamrunner.aws.function import DeployedApp
 from lamrunner.definition.directives import HttpDirective, parse_directive
 from lamrunner.definition.workflow import Step
-from lamrunner.errors import HostLimitError, InternalError, LamrunnerError
+from lamrunner.errors import DefinitionError, HostLimitError, InternalError, LamrunnerError
 from lamrunner.logs.chain import get_logger
 from lamrunner.logs.masking import Secrets
 from lamrunner.runner.engine import Engine
@@ -117,6 +117,10 @@ class _DurableRun:
                 state.status, state.error = FAILED, outcome["error"]
                 return
             state.pending = PendingStep.begin(outcome["output"])
+            refused = _refused_action(outcome["output"], step, self.engine.config)
+            if refused is not None:
+                state.status, state.error = FAILED, self._masked(refused)
+                return
             if self._sends_requests(outcome["output"]):
                 self._requests(state, step)
             else:  # plain data, lam.exit, lam.response or a bad directive: no I/O, replayable
@@ -194,6 +198,23 @@ class _DurableRun:
     def _masked(self, error: LamrunnerError) -> dict[str, Any]:
         secrets = Secrets.of_config(self.engine.config)
         return secrets.mask_data(error.to_dict())  # type: ignore[no-any-return]
+
+
+def _refused_action(output: Any, step: Step, config: Mapping[str, Any]) -> LamrunnerError | None:
+    """A request with `actionFrom` routes the run from its response: not on this host yet
+    (its checkpoints are one per step; a step run again would replay the first one)."""
+    try:
+        directive = parse_directive(output, lambda _source, _where: None, config)
+    except LamrunnerError:
+        return None  # the engine reports it, as it would locally
+    if isinstance(directive, HttpDirective) and any(r.action_from for r in directive.requests):
+        return DefinitionError(
+            f"{directive.requests[0].where}.actionFrom: actions in responses are not "
+            "supported on AWS Lambda durable functions yet; run this workflow with "
+            "`lamrunner run` or on GCP (see docs/declarative-steps.md#hosts)",
+            step=step.name,
+        )
+    return None
 
 
 def _restore(base: RunState, output: Any, saved: Mapping[str, Any]) -> RunState:

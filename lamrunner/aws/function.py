@@ -11,7 +11,7 @@ from typing import Any
 
 from lamrunner.definition.config import deep_merge
 from lamrunner.definition.workflow import Workflow
-from lamrunner.deployed import load_deployed
+from lamrunner.deployed import load_deployed, refuse_routing
 from lamrunner.errors import DefinitionError
 from lamrunner.logs.chain import configure
 
@@ -33,7 +33,9 @@ class DeployedApp:
 def deployed_app() -> DeployedApp:
     """The function's workflow and config, from its environment (once per container)."""
     _configure_logs()
-    return DeployedApp(*load_deployed(os.environ))
+    app = DeployedApp(*load_deployed(os.environ))
+    refuse_routing(app.workflow, "AWS Lambda durable functions")
+    return app
 
 
 @functools.cache

@@ -327,6 +327,7 @@ def _runs(args: argparse.Namespace, stdout: TextIO) -> int:
         record["status"] = status
         polls = store.attempts(args.run_id)
         shown = {"run": record, "polls": polls, "pollCounts": store.poll_counts(args.run_id)}
+        shown["route"] = [run.to_dict() for run in state.route]  # every step execution
         parent = store.parent(args.run_id)
         if parent is not None:  # a sub-workflow's run: whose it is
             shown["parent"] = parent

@@ -139,10 +139,12 @@ def _validated(options: Options) -> Workflow:
     from lamrunner.definition.workflow import load_workflow
 
     log = get_logger()
-    from lamrunner.deployed import refuse_subworkflows
+    from lamrunner.deployed import refuse_routing, refuse_subworkflows
 
     workflow = load_workflow(options.workflow)
     refuse_subworkflows(workflow)
+    if options.target == "aws":
+        refuse_routing(workflow, "AWS Lambda durable functions")
     build_config(workflow.config, [str(f) for f in options.config_files], (), os.environ)
     log.info("workflow.valid", workflow=workflow.name, steps=len(workflow.steps))
     for note in workflow.warnings:

@@ -218,6 +218,7 @@ class Observation:
     retry_after: float | None = None  # what the headers ask for (`server_delay`), any status
     next_delay: float | None = None  # seconds `nextDelay` returned
     pending: bool = False  # pendingWhen held (asked only when it is given)
+    rejected: bool = False  # an error answer (>= 400) to a poll that stops at one (actionFrom)
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,9 @@ def decide_poll(
         return Succeed()
     if seen.fail_when:
         return Fail(PollingFailed(_summary("failWhen held", state), **_counts(state)))
+    if seen.rejected and not is_throttle(seen.status, seen.retry_after):
+        what = f"the answer was HTTP {seen.status} (a poll with actionFrom stops at an error)"
+        return Fail(PollingFailed(_summary(what, state), **_counts(state)))
     if policy.pending_when is not None and seen.error is None and not seen.pending:
         what = "the answer is neither done (condition), failed (failWhen) nor pending (pendingWhen)"
         return Fail(UnexpectedResponse(_summary(what, state), **_counts(state)))

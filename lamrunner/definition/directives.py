@@ -31,6 +31,7 @@ from lamrunner.definition.validation import (
     type_name,
 )
 from lamrunner.errors import DefinitionError
+from lamrunner.jsonpath import Query, compile_query
 from lamrunner.units import noting_durations, parse_duration
 
 HTTP_REQUEST = "lam.httpRequest"
@@ -69,6 +70,7 @@ REQUEST_KEYS = (
     "onGiveUp",
     "authentication",
     "pagination",
+    "actionFrom",
 )
 SETTINGS_KEYS = (
     "method",
@@ -118,6 +120,9 @@ class RequestSpec:
     on_give_up: RequestSpec | None = None  # sent when the poll gives up (see calls.give_up)
     auth: AuthSpec | None = None  # `authentication`: its values are filled when rendered
     pagination: PageSpec | None = None  # follow pages (never together with loopUntil)
+    # `actionFrom`: where an action sits in the response body (seed 001); a poll stops once
+    # it selects an object, and the engine runs that action (runner/routes.py)
+    action_from: Query | None = None
 
     @property
     def has_body(self) -> bool:
@@ -246,6 +251,12 @@ def _parse_http(
     if batch and (not isinstance(items, list) or not items):
         raise DefinitionError(f"{key}: expected a non-empty list of request objects")
     wheres = [f"{key}[{i}]" for i in range(len(items))] if batch else [key]
+    for item, where in zip(items if batch else [], wheres, strict=False):
+        if isinstance(item, Mapping) and "actionFrom" in item:
+            raise DefinitionError(
+                f"{where}.actionFrom: an action routes the whole run, so only a lone "
+                f"{HTTP_REQUEST} may carry one, not a request of a {HTTP_REQUESTS} batch"
+            )
     with noting_durations() as notes:
         specs = tuple(
             parse_request(item, where, check_condition, config)
@@ -305,7 +316,7 @@ def _build_request(
         follow = expect_bool(follow, f"{where}.followAsync")
     if "loopUntil" in data:
         loop: PollPolicy | None = parse_loop_until(
-            data["loopUntil"], f"{where}.loopUntil", follow=follow is True
+            _until_action(data), f"{where}.loopUntil", follow=follow is True
         )
     else:  # followAsync: true alone polls with the defaults until the operation is done
         loop = parse_loop_until({}, f"{where}.loopUntil", follow=True) if follow else None
@@ -347,7 +358,21 @@ def _build_request(
             else None
         ),
         pagination=pagination,
+        action_from=(
+            compile_query(data["actionFrom"], f"{where}.actionFrom")
+            if "actionFrom" in data
+            else None
+        ),
     )
+
+
+def _until_action(data: Mapping[str, Any]) -> Any:
+    """A poll with `actionFrom` may leave out loopUntil's condition (seed 001: it polls
+    until an action arrives, or maxAttempts); it is then `false`."""
+    loop = data["loopUntil"]
+    if "actionFrom" in data and isinstance(loop, Mapping) and "condition" not in loop:
+        return {**loop, "condition": "false"}
+    return loop
 
 
 def _pagination(

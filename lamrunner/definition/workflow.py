@@ -18,6 +18,7 @@ from lamrunner import defaults
 from lamrunner.definition.config import expand_env
 from lamrunner.definition.handlers import Handler, load_handler
 from lamrunner.definition.pollstep import PollStep, from_external_api, parse_poll
+from lamrunner.definition.routing import ROUTE_KEYS, Route, check_routes, parse_route
 from lamrunner.definition.subworkflows import (
     check_literal_ids,
     parse_workflows,
@@ -37,8 +38,8 @@ from lamrunner.units import noting_durations, parse_duration, parse_size
 
 WORKFLOW_KEYS = ("name", "description", "config", "steps", "limits", "network", "workflows")
 NETWORK_KEYS = ("allowLinkLocal",)
-# a step is a handler or a declarative `poll:`; `next` names the step that follows it
-STEP_KEYS = ("name", "handler", "description", "poll", "next")
+# a step is a handler or a declarative `poll:`, and may say where the run goes next
+STEP_KEYS = ("name", "handler", "description", "poll", *ROUTE_KEYS)
 POLL_LANGUAGE = "poll"  # a poll step's Handler: no code, the engine runs its `poll`
 LIMIT_KEYS = (
     "handlerTimeout",
@@ -48,6 +49,7 @@ LIMIT_KEYS = (
     "concurrency",
     "maxResponseBytes",
     "subWorkflowDepth",
+    "maxStepRuns",
 )
 
 
@@ -60,6 +62,7 @@ class Limits:
     concurrency: int = defaults.CONCURRENCY
     max_response_bytes: int = defaults.MAX_RESPONSE_BYTES
     subworkflow_depth: int = defaults.SUBWORKFLOW_DEPTH  # the root run's limit binds its tree
+    max_step_runs: int = defaults.MAX_STEP_RUNS  # step executions in one run (route loops)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class Step:
     handler: Handler
     poll: PollStep | None = None  # a declarative poll step (its handler is a placeholder)
     description: str = ""
-    next: str | None = None  # `next:` (seed 000's defaultNextStepInstanceId), carried as given
+    route: Route = field(default_factory=Route)  # next / onError / continueOnFailure
 
     @property
     def key(self) -> str:
@@ -111,6 +114,11 @@ class Workflow:
     @property
     def has_subworkflows(self) -> bool:
         return bool(self.workflows)
+
+    @property
+    def routed(self) -> bool:
+        """A step has `next`, `onError` or `continueOnFailure`."""
+        return any(step.route.routed for step in self.steps)
 
 
 def load_workflow(path: str | Path, env: Mapping[str, str] | None = None) -> Workflow:
@@ -189,6 +197,7 @@ def _steps(raw: Any, path: Path, workflows: Mapping[str, Path]) -> tuple[Step, .
             raise DefinitionError(f"{where}.name: another step is already called {name!r}")
         names.add(name)
         steps.append(_step(item, index, name, path, workflows, where))
+    check_routes(steps, str(path))
     return tuple(steps)
 
 
@@ -207,15 +216,15 @@ def _step(
             f"{where}: a step has a handler (code) or a poll (declarative), got {both}"
         )
     description = str(item.get("description") or "")
-    following = None if item.get("next") is None else expect_str(item["next"], f"{where}.next")
+    route = parse_route(item, where)
     if "poll" in item:
         poll = parse_poll(item["poll"], f"{where} ({name}).poll")
         handler = Handler("poll", POLL_LANGUAGE, f"{path}: steps[{index - 1}] ({name}).poll")
-        return Step(index, name, handler, poll, description, following)
+        return Step(index, name, handler, poll, description, route)
     spec = expect_str(item["handler"], f"{where}.handler")
     handler = load_handler(spec.strip(), path.parent, f"{where}.handler")
     check_literal_ids(handler, workflows, f"{where} ({name}).handler {spec.strip()}")
-    return Step(index, name, handler, None, description, following)
+    return Step(index, name, handler, None, description, route)
 
 
 def _limits(raw: Any, where: str) -> Limits:
@@ -235,6 +244,9 @@ def _limits(raw: Any, where: str) -> Limits:
             raw.get("subWorkflowDepth", base.subworkflow_depth),
             f"{where}.subWorkflowDepth",
             minimum=1,
+        ),
+        max_step_runs=expect_int(
+            raw.get("maxStepRuns", base.max_step_runs), f"{where}.maxStepRuns", minimum=1
         ),
     )
 

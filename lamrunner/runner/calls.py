@@ -338,7 +338,7 @@ class _Call:
         args = (response, state, now, not_modified)
         pending = False
         try:
-            held = await self._evaluate(condition, *args)
+            held = _has_action(self.spec, response) or await self._evaluate(condition, *args)
             failed = not held and fail_when is not None
             if failed:
                 assert fail_when is not None
@@ -370,6 +370,7 @@ class _Call:
             asked,
             wanted,
             pending=pending,
+            rejected=_rejects(self.spec, response) and not held,
         )
 
     def _http_error(self, response: Response, state: PollState, mode: str) -> Observation:
@@ -979,6 +980,20 @@ async def give_up(
     log = ctx.log.warning if "error" in outcome else ctx.log.info
     log("poll.give_up", where=target.where, reason=reason, status=outcome["status"])
     return ctx.secrets.mask_data(outcome)  # type: ignore[no-any-return]
+
+
+def _has_action(spec: RequestSpec, response: Response) -> bool:
+    """A 2xx/3xx answer whose body has an object where `actionFrom` points: the poll is done
+    (seed 001), whatever its condition says. A body that is not JSON has none."""
+    if spec.action_from is None or response.status >= 400 or not response.is_json:
+        return False
+    return isinstance(spec.action_from.first(response.value, None), dict)
+
+
+def _rejects(spec: RequestSpec, response: Response) -> bool:
+    """An error answer (>= 400) to a poll with `actionFrom`: seed 001 runs the poll's onError
+    at one, rather than poll on (a 429/503 with Retry-After is still waited out)."""
+    return spec.action_from is not None and response.status >= 400
 
 
 def _parses(response: Response) -> bool:

@@ -55,6 +55,7 @@ from lamrunner.http.request import RenderedRequest
 from lamrunner.http.transport import AiohttpTransport, Transport
 from lamrunner.logs.chain import get_logger, run_logging, step_logging
 from lamrunner.logs.masking import Secrets
+from lamrunner.runner import routes
 from lamrunner.runner.calls import (
     CANCELLED,
     Element,
@@ -152,7 +153,7 @@ class Engine:
         secrets = Secrets.of_config(self.config)
         with run_logging(state.run_id, self.workflow.name, secrets):  # handlers' lines too
             log = get_logger(run_id=state.run_id, workflow=self.workflow.name)
-            fresh = state.next_step == 0 and not state.pending
+            fresh = state.next_step == 0 and not state.pending and not state.route
             log.info("run.start" if fresh else "run.resume", steps=len(self.workflow.steps))
             _warn(log, self.workflow.warnings)
             if state.status == SUSPENDED:
@@ -366,6 +367,8 @@ def _restart_children(ctx: RunContext, state: RunState) -> None:
 
 
 async def _advance(ctx: RunContext, state: RunState, limit: int | None = None) -> None:
+    """Step after step, each where the one before routed the run (`routes`), until the run
+    ends, suspends, or (with `limit`) that many steps have run."""
     steps = ctx.workflow.steps
     done = 0
     while state.next_step < len(steps) and state.status == RUNNING:
@@ -373,17 +376,27 @@ async def _advance(ctx: RunContext, state: RunState, limit: int | None = None) -
             return  # paused RUNNING: the host advances it again
         step = steps[state.next_step]
         with step_logging(step.name):
+            routes.check_bound(ctx, state, step)
+            routes.forget_children(state, step)
+            before = state.gwo.get(step.key)  # an earlier execution's entry (a route loop)
             try:
-                await _run_step(ctx, step, state)
+                directive = await _run_step(ctx, step, state)
+                if state.pending is None and state.status != SUSPENDED:
+                    await routes.leave(ctx, step, state, directive)
             except LamrunnerError as exc:
-                raise exc.in_step(step.name) from None
+                error = exc.in_step(step.name)
+                if not routes.on_error(ctx, step, state, error, before):
+                    raise error from None
+            ctx.observer.save_run(state)
         done += 1
     if state.status == RUNNING:
         state.status = SUCCESS
         state.result = _step_result(state.gwo.get(steps[-1].key))
 
 
-async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
+async def _run_step(ctx: RunContext, step: Step, state: RunState) -> Any:
+    """The step's handler and what its directive asks for; returns the directive (the run
+    is saved by the caller, once the step's route is taken)."""
     if state.pending is None:
         ctx.log.info("step.start", step=step.name, handler=step.handler.spec)
         output = await _call_handler(ctx, step, state)
@@ -406,7 +419,7 @@ async def _run_step(ctx: RunContext, step: Step, state: RunState) -> None:
     else:
         _warn(ctx.log, directive.warnings, f"{step.name} ")
         await _requests(ctx, step, state, directive, output)
-    ctx.observer.save_run(state)
+    return directive
 
 
 def _directive(step: Step, output: Any, config: Mapping[str, Any]) -> Any:

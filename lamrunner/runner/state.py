@@ -17,7 +17,9 @@ state saved before them still loads, and reads the same): the status SUSPENDED (
 stopped at its budget, to be resumed when its earliest poll is due) and an element's
 `{"error": {...}}` (a batch request that failed while others went on: its error, kept so the
 resumed step settles as an uninterrupted one would). A third, `children` (the sub-workflow runs
-a run started, `ChildRun`), is written only by a run that started one.
+a run started, `ChildRun`), is written only by a run that started one. A fourth, `route` (each
+step execution so far, `StepRun`: how it was entered and left), is written once a step has
+run; a state without it reads as a run whose steps went in order.
 
     {"schema": 2, "run_id": str, "workflow": str, "gwo": {...}, "next_step": int >= 0,
      "pending": null | {"output": {directive}, "elements": [null | {"poll": {PollState}}
@@ -27,7 +29,8 @@ a run started, `ChildRun`), is written only by a run that started one.
      "status": "RUNNING" | "SUSPENDED" | "SUCCESS" | "FAILED", "result": any,
      "error": null | {...}, "meta": {...},
      "children": [{"runId", "workflowId", "step", "index", "mode", "status", "result"?,
-                   "error"?}]}                      (only when the run started sub-workflows)
+                   "error"?}]},                     (only when the run started sub-workflows)
+     "route": [{"step", "key", "entered", "left", "to", "at", "error"?, "url"?}]}
 """
 
 from __future__ import annotations
@@ -241,6 +244,78 @@ class ChildRun:
         return {"step": self.step, "mode": self.mode, **self.entry(), "status": self.status}
 
 
+ROUTES = (  # how a step execution is entered and left (docs/declarative-steps.md)
+    "start",
+    "sequence",
+    "next",
+    "onError.next",
+    "onError.exit",
+    "continueOnFailure",
+    "action.next",
+    "action.exit",
+    "action.url",
+    "exit",
+    "end",
+)
+
+
+@dataclass(slots=True)
+class StepRun:
+    """One step execution, once it has left: which step (`step`: its name, `key`: its GWO
+    key), how the run came to it (`entered`: `start` or how the one before left) and how it
+    left (`left`, one of ROUTES) to which step (`to`: None when the run ended), when; for
+    an onError or continueOnFailure route the error it handled (`{type, message}`, masked),
+    for action.url the URL it sent its request to."""
+
+    step: str
+    key: str
+    entered: str
+    left: str
+    to: str | None
+    at: str
+    error: dict[str, Any] | None = None
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        saved: dict[str, Any] = {
+            "step": self.step,
+            "key": self.key,
+            "entered": self.entered,
+            "left": self.left,
+            "to": self.to,
+            "at": self.at,
+        }
+        if self.error is not None:
+            saved["error"] = self.error
+        if self.url is not None:
+            saved["url"] = self.url
+        return saved
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> StepRun:
+        required = ("step", "key", "entered", "left", "to", "at")
+        _check_object(data, where, required, (*required, "error", "url"))
+        for key in ("step", "key", "entered", "left", "at"):
+            _check_type(data[key], str, "a string", f"{where}.{key}")
+        for key in ("entered", "left"):
+            if data[key] not in ROUTES:
+                raise DefinitionError(f"{where}.{key}: expected one of {', '.join(ROUTES)}")
+        if data["to"] is not None:
+            _check_type(data["to"], str, "a step name or null", f"{where}.to")
+        if data.get("error") is not None:
+            _check_type(data["error"], dict, "an object", f"{where}.error")
+        return cls(
+            data["step"],
+            data["key"],
+            data["entered"],
+            data["left"],
+            data["to"],
+            data["at"],
+            data.get("error"),
+            data.get("url"),
+        )
+
+
 @dataclass
 class RunState:
     run_id: str
@@ -253,6 +328,17 @@ class RunState:
     error: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # free space for stores and adapters
     children: list[ChildRun] = field(default_factory=list)  # sub-workflow runs, as started
+    route: list[StepRun] = field(default_factory=list)  # each step execution, once it left
+
+    @property
+    def entered(self) -> str:
+        """How the step to run (or being run) was entered: how the one before it left."""
+        return self.route[-1].left if self.route else "start"
+
+    @property
+    def routed(self) -> bool:
+        """Some step left other than in order (the record then shows the route)."""
+        return any(run.left not in ("sequence", "end", "exit") for run in self.route)
 
     @classmethod
     def start(cls, workflow: str, input_data: Any, run_id: str | None = None) -> RunState:
@@ -264,6 +350,8 @@ class RunState:
         saved = self._to_dict()
         if self.children:  # written only by a run that started sub-workflows
             saved["children"] = [child.to_dict() for child in self.children]
+        if self.route:  # written once a step has run
+            saved["route"] = [run.to_dict() for run in self.route]
         return saved
 
     def _to_dict(self) -> dict[str, Any]:
@@ -310,6 +398,8 @@ class RunState:
         pending = data["pending"]
         children = data.get("children") or []
         _check_type(children, list, "a list", f"{where}: children")
+        route = data.get("route") or []
+        _check_type(route, list, "a list", f"{where}: route")
         return cls(
             run_id=data["run_id"],
             workflow=data["workflow"],
@@ -325,6 +415,7 @@ class RunState:
             children=[
                 ChildRun.from_dict(c, f"{where}: children[{i}]") for i, c in enumerate(children)
             ],
+            route=[StepRun.from_dict(r, f"{where}: route[{i}]") for i, r in enumerate(route)],
         )
 
     def child(self, step: str, index: int) -> ChildRun | None:
@@ -383,7 +474,8 @@ class RunState:
         """The run record printed on stdout; a SUSPENDED one also has `resumeAt`; a run that
         sent onGiveUp requests has `giveUps`, a redriven one `redrives`, one that started
         sub-workflows `subWorkflows` (each child's step, mode, workflowId, runId, status and,
-        once it ended, result or error)."""
+        once it ended, result or error), one whose steps did not all go in order `route` (every
+        step execution: StepRun)."""
         record = {
             "runId": self.run_id,
             "workflow": self.workflow,
@@ -400,6 +492,8 @@ class RunState:
                 record[key] = self.meta[key]
         if self.children:
             record["subWorkflows"] = [child.listed() for child in self.children]
+        if self.routed:
+            record["route"] = [run.to_dict() for run in self.route]
         return record
 
 
@@ -445,7 +539,7 @@ _REQUIRED = (
     "error",
     "meta",
 )  # schema 1 (dataclasses.asdict of the RunState of its day) always wrote every one
-_ALLOWED = (*_REQUIRED, "schema", "children")
+_ALLOWED = (*_REQUIRED, "schema", "children", "route")
 # A failed element's error: LamrunnerError.to_dict() and the attributes its types carry.
 _ERROR_KEYS = ("type", "message", "step", "status", "attempts", "kind", "last_status")
 _TYPES: tuple[tuple[str, type, str], ...] = (
