@@ -24,6 +24,7 @@ case.yaml:
       status: SUCCESS                 # the record's status
       result: {...}                   # the record's result, exactly
       error_contains: [..]            # fragments of the record's error (message and fields)
+      requests_in_any_order: true     # for a batch, whose requests race (default: in order)
       requests:                       # every request the server saw, in order; each entry
         - {method: POST, path: /jobs, # checks what it names: query (exact, as a dict), json
            json: {...},               # (the body, exactly), form (a urlencoded body as a
@@ -236,6 +237,21 @@ def _check_request(index: int, seen: Seen, want: dict[str, Any]) -> None:
         assert name not in seen.headers, f"{where}: header {name} should not be sent"
 
 
+def _match_any_order(seen: list[Seen], wants: list[dict[str, Any]], shown: str) -> None:
+    """Each expected request matches a different request sent, whatever the order."""
+    left = list(enumerate(seen))
+    for want in wants:
+        for position, (index, candidate) in enumerate(left):
+            try:
+                _check_request(index, candidate, want)
+            except AssertionError:
+                continue
+            del left[position]
+            break
+        else:
+            raise AssertionError(f"no request sent matches {want}\n{shown}")
+
+
 def test_there_is_a_corpus() -> None:
     assert len(CASES) >= 1
 
@@ -262,8 +278,11 @@ def test_laminar_program_runs_unchanged(name: str, serve: Any, tmp_path: Path) -
     if "requests" in expect:
         sent = [f"{s.method} {s.path} {s.query}" for s in server.seen]
         assert len(server.seen) == len(expect["requests"]), f"sent {sent}\n{shown}"
-        for index, (seen, want) in enumerate(zip(server.seen, expect["requests"], strict=True)):
-            _check_request(index, seen, want)
+        if expect.get("requests_in_any_order"):  # a batch: its requests race each other
+            _match_any_order(server.seen, expect["requests"], shown)
+        else:
+            for index, (seen, want) in enumerate(zip(server.seen, expect["requests"], strict=True)):
+                _check_request(index, seen, want)
     for fragment in expect.get("stderr_contains") or []:
         assert fragment in proc.stderr, shown
     stored = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("runs.sqlite3*")))

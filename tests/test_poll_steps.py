@@ -404,9 +404,12 @@ def test_seed_000_loads_from_yaml_too(tmp_path: Path) -> None:
     import yaml  # the test only writes YAML; lamrunner reads it
 
     path = tmp_path / "w.yaml"
-    path.write_text(yaml.safe_dump({"name": "seed", "steps": [doc]}))
-    (step,) = load_workflow(path, env={}).steps
+    (tmp_path / "notify.py").write_text("def transform(data):\n    return {}\n")
+    notify = {"name": "notify_user", "handler": "notify.py"}  # the seed's next step
+    path.write_text(yaml.safe_dump({"name": "seed", "steps": [doc, notify]}))
+    step, _ = load_workflow(path, env={}).steps
     assert step.poll is not None
+    assert step.route.next == "notify_user"
     assert step.poll.request.url == "https://api.media.com/jobs/<<mappings.job_id>>"
     assert step.poll.interval == 10
 
