@@ -21,6 +21,7 @@ from lamrunner import defaults
 from lamrunner.definition.auth import AuthSpec, parse_authentication
 from lamrunner.definition.pagination import PageSpec, parse_pagination
 from lamrunner.definition.policies import PollPolicy, RetryPolicy, parse_loop_until, parse_retry
+from lamrunner.definition.resulturl import parse_follow_result
 from lamrunner.definition.templates import has_template, render
 from lamrunner.definition.validation import (
     check_keys,
@@ -31,6 +32,7 @@ from lamrunner.definition.validation import (
     type_name,
 )
 from lamrunner.errors import DefinitionError
+from lamrunner.jsonpath import Query
 from lamrunner.units import noting_durations, parse_duration
 
 HTTP_REQUEST = "lam.httpRequest"
@@ -69,6 +71,7 @@ REQUEST_KEYS = (
     "onGiveUp",
     "authentication",
     "pagination",
+    "followResultUrl",
 )
 SETTINGS_KEYS = (
     "method",
@@ -118,6 +121,8 @@ class RequestSpec:
     on_give_up: RequestSpec | None = None  # sent when the poll gives up (see calls.give_up)
     auth: AuthSpec | None = None  # `authentication`: its values are filled when rendered
     pagination: PageSpec | None = None  # follow pages (never together with loopUntil)
+    # followResultUrl: where a pointer {"is_url": true, "url"} may stand in the final body
+    follow_result: Query | None = None
 
     @property
     def has_body(self) -> bool:
@@ -347,7 +352,23 @@ def _build_request(
             else None
         ),
         pagination=pagination,
+        follow_result=_follow_result(data, where, pagination),
     )
+
+
+def _follow_result(
+    data: Mapping[str, Any], where: str, pagination: PageSpec | None
+) -> Query | None:
+    """`followResultUrl`, refused beside `pagination`: a paginated request's response is the
+    list of its pages, with no one final body for the pointer to be in."""
+    if "followResultUrl" not in data:
+        return None
+    if pagination is not None:
+        raise DefinitionError(
+            f"{where}.followResultUrl: a paginated request has no single final body to follow "
+            "a result pointer in; fetch the pages in one step and the result in another"
+        )
+    return parse_follow_result(data["followResultUrl"], where)
 
 
 def _pagination(
