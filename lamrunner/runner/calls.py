@@ -53,7 +53,13 @@ from lamrunner.js.simplecond import UNDEFINED, Unsupported, compile_condition, c
 from lamrunner.runner.context import RunContext
 from lamrunner.runner.history import attempt_row, failure_excerpt
 from lamrunner.runner.rendering import OAuthClient, render_auth, render_request
-from lamrunner.runner.resulturl import fetch_result, find_pointer, put_result, result_request
+from lamrunner.runner.resulturl import (
+    fetch_result,
+    find_pointer,
+    put_result,
+    register_url_secrets,
+    result_request,
+)
 from lamrunner.runner.tokens import fetch_token
 from lamrunner.units import format_duration
 
@@ -202,6 +208,7 @@ class _Call:
         pointer = find_pointer(result.value, query, base.url)
         if pointer is None:
             return result
+        register_url_secrets(self.ctx.secrets, pointer.url)  # before it shows up anywhere
         if self.element.on_polled is not None:
             self.element.on_polled(result)
         self.ctx.log.info("result.fetch", where=self.spec.where, url=pointer.url)
