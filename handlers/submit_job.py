@@ -5,7 +5,8 @@ the `<<config.*>>` templates, sends it with aiohttp, applies the retry policy, a
 `{"response": <the job>, "http": {...}}` as step_1 for the next handler.
 
 Input fields: datasetId (required), operation, outputFormat, and simulate
-("failed", "canceled" or "expired") to make the job API end the job that way.
+("failed", "canceled" or "expired") to make the job API end the job that way, and
+resultRows (how many rows of data the finished job's result carries).
 """
 
 import uuid
@@ -20,6 +21,8 @@ def transform(data):
     }
     if spec.get("simulate"):
         body["simulate"] = spec["simulate"]
+    if "resultRows" in spec:  # the job API's large results (samples/large-result.yaml)
+        body["resultRows"] = spec["resultRows"]
 
     return {
         "lam.httpRequest": {
