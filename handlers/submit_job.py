@@ -6,7 +6,8 @@ the `<<config.*>>` templates, sends it with aiohttp, applies the retry policy, a
 
 Input fields: datasetId (required), operation, outputFormat, and simulate
 ("failed", "canceled" or "expired") to make the job API end the job that way, and
-unavailableSeconds to make the job's status answer 503 for its first seconds.
+unavailableSeconds to make the job's status answer 503 for its first seconds, and resultRows
+(how many rows of data the finished job's result carries).
 """
 
 import uuid
@@ -23,6 +24,8 @@ def transform(data):
         body["simulate"] = spec["simulate"]
     if spec.get("unavailableSeconds"):  # the job's status answers 503 that long (warm-up)
         body["unavailableSeconds"] = spec["unavailableSeconds"]
+    if "resultRows" in spec:  # the job API's large results (samples/large-result.yaml)
+        body["resultRows"] = spec["resultRows"]
 
     return {
         "lam.httpRequest": {

@@ -20,6 +20,8 @@
     ├── SubWorkflowFailed           a child workflow (lam.execute & co.) ended FAILED: names the
     │                               child, carries its error
     ├── SubWorkflowDepthExceeded    sub-workflows nested deeper than limits.subWorkflowDepth
+    ├── ResultFetchFailed           followResultUrl: the result a pointer names could not be
+    │                               fetched (status >= 400, not JSON, too big, no answer)
     └── PollingError
         ├── PollingFailed           failWhen held
         ├── PollingExhausted        maxAttempts used up
@@ -188,6 +190,27 @@ class UnexpectedResponse(PollingError):
 class PollingStalled(PollingError):
     """`stallTimeout`: the poll's progress (or, without `progress`, its body) stayed the same
     for that long."""
+
+
+class ResultFetchFailed(LamrunnerError):
+    """`followResultUrl`: the request (or poll) succeeded, but the result its pointer
+    (`{"is_url": true, "url": ...}`) names could not be fetched. The message names the request
+    and the URL (masked); ``status`` is the fetch's HTTP status (None when no answer came),
+    ``kind`` what went wrong (status, not_json, too_large, timeout, connection, ...)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        status: int | None = None,
+        attempts: int = 1,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message, step=step)
+        self.kind = kind
+        self.status = status
+        self.attempts = attempts
 
 
 class ScriptError(Exception):

@@ -11,10 +11,12 @@ Every job walks the same lifecycle, driven by the clock rather than by workers:
 
 Endpoints (JSON in and out; /api/* needs `Authorization: Bearer KEY` or `X-API-Key: KEY`):
 
-    POST /api/jobs                 {"datasetId", "operation"?, "outputFormat"?, "simulate"?}
+    POST /api/jobs                 {"datasetId", "operation"?, "outputFormat"?, "simulate"?,
+                                    "resultRows"?}
                                    202 while the job runs, 200 once it is terminal
     GET  /api/jobs/{job_id}        the job: job_id, status, created_at, updated_at, progress,
                                    request, result (completed; a stub when expired), error (failed)
+    GET  /api/jobs/{job_id}/result a completed job's large result (JSON, streamed)
     POST /api/jobs/{job_id}/cancel 200 canceled, 409 if it had already finished
     GET  /api/jobs/{job_id}/client-poll  a client poll (seed 001): {"status", "progress"} while
                                    it runs, then {"action": {"url": "/api/jobs/{job_id}"}}
@@ -27,6 +29,11 @@ same job, so Laminar's polling example, which re-sends its POST on every attempt
 move to `completed`. An `Idempotency-Key` header takes precedence: same key, same job.
 Add `?rate_limit=1` (or the header `X-Simulate-Rate-Limit: 1`) and every other GET of a path
 answers 429 with `Retry-After: 1`, to watch a runner's retry policy at work.
+
+Large results (as seed 004's job API): a job submitted with `"resultRows": N` completes with N
+rows of data in its result. Under `--large-result-bytes` (default 5 MB) of JSON they are inline;
+at or above it the job's `result` is the pointer `{"is_url": true, "url":
+"/api/jobs/{job_id}/result"}` and that URL serves the full result JSON.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import os
 import signal
@@ -61,6 +69,9 @@ except ModuleNotFoundError as _missing:  # started with a Python that lacks the 
     sys.exit(2)
 
 TERMINAL = ("completed", "failed", "canceled", "expired")
+LARGE_RESULT_BYTES = 5_000_000  # seed 004: results of 5 MB and more come back as a pointer
+MAX_RESULT_ROWS = 2_000_000
+_CHUNK = 1 << 16
 
 
 @dataclass
@@ -72,6 +83,15 @@ class Job:
     created_at: datetime  # wall-clock time at submission
     canceled_after: float | None = None  # seconds after `started` when it was canceled
     unavailable_for: float = 0.0  # its GET answers 503 this long after submission (warm-up)
+    result_rows: int | None = None  # "resultRows": the rows its result carries
+    large_result: bytes | None = None  # that result as JSON, once made (when it is large)
+
+
+def _rows(job: Job) -> Any:
+    """A large result's rows: made up, stable per job, about 90 bytes of JSON each."""
+    dataset = job.request["datasetId"]
+    for i in range(job.result_rows or 0):
+        yield {"id": i, "dataset": dataset, "value": (i * 7919) % 100_003, "label": f"row-{i:08d}"}
 
 
 def iso(moment: datetime) -> str:
@@ -85,8 +105,15 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
 class JobAPI:
     """The job store and the request handlers; state lives in memory only."""
 
-    def __init__(self, api_key: str, phase_seconds: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        phase_seconds: float,
+        clock: Callable[[], float],
+        large_result_bytes: int = LARGE_RESULT_BYTES,
+    ) -> None:
         self.api_key = api_key
+        self.large_result_bytes = large_result_bytes
         self.phase = phase_seconds
         self.clock = clock
         self.jobs: dict[str, Job] = {}
@@ -126,6 +153,8 @@ class JobAPI:
                 "format": fmt,
                 "location": f"file:///tmp/out/{quote(dataset)}.{quote(fmt)}",
             }
+            if job.result_rows is not None:
+                body["result"] = self.result_of(job)
         elif status == "failed":
             body["error"] = f"{job.request['operation']} of {dataset} failed: out of memory"
         elif status == "expired":  # the retention stub: the output existed but has been purged
@@ -135,6 +164,17 @@ class JobAPI:
                 "message": "output purged after the retention window; resubmit",
             }
         return body
+
+    def result_of(self, job: Job) -> dict[str, Any]:
+        """A `resultRows` job's result: its rows inline, or a pointer when they are large."""
+        if job.large_result is not None:
+            return {"is_url": True, "url": f"/api/jobs/{job.job_id}/result"}
+        result = {"rows": job.result_rows, "data": list(_rows(job))}
+        encoded = json.dumps(result, separators=(",", ":")).encode()
+        if len(encoded) < self.large_result_bytes:
+            return result
+        job.large_result = encoded  # made once: every later poll answers with the pointer
+        return {"is_url": True, "url": f"/api/jobs/{job.job_id}/result"}
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -164,6 +204,13 @@ class JobAPI:
         warmup = body.get("unavailableSeconds", 0)
         if isinstance(warmup, bool) or not isinstance(warmup, int | float) or warmup < 0:
             return error(400, "unavailableSeconds must be a number of seconds >= 0")
+        rows = body.get("resultRows")
+        if rows is not None and (
+            isinstance(rows, bool) or not isinstance(rows, int) or not 0 <= rows <= MAX_RESULT_ROWS
+        ):
+            return error(400, f"resultRows must be a whole number from 0 to {MAX_RESULT_ROWS}")
+        if rows is not None:
+            fields["resultRows"] = rows
 
         # Same key, same job: the Idempotency-Key header if given, else the request itself.
         idem = request.headers.get("Idempotency-Key")
@@ -178,7 +225,12 @@ class JobAPI:
             return error(422, "this Idempotency-Key was already used with a different request")
         if job is None:
             job = Job(
-                f"job_{uuid.uuid4().hex[:12]}", fields, outcome, self.clock(), datetime.now(UTC)
+                f"job_{uuid.uuid4().hex[:12]}",
+                fields,
+                outcome,
+                self.clock(),
+                datetime.now(UTC),
+                result_rows=rows,
             )
             job.unavailable_for = float(warmup)
             self.jobs[job.job_id] = job
@@ -218,6 +270,25 @@ class JobAPI:
         reason = payload.get("error") or f"the job ended {status}"
         result = {"jobId": job.job_id, "status": status, "error": reason}
         return web.json_response({"action": {"exit": True, "result": result}})
+
+    async def get_result(self, request: web.Request) -> web.StreamResponse:
+        """A large result, streamed in chunks (with its length, as storage serves a file)."""
+        job = self.jobs.get(request.match_info["job_id"])
+        if job is None:
+            return error(404, f"no job {request.match_info['job_id']!r}")
+        if self.state(job)[0] == "completed" and job.result_rows is not None:
+            self.result_of(job)
+        if job.large_result is None:
+            return error(404, "this job has no large result (see its `result`)")
+        data = job.large_result
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(data)
+        await response.prepare(request)
+        view = memoryview(data)
+        for start in range(0, len(data), _CHUNK):
+            await response.write(view[start : start + _CHUNK])
+        await response.write_eof()
+        return response
 
     async def cancel_job(self, request: web.Request) -> web.Response:
         job = self.jobs.get(request.match_info["job_id"])
@@ -270,14 +341,17 @@ def create_app(
     api_key: str = "dev-key",
     phase_seconds: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
+    large_result_bytes: int = LARGE_RESULT_BYTES,
 ) -> web.Application:
-    """The aiohttp application; tests pass a fake `clock` to move jobs along without sleeping."""
-    api = JobAPI(api_key, phase_seconds, clock)
+    """The aiohttp application; tests pass a fake `clock` to move jobs along without sleeping,
+    and a small `large_result_bytes` to get pointers without megabytes of rows."""
+    api = JobAPI(api_key, phase_seconds, clock, large_result_bytes)
     app = web.Application(middlewares=[api.middleware])
     app.router.add_get("/healthz", api.healthz)
     app.router.add_post("/api/jobs", api.create_job)
     app.router.add_get("/api/jobs", api.list_jobs)
     app.router.add_get("/api/jobs/{job_id}", api.get_job)
+    app.router.add_get("/api/jobs/{job_id}/result", api.get_result)
     app.router.add_post("/api/jobs/{job_id}/cancel", api.cancel_job)
     app.router.add_get("/api/jobs/{job_id}/client-poll", api.client_poll)
     return app
@@ -315,10 +389,20 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("JOBAPI_API_KEY", "dev-key"),
         help="the key clients must send (default $JOBAPI_API_KEY or dev-key)",
     )
+    parser.add_argument(
+        "--large-result-bytes",
+        type=int,
+        default=LARGE_RESULT_BYTES,
+        help="a result of this many bytes of JSON or more is a pointer (default 5000000)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="jobapi: %(message)s")
-    app = create_app(api_key=args.api_key, phase_seconds=args.phase_seconds)
+    app = create_app(
+        api_key=args.api_key,
+        phase_seconds=args.phase_seconds,
+        large_result_bytes=args.large_result_bytes,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(app, args.port, args.quiet))
     return 0

@@ -320,3 +320,56 @@ async def test_unavailable_seconds_makes_the_jobs_status_answer_503_at_first(
 async def test_unavailable_seconds_must_be_a_number(client: TestClient) -> None:
     status, body = await submit(client, {**BODY, "unavailableSeconds": "soon"})
     assert status == 400 and "unavailableSeconds" in body["error"]
+
+
+@pytest.fixture
+async def small_cap(clock: FakeClock) -> AsyncIterator[TestClient]:
+    """The job API with large results from 2,000 bytes of JSON on (seed 004 says 5 MB)."""
+    app = jobapi.create_app(
+        api_key="dev-key", phase_seconds=1.0, clock=clock, large_result_bytes=2_000
+    )
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def test_a_small_result_is_inline(small_cap: TestClient, clock: FakeClock) -> None:
+    _, job = await submit(small_cap, {**BODY, "resultRows": 3})
+    clock.advance(2.0)
+    result = (await fetch(small_cap, job["job_id"]))["result"]
+    assert result["rows"] == 3 and len(result["data"]) == 3
+    assert result["data"][0] == {"id": 0, "dataset": "ds-42", "value": 0, "label": "row-00000000"}
+
+
+async def test_a_large_result_is_a_pointer_to_its_json(
+    small_cap: TestClient, clock: FakeClock
+) -> None:
+    _, job = await submit(small_cap, {**BODY, "resultRows": 100})
+    early = await small_cap.get(f"/api/jobs/{job['job_id']}/result", headers=AUTH)
+    assert early.status == 404  # not completed yet: no result to serve
+    clock.advance(2.0)
+    done = await fetch(small_cap, job["job_id"])
+    url = f"/api/jobs/{job['job_id']}/result"
+    assert done["result"] == {"is_url": True, "url": url}
+    resp = await small_cap.get(url, headers=AUTH)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert int(resp.headers["Content-Length"]) >= 2_000
+    full = await resp.json()
+    assert full["rows"] == 100 and [r["id"] for r in full["data"]] == list(range(100))
+    assert (await small_cap.get(url)).status == 401  # it needs the key like the rest of /api
+
+
+@pytest.mark.parametrize("rows", [-1, 1.5, True, "10", 10_000_000])
+async def test_bad_result_rows_are_400(small_cap: TestClient, rows: object) -> None:
+    status, body = await submit(small_cap, {**BODY, "resultRows": rows})
+    assert status == 400 and "resultRows" in body["error"]
+
+
+def test_the_default_threshold_is_seed_004s_5_mb() -> None:
+    assert jobapi.LARGE_RESULT_BYTES == 5_000_000
+    assert (
+        "--large-result-bytes"
+        in subprocess.run(
+            [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True
+        ).stdout
+    )

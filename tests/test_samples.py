@@ -64,6 +64,7 @@ def test_every_sample_is_covered() -> None:
         "job-lifecycle.yaml",
         "poll-external-api.yaml",
         "poll-warmup.yaml",
+        "large-result.yaml",
         "process-dataset.yaml",
     ]
     assert {p.name for p in INPUTS.glob("*.json")} == {
@@ -73,6 +74,7 @@ def test_every_sample_is_covered() -> None:
         "job-rate-limited.json",
         "poll-external-api.json",
         "poll-warmup.json",
+        "large-result.json",
         "process-dataset.json",
     }
 
@@ -226,3 +228,53 @@ async def test_poll_warmup_polls_through_the_503s_of_a_service_not_yet_up(
     assert result["status"] == "success" and result["responseCode"] == 200
     assert result["pollCount"] >= 4  # about 1 s of 503s at 300 ms, then the job's phases
     assert isinstance(result["stepsOutput"]["rows"], int)
+
+
+@pytest.fixture
+async def small_results_url() -> AsyncIterator[str]:
+    """The job API with a 20 kB large-result threshold, so the sample's rows are a pointer
+    without the test making megabytes of them."""
+    app = jobapi.create_app(api_key="dev-key", phase_seconds=0.05, large_result_bytes=20_000)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def run_large_result(url: str, rows: int) -> dict[str, Any]:
+    given = {**sample_input("large-result.json"), "resultRows": rows}
+    env = {"JOBAPI_URL": url}
+    workflow = load_workflow(SAMPLES / "large-result.yaml", env=env)
+    return await Engine(workflow, build_config(workflow.config, (), (), env)).run(given)
+
+
+async def test_large_result_follows_the_pointer_and_summarizes(small_results_url: str) -> None:
+    record = await run_large_result(small_results_url, 2_000)  # ~180 kB of JSON
+
+    assert record["status"] == "SUCCESS", record["error"]
+    summary = record["result"]
+    assert summary["rows"] == 2_000 and summary["followedPointer"] is True
+    assert summary["lastRow"]["id"] == 1_999
+    assert summary["resultBytes"] > 20_000
+    fetched = record["gwo"]["step_2"]["http"]["resultUrl"]
+    assert fetched["url"] == f"{small_results_url}/api/jobs/{summary['jobId']}/result"
+    assert len(record["gwo"]["step_2"]["response"]["result"]["data"]) == 2_000
+
+
+async def test_large_result_leaves_a_small_result_inline(jobapi_url: str) -> None:
+    record = await run_large_result(jobapi_url, 10)
+
+    assert record["status"] == "SUCCESS", record["error"]
+    assert record["result"]["rows"] == 10 and record["result"]["followedPointer"] is False
+    assert "resultUrl" not in record["gwo"]["step_2"]["http"]
+
+
+def test_the_large_result_sample_asks_for_more_than_seed_004s_5_mb() -> None:
+    rows = sample_input("large-result.json")["resultRows"]
+    app = jobapi.JobAPI("k", 1.0, lambda: 0.0)
+    job = jobapi.Job("job_x", {"datasetId": "ds-big"}, "completed", 0.0, None, result_rows=rows)
+    assert app.result_of(job)["is_url"] is True
+    assert job.large_result is not None and len(job.large_result) >= jobapi.LARGE_RESULT_BYTES

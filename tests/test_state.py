@@ -287,7 +287,7 @@ POLL = ("pending", "elements", 1, "poll")
         (changed(("pending", "elements", 2), {}), "pending.elements[2]: expected one of poll"),
         (
             changed(("pending", "elements", 2), {"poll": {}, "result": {}}),
-            "pending.elements[2]: expected one of poll, result or error, got poll, result",
+            "pending.elements[2]: expected one of poll, result, error or fetch, got poll, result",
         ),
         (changed(("pending", "elements", 2), {"done": 1}), "pending.elements[2]: unknown done"),
         (

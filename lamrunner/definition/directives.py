@@ -21,6 +21,7 @@ from lamrunner import defaults
 from lamrunner.definition.auth import AuthSpec, parse_authentication
 from lamrunner.definition.pagination import PageSpec, parse_pagination
 from lamrunner.definition.policies import PollPolicy, RetryPolicy, parse_loop_until, parse_retry
+from lamrunner.definition.resulturl import parse_follow_result
 from lamrunner.definition.templates import has_template, render
 from lamrunner.definition.validation import (
     check_keys,
@@ -71,6 +72,7 @@ REQUEST_KEYS = (
     "authentication",
     "pagination",
     "actionFrom",
+    "followResultUrl",
 )
 SETTINGS_KEYS = (
     "method",
@@ -123,6 +125,8 @@ class RequestSpec:
     # `actionFrom`: where an action sits in the response body (seed 001); a poll stops once
     # it selects an object, and the engine runs that action (runner/routes.py)
     action_from: Query | None = None
+    # followResultUrl: where a pointer {"is_url": true, "url"} may stand in the final body
+    follow_result: Query | None = None
 
     @property
     def has_body(self) -> bool:
@@ -363,6 +367,7 @@ def _build_request(
             if "actionFrom" in data
             else None
         ),
+        follow_result=_follow_result(data, where, pagination),
     )
 
 
@@ -373,6 +378,21 @@ def _until_action(data: Mapping[str, Any]) -> Any:
     if "actionFrom" in data and isinstance(loop, Mapping) and "condition" not in loop:
         return {**loop, "condition": "false"}
     return loop
+
+
+def _follow_result(
+    data: Mapping[str, Any], where: str, pagination: PageSpec | None
+) -> Query | None:
+    """`followResultUrl`, refused beside `pagination`: a paginated request's response is the
+    list of its pages, with no one final body for the pointer to be in."""
+    if "followResultUrl" not in data:
+        return None
+    if pagination is not None:
+        raise DefinitionError(
+            f"{where}.followResultUrl: a paginated request has no single final body to follow "
+            "a result pointer in; fetch the pages in one step and the result in another"
+        )
+    return parse_follow_result(data["followResultUrl"], where)
 
 
 def _pagination(

@@ -31,13 +31,14 @@ class Response:
     A plain class with slots: one is made per attempt, and a frozen dataclass costs more.
     """
 
-    __slots__ = ("_value", "elapsed", "headers", "is_json", "status", "text")
+    __slots__ = ("_value", "elapsed", "headers", "is_json", "size", "status", "text")
 
     def __init__(
         self, status: int, headers: dict[str, str], text: str, is_json: bool, elapsed: float
     ) -> None:
         self.status, self.headers, self.text = status, headers, text
         self.is_json, self.elapsed = is_json, elapsed
+        self.size = len(text)  # bytes read off the wire (the transport sets it); else chars
         self._value: Any = _UNPARSED
 
     @property
@@ -202,7 +203,9 @@ def _response(resp: Any, raw: bytes, elapsed: float) -> Response:
     content_type = headers.get("content-type", "").lower()
     text = raw.decode(resp.charset or "utf-8", errors="replace")
     is_json = "json" in content_type or (not content_type and text.lstrip()[:1] in ("{", "["))
-    return Response(resp.status, headers, text, is_json, elapsed)
+    response = Response(resp.status, headers, text, is_json, elapsed)
+    response.size = len(raw)
+    return response
 
 
 def excerpt(text: str, limit: int = 200) -> str:

@@ -49,6 +49,7 @@ from lamrunner.errors import (
     HttpStatusError,
     LamrunnerError,
     PollingError,
+    ResultFetchFailed,
     ScriptError,
     TransportError,
 )
@@ -58,6 +59,13 @@ from lamrunner.js.simplecond import UNDEFINED, Unsupported, compile_condition, c
 from lamrunner.runner.context import RunContext
 from lamrunner.runner.history import attempt_row, failure_excerpt
 from lamrunner.runner.rendering import OAuthClient, render_auth, render_request
+from lamrunner.runner.resulturl import (
+    fetch_result,
+    find_pointer,
+    put_result,
+    register_url_secrets,
+    result_request,
+)
 from lamrunner.runner.tokens import fetch_token
 from lamrunner.units import format_duration
 
@@ -81,6 +89,25 @@ class CallResult:
     progress: dict[str, Any] | None = None  # loopUntil.progress: {"percent", "etaMs"}
     pagination: dict[str, Any] | None = None  # {"pages", "stoppedBy", "statuses"}
     polls: int = 1  # a poll's attempts (retries inside one attempt not counted): pollCount
+    # followResultUrl followed a pointer: {"url" (masked), "status", "bytes", "attempts",
+    # "durationMs"} of the result's fetch
+    result_url: dict[str, Any] | None = None
+
+    @classmethod
+    def restored(cls, entry: dict[str, Any]) -> CallResult:
+        """The result a GWO entry (`{"response", "http"}`) was made from (`http`)."""
+        http = entry["http"]
+        return cls(
+            value=entry["response"],
+            status=http["status"],
+            headers=http["headers"],
+            attempts=http["attempts"],
+            duration_ms=http["durationMs"],
+            throttled_ms=http.get("throttledMs", 0),
+            progress=http.get("progress"),
+            pagination=http.get("pagination"),
+            result_url=http.get("resultUrl"),
+        )
 
     def http(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -95,12 +122,16 @@ class CallResult:
             entry["progress"] = self.progress
         if self.pagination is not None:
             entry["pagination"] = self.pagination
+        if self.result_url is not None:
+            entry["resultUrl"] = self.result_url
         return entry
 
 
 ProgressHook = Callable[[PollState], None]
 HistoryHook = Callable[[dict[str, Any]], None]  # one row per poll attempt (see history)
 GiveUpHook = Callable[[dict[str, Any]], None]  # the outcome of a poll's onGiveUp request
+# followResultUrl: the request (or poll) succeeded with a pointer; called before the fetch
+PolledHook = Callable[["CallResult"], None]
 # The reasons a poll gives up (and sends its onGiveUp): its errors, a signal, `lamrunner cancel`
 INTERRUPTED, CANCELLED = "Interrupted", "Cancelled"
 
@@ -110,22 +141,32 @@ class Element:
     """One request object as `perform` takes it: what to send, and where its progress goes.
 
     `on_attempt` hears of every poll attempt that is followed by another (to checkpoint the
-    loop); `on_history` gets a row for every attempt, the one that settles the poll too."""
+    loop); `on_history` gets a row for every attempt, the one that settles the poll too;
+    `on_polled` hears of a success whose `followResultUrl` names a pointer, before the fetch
+    (to checkpoint it, so a resumed run fetches the result again rather than poll again)."""
 
     request: RenderedRequest
     spec: RequestSpec
     on_attempt: ProgressHook | None = None
     on_history: HistoryHook | None = None
     on_give_up: GiveUpHook | None = None
+    on_polled: PolledHook | None = None
 
 
 def perform(
-    ctx: RunContext, element: Element, poll: PollState | None = None
+    ctx: RunContext,
+    element: Element,
+    poll: PollState | None = None,
+    polled: CallResult | None = None,
 ) -> Coroutine[Any, Any, CallResult]:
     """Run one request object to its result (resuming `poll` if given), or raise the error
     that ends it: await what this returns. It is the call's own coroutine, not one wrapping
-    it, since every wake-up of a poll's send passes through each coroutine that awaits it."""
+    it, since every wake-up of a poll's send passes through each coroutine that awaits it.
+    With `polled` (a success saved before its result pointer was fetched), only the fetch is
+    made."""
     call = _Call(ctx, element)
+    if polled is not None:
+        return call.follow_result(polled)
     if element.spec.pagination is not None:
         return call.pages(element.spec.pagination)
     if element.spec.loop is None:
@@ -164,7 +205,41 @@ class _Call:
         assert response is not None
         if response.status >= 400 and self.spec.fail_on_http_error:
             raise _status_error(self.request, response, sent)
-        return _result(response, sent, clock.now() - started, throttled)
+        return await self.follow_result(_result(response, sent, clock.now() - started, throttled))
+
+    async def follow_result(self, result: CallResult) -> CallResult:
+        """`result` with the result its `followResultUrl` pointer names in place of the
+        pointer (see `resulturl`); unchanged without one. Raises ResultFetchFailed."""
+        query = self.spec.follow_result
+        if query is None or result.status >= 300:  # a recorded failure has no result
+            return result
+        base = self.element.request
+        pointer = find_pointer(result.value, query, base.url)
+        if pointer is None:
+            return result
+        register_url_secrets(self.ctx.secrets, pointer.url)  # before it shows up anywhere
+        if self.element.on_polled is not None:
+            self.element.on_polled(result)
+        self.ctx.log.info("result.fetch", where=self.spec.where, url=pointer.url)
+        value, info = await fetch_result(
+            pointer,
+            result_request(base, pointer.url),
+            self._send_result,
+            self.ctx.secrets,
+            self.ctx.clock.now,
+        )
+        self.ctx.log.info(
+            "result.fetched", where=self.spec.where, bytes=info["bytes"], ms=info["durationMs"]
+        )
+        return replace(result, value=put_result(result.value, query, value), result_url=info)
+
+    async def _send_result(
+        self, request: RenderedRequest
+    ) -> tuple[Response | None, TransportError | None, int]:
+        """A result URL's GET, with the request's retry (no poll deadline: the poll is over)."""
+        self.request = request
+        response, error, sent, _ = await self._send(self.spec.retry, None, validate=False)
+        return response, error, sent
 
     async def pages(self, paging: PageSpec) -> CallResult:
         """Page after page (each sent as `once` sends it: retried, failOnHttpError checked)
@@ -820,9 +895,23 @@ class Poller:
             located = offered.value if follow else None
             if isinstance(located, dict) and isinstance(located.get("resourceLocation"), str):
                 where = located["resourceLocation"]
-                return await self._fetch_result(state, where, decision, offered)
-            return decision, self._result(state, offered)
+                decision, result = await self._fetch_result(state, where, decision, offered)
+            else:
+                result = self._result(state, offered)
+            return await self._with_result(decision, result)
         return decision, None
+
+    async def _with_result(
+        self, decision: Decision, result: CallResult | None
+    ) -> tuple[Decision, CallResult | None]:
+        """A successful poll's result with its `followResultUrl` pointer followed; a failed
+        fetch turns the success into a `Fail`."""
+        if result is None or not isinstance(decision, Succeed):
+            return decision, result
+        try:
+            return decision, await self._call.follow_result(result)
+        except ResultFetchFailed as exc:
+            return Fail(exc), None
 
     def _result(self, state: PollState, response: Response) -> CallResult:
         now = self._call.ctx.clock.now()

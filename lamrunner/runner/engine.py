@@ -58,9 +58,11 @@ from lamrunner.logs.masking import Secrets
 from lamrunner.runner import routes
 from lamrunner.runner.calls import (
     CANCELLED,
+    CallResult,
     Element,
     GiveUpHook,
     HistoryHook,
+    PolledHook,
     Poller,
     ProgressHook,
     Suspended,
@@ -731,6 +733,7 @@ async def _element(
         if batch.hopeless():  # a tolerant batch that failed while this one waited its turn
             raise batch.cancelled()
         poll = None if entry is None or entry.poll is None else entry.poll.copy()
+        polled = None if entry is None or entry.fetch is None else CallResult.restored(entry.fetch)
         spec = batch.directive.requests[i]
         of = spec.loop.max_attempts if spec.loop is not None else 1
         element = Element(
@@ -739,9 +742,10 @@ async def _element(
             _attempt_hook(ctx, step, state, i, of),
             _history_hook(ctx, step, state, i),
             None if spec.on_give_up is None else _give_up_hook(ctx, step, state, i),
+            None if spec.follow_result is None else _polled_hook(ctx, state, i),
         )
         try:
-            result = await perform(ctx, element, poll)
+            result = await perform(ctx, element, poll, polled)
         except Suspended:
             return _WAITING  # type: ignore[no-any-return]
         except LamrunnerError as exc:
@@ -798,6 +802,21 @@ def _attempt_hook(ctx: RunContext, step: Step, state: RunState, i: int, of: int)
                 )
 
     return on_attempt
+
+
+def _polled_hook(ctx: RunContext, state: RunState, index: int) -> PolledHook:
+    """Checkpoint a success whose result pointer is about to be fetched: an interrupted fetch
+    is made again on resume, without sending the request (or polling) again."""
+    assert state.pending is not None
+    elements = state.pending.elements
+
+    def on_polled(result: CallResult) -> None:
+        entry = elements[index] = ElementState(
+            fetch={"response": result.value, "http": result.http()}
+        )
+        ctx.observer.save_element(state, index, entry)
+
+    return on_polled
 
 
 def _give_up_hook(ctx: RunContext, step: Step, state: RunState, index: int) -> GiveUpHook:

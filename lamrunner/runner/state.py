@@ -19,11 +19,14 @@ stopped at its budget, to be resumed when its earliest poll is due) and an eleme
 resumed step settles as an uninterrupted one would). A third, `children` (the sub-workflow runs
 a run started, `ChildRun`), is written only by a run that started one. A fourth, `route` (each
 step execution so far, `StepRun`: how it was entered and left), is written once a step has
-run; a state without it reads as a run whose steps went in order.
+run; a state without it reads as a run whose steps went in order. A fifth is an element's
+`{"fetch": {"response", "http"}}`: a request (or poll) that succeeded with a `followResultUrl`
+pointer whose result is not fetched yet, so a resumed run fetches it without polling again.
 
     {"schema": 2, "run_id": str, "workflow": str, "gwo": {...}, "next_step": int >= 0,
      "pending": null | {"output": {directive}, "elements": [null | {"poll": {PollState}}
                                                            | {"result": {"response", "http"}}
+                                                           | {"fetch": {"response", "http"}}
                                                            | {"error": {"type", "message",
                                                                         ...}}]},
      "status": "RUNNING" | "SUSPENDED" | "SUCCESS" | "FAILED", "result": any,
@@ -75,6 +78,9 @@ class ElementState:
     poll: PollState | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    # followResultUrl: the success (`{"response", "http"}`, the pointer in it) whose result is
+    # being fetched; a resumed run fetches it again and does not poll again
+    fetch: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -86,16 +92,18 @@ class ElementState:
             return {"result": self.result}
         if self.error is not None:
             return {"error": self.error}
+        if self.fetch is not None:
+            return {"fetch": self.fetch}
         if self.poll is None:
-            raise ValueError("an ElementState has a poll state, a result or an error")
+            raise ValueError("an ElementState has a poll state, a result, an error or a fetch")
         return {"poll": self.poll.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "element") -> ElementState:
-        _check_object(data, where, required=(), allowed=("poll", "result", "error"))
+        _check_object(data, where, required=(), allowed=("poll", "result", "error", "fetch"))
         if len(data) != 1:
             raise DefinitionError(
-                f"{where}: expected one of poll, result or error, got {_keys(data)}"
+                f"{where}: expected one of poll, result, error or fetch, got {_keys(data)}"
             )
         if "poll" in data:
             return cls(poll=PollState.from_dict(data["poll"], f"{where}.poll"))
@@ -105,10 +113,11 @@ class ElementState:
             for key in ("type", "message"):
                 _check_type(error[key], str, "a string", f"{where}.error.{key}")
             return cls(error=error)
-        result = data["result"]
-        _check_object(result, f"{where}.result", required=("response", "http"))
-        _check_type(result["http"], dict, "an object", f"{where}.result.http")
-        return cls(result=result)
+        key = "fetch" if "fetch" in data else "result"
+        result = data[key]
+        _check_object(result, f"{where}.{key}", required=("response", "http"))
+        _check_type(result["http"], dict, "an object", f"{where}.{key}.http")
+        return cls(fetch=result) if key == "fetch" else cls(result=result)
 
 
 @dataclass
