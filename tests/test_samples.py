@@ -62,9 +62,9 @@ def test_every_sample_is_covered() -> None:
         "batch.yaml",
         "client-poll.yaml",
         "job-lifecycle.yaml",
+        "large-result.yaml",
         "poll-external-api.yaml",
         "poll-warmup.yaml",
-        "large-result.yaml",
         "process-dataset.yaml",
     ]
     assert {p.name for p in INPUTS.glob("*.json")} == {
