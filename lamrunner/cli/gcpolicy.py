@@ -29,7 +29,10 @@ import gc
 import time
 from collections.abc import AsyncIterator
 
-FREEZE_EVERY = 2.0
+# Often enough that what one interval makes stays small: at 2 s, 10,000 polling loops still
+# met 23 full collections in 70 s (3.2 s of pauses, the longest 271 ms, timer p99 117 ms);
+# at 0.3 s, 2 (70 ms in all; p99 9 ms). Each freeze costs a young collection, well under 1 ms.
+FREEZE_EVERY = 0.3
 FULL_EVERY = 600.0
 _holders = 0
 _task: asyncio.Task[None] | None = None
