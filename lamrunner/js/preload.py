@@ -84,7 +84,26 @@ LOADER = """(function (realEval) {
 # property on the object written to, as assignment would have. Returns CLEAN: true when the
 # realm can serve another call, false when a call made that impossible (a global that cannot
 # be deleted, a non-extensible global object).
-HARDEN = """(() => {
+# The deep freeze both kinds of realm use (conditions' and handlers'): `harden(o)` freezes `o`,
+# what its own properties reach (values, getters, setters) and its prototype chain, each object
+# once (`seen`). It reads `freeze`, `ownKeys`, `describe` and `proto` from the code around it.
+HARDEN_FUNCTION = """\
+  const seen = new WeakSet();
+  const harden = (o) => {
+    if ((typeof o !== "object" && typeof o !== "function") || o === null || seen.has(o)) return;
+    seen.add(o);
+    freeze(o);
+    for (const key of ownKeys(o)) {
+      const d = describe(o, key);
+      if (d === undefined) continue;
+      if ("value" in d) harden(d.value); else { harden(d.get); harden(d.set); }
+    }
+    harden(proto(o));
+  };
+"""
+
+HARDEN = (
+    """(() => {
   "use strict";
   const { freeze, defineProperty, getOwnPropertyDescriptor: describe, getPrototypeOf: proto,
     isExtensible } = Object;
@@ -118,19 +137,9 @@ HARDEN = """(() => {
     if (typeof C === "function" && C.prototype !== null &&
         (typeof C.prototype === "object" || typeof C.prototype === "function")) tame(C.prototype);
   }
-  const seen = new WeakSet();
-  const harden = (o) => {
-    if ((typeof o !== "object" && typeof o !== "function") || o === null || seen.has(o)) return;
-    seen.add(o);
-    freeze(o);
-    for (const key of ownKeys(o)) {
-      const d = describe(o, key);
-      if (d === undefined) continue;
-      if ("value" in d) harden(d.value); else { harden(d.get); harden(d.set); }
-    }
-    harden(proto(o));
-  };
-  seen.add(globalThis);
+"""
+    + HARDEN_FUNCTION
+    + """  seen.add(globalThis);
   for (const key of ownKeys(globalThis)) {
     const d = describe(globalThis, key);
     if ("value" in d) {
@@ -151,3 +160,4 @@ HARDEN = """(() => {
     return true;
   };
 })()"""
+)

@@ -254,24 +254,17 @@ _CONDITION_FORMS = (("(function(ctx){ return (", "\n); })"), ("(function(ctx){ "
 # condition cannot leave a trace for the next one (SES-style hardening, without the library).
 # In sloppy mode writes to frozen things are ignored, so a condition that tries still runs.
 # Returns `harden` for the compiled conditions themselves (no state on `arguments.callee`).
-_HARDEN = """(() => {
+_HARDEN = (
+    """(() => {
   "use strict";
   const freeze = Object.freeze, ownKeys = Reflect.ownKeys, proto = Object.getPrototypeOf,
-    describe = Object.getOwnPropertyDescriptor, seen = new WeakSet();
-  const harden = (o) => {
-    if ((typeof o !== "object" && typeof o !== "function") || o === null || seen.has(o)) return;
-    seen.add(o);
-    freeze(o);
-    for (const key of ownKeys(o)) {
-      const d = describe(o, key);
-      if (d === undefined) continue;
-      if ("value" in d) harden(d.value); else { harden(d.get); harden(d.set); }
-    }
-    harden(proto(o));
-  };
-  harden(globalThis);
+    describe = Object.getOwnPropertyDescriptor;
+"""
+    + preload.HARDEN_FUNCTION
+    + """  harden(globalThis);
   return harden;
 })()"""
+)
 INLINE_BUDGET = 0.010  # seconds of CPU a condition may take on the event-loop thread
 INLINE_MAX_CHARS = 64 * 1024  # bigger ctx JSON is parsed on a worker (about 1 ms per 64 KB)
 _MAX_COMPILED = 1024  # condition sources kept compiled per realm
