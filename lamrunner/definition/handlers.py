@@ -79,13 +79,7 @@ def load_handler(spec: str, base_dir: Path, where: str) -> Handler:
 def _load_js(path: Path, spec: str, where: str) -> Handler:
     from lamrunner.js import runtime as jsengine
 
-    source = _read(path, where)
-    sites = find_sites(source, "javascript", f"{where}: {path}")
-    try:
-        jsengine.check_handler(placeholder(source, sites))
-    except ScriptError as exc:
-        raise DefinitionError(f"{where}: {path}: {exc.message}") from None
-    return Handler(spec, "javascript", str(path), source=source, templates=sites)
+    return _load_program(path, spec, where, "javascript", jsengine.check_handler)
 
 
 def _load_jq(path: Path, spec: str, where: str) -> Handler:
@@ -98,13 +92,27 @@ def _load_jq(path: Path, spec: str, where: str) -> Handler:
             f"{where}: {path} is a JQ program, which needs the jq package: "
             "pip install 'lamrunner[jq]' (or pip install jq)"
         ) from None
+    return _load_program(path, spec, where, "jq", jqengine.check_program, with_line=True)
+
+
+def _load_program(
+    path: Path,
+    spec: str,
+    where: str,
+    language: str,
+    check: Callable[[str], object],
+    with_line: bool = False,
+) -> Handler:
+    """A program (JavaScript or JQ) compiled now, its templates as placeholders, so a syntax
+    error is reported at load time; JQ's errors carry a line (`file.jq:3`)."""
     source = _read(path, where)
-    sites = find_sites(source, "jq", f"{where}: {path}")
+    sites = find_sites(source, language, f"{where}: {path}")
     try:
-        jqengine.check_program(placeholder(source, sites))
+        check(placeholder(source, sites))
     except ScriptError as exc:
-        raise DefinitionError(f"{where}: {path}:{exc.line or 1}: {exc.message}") from None
-    return Handler(spec, "jq", str(path), source=source, templates=sites)
+        at = f"{path}:{exc.line or 1}" if with_line else str(path)
+        raise DefinitionError(f"{where}: {at}: {exc.message}") from None
+    return Handler(spec, language, str(path), source=source, templates=sites)
 
 
 def _load_python_file(path: Path, func_name: str, spec: str, where: str) -> Handler:
