@@ -25,6 +25,16 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "bootstrap: node and npm are missing (tests/test_datefns.py needs them)" >&2
   fi
 fi
+# tests/test_runs_page.py drives the `lamrunner serve` runs page in a real headless browser:
+# Debian's chromium and its matching chromedriver (selenium, from the test extra, drives them).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing chromium and chromium-driver (apt-get)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2
+  else
+    echo "bootstrap: chromium or chromedriver is missing (tests/test_runs_page.py needs them)" >&2
+  fi
+fi
 if command -v npm >/dev/null && [ ! -f .cache/npm/node_modules/date-fns/package.json ]; then
   mkdir -p .cache/npm
   npm install --prefix .cache/npm --no-save --no-audit --no-fund --loglevel=error \
