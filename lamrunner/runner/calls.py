@@ -134,6 +134,9 @@ GiveUpHook = Callable[[dict[str, Any]], None]  # the outcome of a poll's onGiveU
 PolledHook = Callable[["CallResult"], None]
 # The reasons a poll gives up (and sends its onGiveUp): its errors, a signal, `lamrunner cancel`
 INTERRUPTED, CANCELLED = "Interrupted", "Cancelled"
+# A host that stops a run it (or its next process) continues from the checkpoint, as a server
+# that shuts down: a task cancelled with this message stops without giving up (no onGiveUp)
+HANDOVER = "Handover"
 
 
 @dataclass(frozen=True)
@@ -261,9 +264,10 @@ class _Call:
 
         With a budget (`ctx.budget_end`), a next attempt due after the budget's end is not
         waited for: `Suspended` says when it is due (the state was checkpointed after the
-        attempt before it)."""
+        attempt before it). A rolling `ctx.hold` does the same for an attempt due more than
+        `hold` seconds after the moment the loop would start waiting for it."""
         state = state or PollState.start(policy, self.ctx.clock.now())
-        end = self.ctx.budget_end
+        end = _Horizon(self.ctx.budget_end, self.ctx.hold)
         poller = await Poller.open(self, policy)
         attempt, on_attempt = poller._attempt, self.element.on_attempt
         try:
@@ -273,8 +277,9 @@ class _Call:
             last = poller._last  # the last answer, small and parsed, for a poll step's outputs
             raise exc.replaced(last_response=None if last is None else _kept(last)) from None
         except asyncio.CancelledError as exc:  # a signal, or `lamrunner cancel` (its message)
-            reason = CANCELLED if exc.args and exc.args[0] == CANCELLED else INTERRUPTED
-            await self._give_up(reason, state, poller)
+            why = exc.args[0] if exc.args else None
+            if why != HANDOVER:  # a handover continues the poll later: it does not give up
+                await self._give_up(CANCELLED if why == CANCELLED else INTERRUPTED, state, poller)
             raise
         finally:
             await poller.aclose()
@@ -288,14 +293,14 @@ class _Call:
             [PollState, float], Coroutine[Any, Any, tuple[Decision, CallResult | None]]
         ],
         on_attempt: ProgressHook | None,
-        end: float | None,
+        end: _Horizon,
     ) -> CallResult:
         clock, log, debug = self.ctx.clock, self.ctx.log, self.debug
         last_info = float("-inf")
         while True:
             now = clock.now()
             if state.next_due > now:
-                if end is not None and state.next_due > end:
+                if end.beyond(state.next_due, now):
                     raise Suspended(state.next_due)
                 await clock.sleep(state.next_due - now)
                 now = clock.now()
@@ -781,6 +786,21 @@ def register(secrets: Any, request: RenderedRequest) -> None:
     secrets.add_headers(request.headers)
     for value in request.secrets:
         secrets.add(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Horizon:
+    """How far ahead a run waits in memory: until its budget's end (epoch seconds), and at
+    most `hold` seconds past now; None for either is no limit."""
+
+    end: float | None
+    hold: float | None
+
+    def beyond(self, due: float, now: float) -> bool:
+        """Whether an attempt due at `due` is too far ahead to wait for: the run suspends."""
+        if self.end is not None and due > self.end:
+            return True
+        return self.hold is not None and due - now > self.hold
 
 
 class Suspended(Exception):  # a state, not an error: the run suspends

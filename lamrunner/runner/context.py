@@ -39,6 +39,7 @@ class RunContext:
     subruns: SubRuns  # its sub-workflow runs: started, resumed, awaited before it ends
     rand: Callable[[], float] = field(default=random.random)  # jitter
     budget_end: float | None = None  # epoch seconds: a poll due after it suspends the run
+    hold: float | None = None  # seconds: a poll due more than this after now suspends the run
     tokens: TokenCache = field(default_factory=TokenCache)  # this run's oauth2 tokens
 
     @property

@@ -133,21 +133,36 @@ class Engine:
         self._lineage = lineage or Lineage.root(workflow)
 
     async def run(
-        self, input_data: Any = None, run_id: str | None = None, *, budget: float | None = None
+        self,
+        input_data: Any = None,
+        run_id: str | None = None,
+        *,
+        budget: float | None = None,
+        hold: float | None = None,
     ) -> dict[str, Any]:
         """Run from the first step; returns the run record. With a `budget` (seconds), the run
-        suspends rather than wait for a poll attempt due after the budget's end."""
+        suspends rather than wait for a poll attempt due after the budget's end; with a `hold`
+        (seconds), rather than wait for one due more than `hold` after now (see `resume`)."""
         state = RunState.start(self.workflow.name, {} if input_data is None else input_data, run_id)
-        return await self.resume(state, budget=budget)
+        return await self.resume(state, budget=budget, hold=hold)
 
     async def resume(
-        self, state: RunState, *, budget: float | None = None, steps: int | None = None
+        self,
+        state: RunState,
+        *,
+        budget: float | None = None,
+        steps: int | None = None,
+        hold: float | None = None,
     ) -> dict[str, Any]:
         """Continue a (saved) run from its next step or its in-flight poll. A SUSPENDED state
         resumed before its `resume_at` first waits until then; the budget counts from then.
         With `steps`, the run stops RUNNING once that many steps have completed (a host that
-        checkpoints each step itself advances one at a time)."""
+        checkpoints each step itself advances one at a time). `hold` is a rolling budget: a
+        poll whose next attempt is due more than `hold` seconds after the moment it would
+        start waiting suspends the run (once every request of its step has settled or waits
+        so), so a server keeps short waits in memory and turns long ones into saved rows."""
         _check_budget(budget)
+        _check_budget(hold, "hold")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
             raise DefinitionError(f"steps: expected a number of steps >= 1, got {steps!r}")
         if steps is not None and steps < 1:
@@ -163,7 +178,9 @@ class Engine:
                 state.status = RUNNING
             end = None if budget is None else self.clock.now() + budget
             async with AsyncExitStack() as stack:
-                ctx = await self._context(stack, state.run_id, secrets, log, self._observer, end)
+                ctx = await self._context(
+                    stack, state.run_id, secrets, log, self._observer, end, hold
+                )
                 await _drive(ctx, state, steps)
             if state.status == SUSPENDED:
                 at = state.resume_at
@@ -266,6 +283,7 @@ class Engine:
         log: Any,
         observer: Observers,
         budget_end: float | None = None,
+        hold: float | None = None,
     ) -> RunContext:
         """One run's context; what it opens for the run is closed with `stack`."""
         transport = await self._run_transport(stack)
@@ -285,6 +303,7 @@ class Engine:
             clock=self.clock,
             observer=observer,
             budget_end=budget_end,
+            hold=hold,
             subruns=SubRuns(spawn, self._lineage, observer, self._saved_runs),
         )
 
@@ -886,8 +905,11 @@ def _end(ctx: RunContext, step: Step, state: RunState, payload: Any, how: str) -
 
 
 def _succeed(ctx: RunContext, step: Step, state: RunState, result: Any, how: str) -> None:
+    """The run ends now with `result`; `how` (lam.exit, lam.response, lam.resolveThenExecute)
+    is kept as the state's `meta["endedBy"]`, so a host can answer a lam.response with it."""
     state.status = SUCCESS
     state.result = result
+    state.meta["endedBy"] = how
     ctx.log.info("run.exit", step=step.name, directive=how)
 
 
@@ -918,13 +940,13 @@ def _check_condition(source: str, where: str) -> None:
     check_condition(source, where)
 
 
-def _check_budget(budget: float | None) -> None:
+def _check_budget(budget: float | None, what: str = "budget") -> None:
     if budget is None:
         return
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget >= 0:
-        raise DefinitionError(f"budget: expected seconds >= 0 (a number), got {budget!r}")
+        raise DefinitionError(f"{what}: expected seconds >= 0 (a number), got {budget!r}")
     if not math.isfinite(budget):
-        raise DefinitionError("budget: expected a finite number of seconds (None: no budget)")
+        raise DefinitionError(f"{what}: expected a finite number of seconds (None: no {what})")
 
 
 def _error_state(error: LamrunnerError, secrets: Secrets) -> dict[str, Any]:

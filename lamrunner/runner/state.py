@@ -481,7 +481,8 @@ class RunState:
 
     def record(self) -> dict[str, Any]:
         """The run record printed on stdout; a SUSPENDED one also has `resumeAt`; a run that
-        sent onGiveUp requests has `giveUps`, a redriven one `redrives`, one that started
+        sent onGiveUp requests has `giveUps`, a redriven one `redrives`, one a directive ended
+        `endedBy` (lam.exit, lam.response or lam.resolveThenExecute), one that started
         sub-workflows `subWorkflows` (each child's step, mode, workflowId, runId, status and,
         once it ended, result or error), one whose steps did not all go in order `route` (every
         step execution: StepRun)."""
@@ -496,7 +497,7 @@ class RunState:
         if self.status == SUSPENDED:
             at = self.resume_at
             record["resumeAt"] = None if at is None else {"epoch": at, "iso": iso_ms(at)}
-        for key in ("giveUps", "redrives"):
+        for key in ("giveUps", "redrives", "endedBy"):
             if self.meta.get(key):
                 record[key] = self.meta[key]
         if self.children:
