@@ -104,11 +104,65 @@ def build_parser() -> argparse.ArgumentParser:
     _store_options(runs)
     _log_options(runs)
 
+    _serve_parser(commands)
+
     from lamrunner.cli import packageargs  # not cli.package: only `package` pays its imports
 
     packageargs.add_parser(commands)
     _log_options(commands.choices["package"])
     return parser
+
+
+def _serve_parser(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="serve workflows over HTTP: execute them, as jobs that survive restarts"
+    )
+    serve.add_argument(
+        "workflows", nargs="+", metavar="WORKFLOW_OR_FOLDER", help="workflow files or folders"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, default=8780, help="port to listen on (8780; 0: any free one)"
+    )
+    serve.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a config layer callers pick with ?configuration=NAME (its file name)",
+    )
+    serve.add_argument(
+        "--api-key-env", metavar="NAME", help="the environment variable holding the API key"
+    )
+    serve.add_argument(
+        "--signing-key-env",
+        metavar="NAME",
+        help="the environment variable holding the callback signing key (default: the API key)",
+    )
+    serve.add_argument(
+        "--retention", default="7d", metavar="DURATION", help="keep ended jobs this long (7d)"
+    )
+    serve.add_argument(
+        "--hold",
+        default="60",
+        metavar="SECONDS",
+        help="a synchronous execute waits this long, then answers 202 with the job (60)",
+    )
+    serve.add_argument(
+        "--max-body", default="10MB", metavar="SIZE", help="largest request body (10MB)"
+    )
+    _store_options(serve)
+    _log_options(serve)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0: any free one)")
+    return port
 
 
 def _budget_option(parser: argparse.ArgumentParser) -> None:
@@ -205,7 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         from lamrunner.errors import InternalError
 
         command = next(
-            (a for a in argv if a in ("run", "validate", "resume", "cancel", "runs", "package")),
+            (
+                a
+                for a in argv
+                if a in ("run", "validate", "resume", "cancel", "runs", "package", "serve")
+            ),
             "run",
         )
         return _last_word(
@@ -243,7 +301,7 @@ def _main(argv: list[str]) -> int:
             parser.print_help(sys.stderr)
             raise DefinitionError(
                 "lamrunner: no command given; choose one of run, validate, "
-                "resume, cancel, runs, package (see lamrunner --help)"
+                "resume, cancel, runs, package, serve (see lamrunner --help)"
             )
         args = parser.parse_args(argv)  # --version and --help exit here, cheaply
     except DefinitionError as exc:
@@ -257,6 +315,7 @@ def _main(argv: list[str]) -> int:
     command = {"run": _run, "validate": _validate, "resume": _resume, "runs": _runs}
     command["cancel"] = _cancel
     command["package"] = _package
+    command["serve"] = _serve
     with stdout_to_log() as stdout:  # handlers may print at import time too
         try:
             return command[args.command](args, stdout)
@@ -299,6 +358,29 @@ def _cancel(args: argparse.Namespace, stdout: TextIO) -> int:
     record = launch.cancel(args.run_id, _store(args))
     cancelled = (record.get("error") or {}).get("type") == "Cancelled"
     return _emit(record, stdout, None) or (EXIT_OK if cancelled else EXIT_FAILED)
+
+
+def _serve(args: argparse.Namespace, stdout: TextIO) -> int:
+    """Serve until SIGTERM / Ctrl-C: 0. Refused before listening: 2 with the one record."""
+    import asyncio
+
+    from lamrunner.server.serve import ServeOptions, serve
+    from lamrunner.store.sqlite import default_path
+    from lamrunner.units import parse_duration, parse_size
+
+    options = ServeOptions(
+        paths=tuple(args.workflows),
+        store=Path(args.store).expanduser() if args.store else default_path(),
+        host=args.host,
+        port=args.port,
+        configs=tuple(args.config),
+        api_key_env=args.api_key_env,
+        signing_key_env=args.signing_key_env,
+        retention=parse_duration(args.retention, "--retention"),
+        hold=parse_duration(args.hold, "--hold"),
+        max_body=parse_size(args.max_body, "--max-body"),
+    )
+    return asyncio.run(serve(options, stdout))
 
 
 def _budget(args: argparse.Namespace) -> float | None:

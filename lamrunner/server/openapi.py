@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from lamrunner import __version__
+from lamrunner.server.jobs import JOB_STATUSES
 
-JOB_STATUSES = ("pending", "processing", "completed", "failed", "canceled", "expired")
 JSON = "application/json"
 Schema = dict[str, Any]
 
@@ -37,15 +37,6 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["is_url", "url"],
         "properties": {"is_url": {"const": True}, "url": {"type": "string"}},
     },
-    "JobError": {
-        "type": "object",
-        "required": ["type", "message"],
-        "properties": {
-            "type": {"type": "string"},
-            "message": {"type": "string"},
-            "step": {"type": ["string", "null"]},
-        },
-    },
     "Job": {
         "type": "object",
         "required": ["job_id", "status", "created_at", "updated_at"],
@@ -58,7 +49,7 @@ SCHEMAS: dict[str, Schema] = {
             "result": {"description": "completed: the output (or a LargeResult); expired: a stub"},
             "error": {
                 "description": "failed: why",
-                "anyOf": [{"$ref": "#/components/schemas/JobError"}, {"type": "string"}],
+                "type": "string",
             },
         },
     },
@@ -145,8 +136,8 @@ WORKFLOW = _path("name", "the workflow's `name`")
 JOB_ID = _path("job_id", "the id the submission answered")
 EXECUTE_QUERY = [
     _query("configuration", "a config file the server was given (--config), by its name"),
-    _query("start_from_step", "the step to start at (its name)"),
-    _query("end_at_step", "the last step to run (its name)"),
+    _query("start_from_step", "the step to start at (1: the first)", {"type": "integer"}),
+    _query("end_at_step", "the last step to run (1: the first)", {"type": "integer"}),
     _query("callback_url", "POST the final job here when it ends (http or https)"),
 ]
 LIST_QUERY = [
