@@ -11,6 +11,7 @@ the `api_key` query parameter masked.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
@@ -130,15 +131,23 @@ def _is_page(path: str) -> bool:
 def _cookie_redirect(request: web.Request, key: auth.ApiKey) -> web.StreamResponse:
     """The runs page opened as /?api_key=KEY: keep the key in a cookie, drop it from the URL."""
     rest = [(k, v) for k, v in request.query.items() if k != auth.QUERY]
-    response = web.HTTPSeeOther(request.path + (f"?{urlencode(rest)}" if rest else ""))
+    location = request.path + (f"?{urlencode(rest)}" if rest else "")
+    response = web.Response(status=303, headers={"Location": location})
     response.set_cookie(
         auth.COOKIE, key.value, httponly=True, samesite="Strict", path="/", max_age=7 * 86400
     )
     return response
 
 
-def error_response(status: int, kind: str, message: str, **extra: Any) -> web.Response:
-    return _json({"error": {"type": kind, "message": message}, **extra}, status)
+def error_response(
+    status: int,
+    kind: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    return _json({"error": {"type": kind, "message": message}, **extra}, status, headers)
 
 
 def _kind(exc: web.HTTPException) -> str:
@@ -251,8 +260,15 @@ def _step(query: Mapping[str, str], name: str) -> int | None:
 async def execute(request: web.Request) -> web.StreamResponse:
     """Laminar's synchronous execute: the run's result, its lam.response, or its error."""
     service = request.app[SERVICE]
-    job = await service.settled((await _submit(request)).job_id)
-    headers = {"X-Lamrunner-Job-Id": job.job_id, "Location": f"/jobs/{job.job_id}"}
+    submitted = await _submit(request)
+    headers = {"X-Lamrunner-Job-Id": submitted.job_id, "Location": f"/jobs/{submitted.job_id}"}
+    try:
+        job = await service.settled(submitted.job_id)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this request's own cancel (the client went away)
+        return _stopping(submitted, headers)  # the server stops: the job goes on after
     if job.status in ("failed", "canceled"):
         error = job.error or {"type": "Failed", "message": "the run failed", "step": None}
         return _json({"error": error, "job_id": job.job_id}, 500, headers)
@@ -266,6 +282,14 @@ async def execute(request: web.Request) -> web.StreamResponse:
         return _json(job.result, 200, headers)
     # still running past --hold: answer as the async API does, the caller polls
     return _accepted(job, headers)
+
+
+def _stopping(job: Job, headers: dict[str, str]) -> web.Response:
+    message = (
+        f"the server is stopping; job {job.job_id} keeps its checkpoint and goes on when the "
+        f"server starts again: poll /jobs/{job.job_id}"
+    )
+    return error_response(503, "ServiceUnavailable", message, job_id=job.job_id, headers=headers)
 
 
 async def execute_async(request: web.Request) -> web.StreamResponse:

@@ -32,7 +32,7 @@ from lamrunner.logs.chain import get_logger
 from lamrunner.logs.masking import Secrets
 from lamrunner.server import app as api
 from lamrunner.server import auth
-from lamrunner.server.callbacks import CallbackSender
+from lamrunner.server.callbacks import CallbackPolicy, CallbackSender
 from lamrunner.server.jobs import Job, JobService, Served
 from lamrunner.store.callbacks import CallbackOutbox
 
@@ -51,6 +51,7 @@ class ServeOptions:
     retention: float = 7 * 86400.0
     hold: float = 60.0
     max_body: int = 10 * 1000 * 1000
+    callbacks: CallbackPolicy = field(default_factory=CallbackPolicy)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -125,8 +126,7 @@ class Server:
     workflows: tuple[str, ...]
 
     async def close(self) -> None:
-        await self.runner.cleanup()  # no new requests; waiting sync callers are answered 503
-        await self.service.close()  # jobs keep their checkpoints
+        await self.runner.cleanup()  # stops listening, then the jobs (on_shutdown), then waits
         await self.sender.close()
         self.outbox.close()
 
@@ -147,7 +147,7 @@ async def start(options: ServeOptions) -> Server:
         env=options.env,
     )
     outbox = CallbackOutbox(options.store)
-    sender = CallbackSender(outbox, key=signing)
+    sender = CallbackSender(outbox, key=signing, policy=options.callbacks)
     origin: list[str] = []  # the server's URL, once it listens (large results' pointers)
     service.listen(_on_job_end(sender, served, origin))
     await service.start()
@@ -161,15 +161,22 @@ async def start(options: ServeOptions) -> Server:
         secrets_for=_secrets_for(served, configs, options.env),
     )
     app = api.make_app(service, settings)
-    runner = web.AppRunner(app, access_log_class=api.AccessLog, handle_signals=False)
+
+    async def stop_jobs(_app: web.Application) -> None:
+        await service.close()  # handover: checkpoints stay; sync callers waiting get a 503
+
+    app.on_shutdown.append(stop_jobs)
+    runner = web.AppRunner(
+        app, access_log_class=api.AccessLog, handle_signals=False, shutdown_timeout=5.0
+    )
     await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port, shutdown_timeout=5.0)
+    site = web.TCPSite(runner, options.host, options.port)
     try:
         await site.start()
     except OSError as exc:
-        await runner.cleanup()
-        await service.close()
+        await runner.cleanup()  # closes the service too
         await sender.close()
+        outbox.close()
         raise DefinitionError(
             f"--host {options.host} --port {options.port}: cannot listen ({exc.strerror or exc})"
         ) from None
