@@ -137,8 +137,10 @@ def _current(
         return None
     key = f"step_{state.next_step + 1}"
     step_polls = polls.pop(key, [])
-    name = (state.error or {}).get("step") or next(
-        (p["stepName"] for p in step_polls if p.get("stepName")), None
+    name = (
+        (state.error or {}).get("step")
+        or (state.route[-1].to if state.route else None)
+        or next((p["stepName"] for p in step_polls if p.get("stepName")), None)
     )
     return {
         "key": key,
@@ -164,6 +166,7 @@ def _polls(detail: RunDetail) -> dict[str, list[dict[str, Any]]]:
         by_key.setdefault(f"step_{where[0] + 1}", []).append(
             {
                 "element": count["element"],
+                "stepName": count["stepName"],
                 "attempts": count["attempts"],
                 "elided": count["elided"],
                 "statuses": count["statuses"],

@@ -247,11 +247,21 @@ async function showRun(main, jobId) {
       return;
     }
     clearProblem(main);
+    // A refresh keeps what the reader had: opened results, the focused button, the scroll.
     const open = [...slot.querySelectorAll("details[open]")].map((d) => d.dataset.key);
-    slot.replaceChildren(...runParts(data, jobId, refresh));
-    for (const key of open) {
-      const again = slot.querySelector(`details[data-key="${CSS.escape(key)}"]`);
-      if (again) again.open = true;
+    const focused = document.activeElement && slot.contains(document.activeElement)
+      ? document.activeElement.id : null;
+    const scrolled = window.scrollY;
+    const seen = JSON.stringify(data);
+    if (seen !== slot.dataset.seen) {
+      slot.dataset.seen = seen;
+      slot.replaceChildren(...runParts(data, jobId, refresh));
+      for (const key of open) {
+        const again = slot.querySelector(`details[data-key="${CSS.escape(key)}"]`);
+        if (again) again.open = true;
+      }
+      if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+      window.scrollTo(0, scrolled);
     }
     if (data.run.live) schedule(refresh, RUN_REFRESH_MS);
   }
