@@ -5,4 +5,6 @@
     scheduler   the waker: starts and resumes the due jobs, a bounded number in memory
     app, auth, callbacks, openapi   the HTTP side (aiohttp.web) over `JobService`
     views, static                    the runs page
+
+Layers inside: the HTTP side and the page use `jobs`; `jobs` uses `scheduler`.
 """

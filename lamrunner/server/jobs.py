@@ -46,6 +46,7 @@ from lamrunner.server.scheduler import Waker
 from lamrunner.store import jobs as table
 from lamrunner.store.jobs import JobRow, JobStore
 from lamrunner.store.sqlite import RunStore
+from lamrunner.units import format_duration
 
 JOB_STATUSES = ("pending", "processing", "completed", "failed", "canceled", "expired")
 LARGE_RESULT_BYTES = 5_000_000  # seed 004: a result this big (JSON) is answered as a pointer
@@ -724,10 +725,11 @@ def _uncancel() -> None:
 
 
 def _days(seconds: float) -> str:
-    if seconds % 86400 == 0:
+    """A retention as a person says it: `7 days`, else the duration's form (`1h`, `90s`)."""
+    if seconds >= 86400 and seconds % 86400 == 0:
         days = int(seconds // 86400)
         return f"{days} day" + ("" if days == 1 else "s")
-    return f"{seconds:g} s"
+    return format_duration(seconds)
 
 
 __all__ = [
