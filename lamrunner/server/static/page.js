@@ -357,9 +357,9 @@ function errorBox(error, stepsData) {
   if (last) {
     box.append(
       el("h3", { text: `Last response (HTTP ${last.status})` }),
-      el("pre", { id: "last-response", text: last.body }),
-      last.truncated ? el("p", { class: "muted", text: "(cut: the body was longer)" }) : null
+      el("pre", { id: "last-response", text: last.body })
     );
+    if (last.truncated) box.append(el("p", { class: "muted", text: "(cut: the body was longer)" }));
   }
   return box;
 }
