@@ -100,7 +100,14 @@ async def until(check: Callable[[], Any], timeout: float = 5.0) -> Any:
 
 
 async def finished(jobs: JobService, job: Job, timeout: float = 5.0) -> Job:
+    """The job once `settled` answers (it ended, here)."""
     return await asyncio.wait_for(jobs.settled(job.job_id), timeout)
+
+
+async def ended(jobs: JobService, job: Job, timeout: float = 5.0) -> Job:
+    """The job once it ended (a job that waits as a row settles before it ends)."""
+    done = ("completed", "failed", "canceled")
+    return await until(lambda: (j := jobs.get(job.job_id)) and j.status in done and j, timeout)  # type: ignore[no-any-return]
 
 
 # -- the sample job API, with a log of what it was sent ------------------------------------------
@@ -281,10 +288,11 @@ async def test_a_job_waiting_beyond_the_hold_leaves_memory_and_is_woken_on_time(
             lambda: (j := jobs.get(job.job_id)) and j.due_at is not None and j.attempts == 1 and j
         )
         await until(lambda: jobs.active == 0)
+        assert (await jobs.settled(job.job_id)).due_at == waiting.due_at  # a sync call: 202
         assert waiting.status == "processing"  # a row, no task: processing all the same
         assert waiting.document()["status"] == "processing"
         assert waiting.due_at == pytest.approx(time.time() + 2, abs=0.5)
-        done = await finished(jobs, job, timeout=6)
+        done = await ended(jobs, job, timeout=6)
     assert done.status == "completed" and done.attempts == 2
     first, second = api.requests_to("/job")
     assert second.at - first.at == pytest.approx(2.0, abs=0.3)  # woken early, sent on time

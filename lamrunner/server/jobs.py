@@ -42,6 +42,7 @@ from lamrunner.runner.clock import Clock, SystemClock
 from lamrunner.runner.engine import Engine
 from lamrunner.runner.observe import RunObserver
 from lamrunner.runner.state import FAILED, RUNNING, SUCCESS, SUSPENDED, RunState, iso_ms
+from lamrunner.server.scheduler import LEAD as WAKE_LEAD
 from lamrunner.server.scheduler import Waker
 from lamrunner.store import jobs as table
 from lamrunner.store.jobs import JobRow, JobStore
@@ -306,9 +307,11 @@ class JobService:
 
     async def settled(self, job_id: str) -> Job:
         """The job once it ended, or once its run's result is known while the run goes on
-        (lam.resolveThenExecute: the run is SUCCESS, its children still run)."""
+        (lam.resolveThenExecute: the run is SUCCESS, its children still run), or (added) once
+        it waits as a row: its run suspended, its next poll more than `hold` away (`due_at`
+        set, status processing) — the sync endpoint answers 202 then, the caller polls."""
         job = self._known(job_id)
-        if job.status in table.FINISHED:
+        if job.status in table.FINISHED or self._waiting(job):
             return job
         early = self._early.get(job_id)
         if early is not None:
@@ -438,6 +441,10 @@ class JobService:
             self._store.flush()
         if state.status == SUSPENDED:
             self._table.waiting(row.job_id, state.resume_at or self.clock.now())
+            waiting = self.get(row.job_id)  # its task ends now: a row, ahead
+            if waiting is not None and waiting.due_at is not None:
+                if waiting.due_at - self.clock.now() > WAKE_LEAD:
+                    self._notify(row.job_id, waiting)
         elif state.status == RUNNING:  # not expected: run it again from its checkpoint
             self._table.waiting(row.job_id, self.clock.now())
         else:
@@ -579,6 +586,15 @@ class JobService:
 
     def _next_due(self) -> float | None:
         return self._table.next_due()
+
+    def _waiting(self, job: Job) -> bool:
+        """A row until a poll well ahead (not a job due now: pending, resumed, recovered)."""
+        return (
+            job.status == table.PROCESSING
+            and job.due_at is not None
+            and job.due_at - self.clock.now() > WAKE_LEAD
+            and job.job_id not in self._active
+        )
 
     def _known(self, job_id: str) -> Job:
         job = self.get(job_id)
