@@ -114,12 +114,16 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[SETTINGS].api_key
-    if key is None or request.path in auth.UNAUTHENTICATED or request.path == "/openapi.json":
+    if key is None or request.path in auth.UNAUTHENTICATED:
         return await handler(request)
     given = auth.given_key(request.headers, request.query, request.cookies)
     if not key.matches(given):
         raise ApiError(401, "Unauthorized", auth.UNAUTHORIZED_MESSAGE)
-    if request.method == "GET" and _is_page(request.path) and auth.QUERY in request.query:
+    if (
+        request.method == "GET"
+        and _is_page(request.path)
+        and key.matches(request.query.get(auth.QUERY))
+    ):
         return _cookie_redirect(request, key)
     return await handler(request)
 
@@ -131,7 +135,7 @@ def _is_page(path: str) -> bool:
 def _cookie_redirect(request: web.Request, key: auth.ApiKey) -> web.StreamResponse:
     """The runs page opened as /?api_key=KEY: keep the key in a cookie, drop it from the URL."""
     rest = [(k, v) for k, v in request.query.items() if k != auth.QUERY]
-    location = request.path + (f"?{urlencode(rest)}" if rest else "")
+    location = request.rel_url.raw_path + (f"?{urlencode(rest)}" if rest else "")
     response = web.Response(status=303, headers={"Location": location})
     response.set_cookie(
         auth.COOKIE, key.value, httponly=True, samesite="Strict", path="/", max_age=7 * 86400
@@ -415,7 +419,8 @@ async def health(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:
-    return _json(openapi.document(PAGE_PATHS))
+    settings = request.app[SETTINGS]
+    return _json(openapi.document(PAGE_PATHS, settings.workflows))
 
 
 ROUTES = [

@@ -133,6 +133,15 @@ def _query(name: str, description: str, schema: Schema | None = None) -> Schema:
 
 
 WORKFLOW = _path("name", "the workflow's `name`")
+
+
+def _workflow_param(names: tuple[str, ...]) -> Schema:
+    """The `name` parameter: one of the served workflows, when the server says which."""
+    if not names:
+        return WORKFLOW
+    return {**WORKFLOW, "schema": {"type": "string", "enum": list(names)}}
+
+
 JOB_ID = _path("job_id", "the id the submission answered")
 EXECUTE_QUERY = [
     _query("configuration", "a config file the server was given (--config), by its name"),
@@ -169,9 +178,10 @@ def _result_view(summary: str) -> Schema:
     }
 
 
-def paths() -> dict[str, Schema]:
-    """Every route of the app, by its path."""
-    workflow_and_job = [WORKFLOW, JOB_ID]
+def paths(names: tuple[str, ...] = ()) -> dict[str, Schema]:
+    """Every route of the app, by its path; `names`: the served workflows."""
+    workflow = _workflow_param(names)
+    workflow_and_job = [workflow, JOB_ID]
     return {
         "/health": {
             "get": {
@@ -182,13 +192,12 @@ def paths() -> dict[str, Schema]:
         },
         "/openapi.json": {
             "get": {
-                "summary": "this document; needs no key",
-                "security": [],
-                "responses": {"200": _json("the OpenAPI document")},
+                "summary": "this document (it names the served workflows)",
+                "responses": {"200": _json("the OpenAPI document"), **_errors(401)},
             }
         },
         "/workflow/execute/{name}": {
-            "parameters": [WORKFLOW],
+            "parameters": [workflow],
             "post": {
                 "summary": "run the workflow and answer with its result (Laminar's execute)",
                 "parameters": EXECUTE_QUERY,
@@ -205,7 +214,7 @@ def paths() -> dict[str, Schema]:
             },
         },
         "/workflow/execute/{name}/async": {
-            "parameters": [WORKFLOW],
+            "parameters": [workflow],
             "post": {
                 "summary": "start the workflow as a job; poll Location",
                 "parameters": EXECUTE_QUERY,
@@ -219,6 +228,19 @@ def paths() -> dict[str, Schema]:
                         },
                     },
                     **_errors(400, 401, 404, 413),
+                },
+            },
+        },
+        "/page/static/{name}": {
+            "parameters": [_path("name", "page.js or page.css")],
+            "get": {
+                "summary": "the runs page's script and stylesheet",
+                "responses": {
+                    "200": {
+                        "description": "the asset",
+                        "content": {"text/javascript": {}, "text/css": {}},
+                    },
+                    **_errors(401, 404),
                 },
             },
         },
@@ -255,7 +277,7 @@ def paths() -> dict[str, Schema]:
             },
         },
         "/workflow/{name}/executions": {
-            "parameters": [WORKFLOW],
+            "parameters": [workflow],
             "get": {
                 "summary": "the workflow's jobs, newest first (Laminar's executions)",
                 "parameters": LIST_QUERY,
@@ -280,8 +302,11 @@ def paths() -> dict[str, Schema]:
     }
 
 
-def document(extra_paths: dict[str, Schema] | None = None) -> Schema:
-    """The whole document; `extra_paths`: routes another part of the server adds (the page)."""
+def document(
+    extra_paths: dict[str, Schema] | None = None, workflows: tuple[str, ...] = ()
+) -> Schema:
+    """The whole document; `extra_paths`: routes another part of the server adds (the page);
+    `workflows`: the served names (the `name` parameter's values)."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -290,7 +315,7 @@ def document(extra_paths: dict[str, Schema] | None = None) -> Schema:
             "description": "Run Laminar-style workflows over HTTP: synchronously, or as "
             "jobs that survive restarts. See docs/server.md.",
         },
-        "paths": {**paths(), **(extra_paths or {})},
+        "paths": {**paths(workflows), **(extra_paths or {})},
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {
