@@ -442,9 +442,9 @@ class JobService:
         if state.status == SUSPENDED:
             self._table.waiting(row.job_id, state.resume_at or self.clock.now())
             waiting = self.get(row.job_id)  # its task ends now: a row, ahead
-            if waiting is not None and waiting.due_at is not None:
-                if waiting.due_at - self.clock.now() > WAKE_LEAD:
-                    self._notify(row.job_id, waiting)
+            ahead = None if waiting is None or waiting.due_at is None else waiting.due_at
+            if waiting is not None and ahead is not None and ahead - self.clock.now() > WAKE_LEAD:
+                self._notify(row.job_id, waiting)
         elif state.status == RUNNING:  # not expected: run it again from its checkpoint
             self._table.waiting(row.job_id, self.clock.now())
         else:
@@ -559,8 +559,9 @@ class JobService:
                 waiter.set_result(job)
 
     async def _sweeps(self) -> None:
+        """Hourly, in real time (a fake clock's sleeps jump: `sweep(now)` is for tests)."""
         while True:
-            await self.clock.sleep(SWEEP_EVERY)
+            await asyncio.sleep(SWEEP_EVERY)
             self.sweep()
 
     # -- the parts ---------------------------------------------------------------------------
