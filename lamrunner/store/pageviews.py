@@ -21,7 +21,7 @@ from typing import Any
 
 from lamrunner.errors import DefinitionError
 from lamrunner.runner.state import ElementState, RunState
-from lamrunner.store.sqlite import _attempt, _listed_status
+from lamrunner.store.sqlite import attempt_row, listed_status
 
 _Rows = list[dict[str, Any]]
 _ERROR_TYPE = "json_extract(r.state, '$.error.type')"
@@ -199,7 +199,7 @@ class PageViews:
             " WHERE run_id = ? ORDER BY step, idx, attempt",
             (run_id,),
         ).fetchall()
-        return [{**_attempt(r), "stepIndex": r[0]} for r in rows]
+        return [{**attempt_row(r), "stepIndex": r[0]} for r in rows]
 
     def _poll_counts(self, run_id: str) -> _Rows:
         rows = self._db.execute(
@@ -230,7 +230,7 @@ class PageViews:
             {
                 "runId": r[0],
                 "workflow": r[1],
-                "status": _listed_status(r[2], r[3]),
+                "status": listed_status(r[2], r[3]),
                 "step": r[4],
                 "mode": r[5],
                 "createdAt": r[6],
@@ -246,7 +246,7 @@ class PageViews:
 
 
 def _row(r: tuple[Any, ...]) -> RunRow:
-    run_status = "UNKNOWN" if r[3] is None else _listed_status(r[3], r[4])
+    run_status = "UNKNOWN" if r[3] is None else listed_status(r[3], r[4])
     return RunRow(r[0], r[1], r[2], run_status, _epoch(r[5]), _epoch(r[6]), int(r[7] or 0), r[8])
 
 

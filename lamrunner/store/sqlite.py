@@ -434,7 +434,7 @@ class RunStore(RunObserver):
             raise DefinitionError(
                 f"run store {self.path}: run {run_id} cannot be read: {exc.message}"
             ) from None
-        return state, json.loads(row[1]), _listed_status(row[2], row[3])
+        return state, json.loads(row[1]), listed_status(row[2], row[3])
 
     def saved_state(self, run_id: str) -> RunState | None:
         """A run's saved state (element progress applied), or None when the store has none:
@@ -467,7 +467,7 @@ class RunStore(RunObserver):
                 "workflowId": _id(r[5]),
                 "step": r[4],
                 "mode": r[6],
-                "status": _listed_status(r[2], r[3]),
+                "status": listed_status(r[2], r[3]),
                 "createdAt": _iso(r[7]),
                 "children": self.children(r[0]),
             }
@@ -483,7 +483,7 @@ class RunStore(RunObserver):
             " WHERE parent_id IS NULL ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        return [RunSummary(r[0], r[1], _listed_status(r[2], r[5]), r[3], r[4], r[6]) for r in rows]
+        return [RunSummary(r[0], r[1], listed_status(r[2], r[5]), r[3], r[4], r[6]) for r in rows]
 
     def attempts(self, run_id: str) -> _Rows:
         """The poll history of a run, in the order the attempts were sent."""
@@ -493,7 +493,7 @@ class RunStore(RunObserver):
             " WHERE run_id = ? ORDER BY at, step, idx, attempt",
             (run_id,),
         ).fetchall()
-        return [_attempt(r) for r in rows]
+        return [attempt_row(r) for r in rows]
 
     def request_cancel(self, run_id: str) -> None:
         """Ask the process running `run_id` to cancel it (see `cancel_requested`)."""
@@ -553,7 +553,7 @@ class RunStore(RunObserver):
         return None
 
 
-def _attempt(r: tuple[Any, ...]) -> dict[str, Any]:
+def attempt_row(r: tuple[Any, ...]) -> dict[str, Any]:
     """One row of `runs show` (rows from an older store have None in the newer fields)."""
     row = {
         "step": f"step_{r[0] + 1}",
@@ -586,7 +586,7 @@ def _json(text: str, what: str) -> Any:
         raise DefinitionError(f"{what}: not JSON ({exc})") from None
 
 
-def _listed_status(status: str, pid: int | None) -> str:
+def listed_status(status: str, pid: int | None) -> str:
     """As stored, but a RUNNING run whose process is gone is INTERRUPTED. A SUSPENDED run has
     no process (its pid is cleared when it is saved): it is listed SUSPENDED."""
     if status == RUNNING and not (pid and (pid == os.getpid() or _alive(pid))):
