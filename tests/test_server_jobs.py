@@ -542,3 +542,35 @@ async def test_a_handover_stops_a_poll_without_its_on_give_up(api, wf):
     with pytest.raises(asyncio.CancelledError):
         await task
     assert api.requests_to("/cancel/j9") == []
+
+
+# -- restarts with other workflows or configurations ---------------------------------------------
+
+
+async def test_jobs_of_a_workflow_no_longer_served_wait_until_it_is_served_again(tmp_path):
+    one = write_flow(tmp_path / "one", "one", {"a.py": returning("'one'")})
+    other = write_flow(tmp_path / "other", "other", {"a.py": returning("'other'")})
+    async with service(tmp_path, one, max_active=0) as jobs:
+        waiting = await jobs.submit("one", {})
+    async with service(tmp_path, other) as jobs:
+        done = await finished(jobs, await jobs.submit("other", {}))
+        assert done.result == "other"
+        assert jobs.get(waiting.job_id).status == "pending"  # type: ignore[union-attr]
+    async with service(tmp_path, one) as jobs:
+        assert (await finished(jobs, waiting)).result == "one"
+
+
+async def test_a_job_whose_configuration_is_gone_fails_saying_so(tmp_path):
+    path = write_flow(tmp_path, "cfg", {"a.py": returning("1")})
+    (tmp_path / "prod.yaml").write_text("x: 1\n")
+    async with service(
+        tmp_path, path, configs={"prod": tmp_path / "prod.yaml"}, max_active=0
+    ) as jobs:
+        waiting = await jobs.submit("cfg", {})
+    async with service(tmp_path, path) as jobs:
+        failed = await finished(jobs, waiting)
+        with pytest.raises(JobRequestError) as refused:
+            await jobs.resume(waiting.job_id)
+    assert failed.status == "failed"
+    assert "configuration 'prod', which this server was not given" in failed.document()["error"]
+    assert refused.value.status == 409 and "--config" in refused.value.message

@@ -145,6 +145,7 @@ class _EarlyResults(RunObserver):
 
 
 _Jobs = list[Job]  # (named here: in JobService, `list` is its method)
+_DueRows = list[JobRow]
 _Ids = list[str]
 
 
@@ -201,7 +202,14 @@ class JobService:
         if recovered:
             self._log.info("serve.recovered", jobs=recovered)
         self.sweep()
-        self._waker = Waker(self.clock, self._jobs.due, self._launch, self._room, self._next_due)
+        waiting = self._jobs.unserved(self._names)
+        if waiting:
+            self._log.warning(
+                "serve.unserved_jobs",
+                jobs=waiting,
+                note="jobs of workflows this server does not serve wait until one serves them",
+            )
+        self._waker = Waker(self.clock, self._due, self._launch, self._room, self._next_due)
         self._loops = [
             asyncio.ensure_future(self._waker.run()),
             asyncio.ensure_future(self._sweeps()),
@@ -336,7 +344,8 @@ class JobService:
             raise JobRequestError(409, f"job {job_id} is {job.status}: nothing to cancel")
         task = self._active.get(job_id)
         if task is None:
-            task = self._track(job_id, self._cancel_row(job_id))
+            self._table.take(job_id)  # now, before the waker may launch it
+            task = self._track(job_id, self._guarded(job_id, self._cancel_row(job_id)))
         else:
             self._cancels.add(job_id)
             task.cancel(CANCELLED)
@@ -351,7 +360,10 @@ class JobService:
             raise JobRequestError(
                 409, f"job {job_id} is {job.status}: only a failed or canceled job can be resumed"
             )
-        setup = self._job_setup(job)
+        try:
+            setup = self._job_setup(job)
+        except DefinitionError as exc:
+            raise JobRequestError(409, exc.message) from None
         state, _saved, _status = self._store.load(job_id)
         state.redrive(self.clock.now())
         self._store.redriven(job_id, state.next_step)
@@ -401,7 +413,20 @@ class JobService:
     def _launch(self, row: JobRow) -> None:
         """The waker's: take a due job over and run it in memory."""
         self._table.running(row.job_id, self.clock.now())
-        self._track(row.job_id, self._drive(row))
+        self._track(row.job_id, self._guarded(row.job_id, self._drive(row)))
+
+    async def _guarded(self, job_id: str, work: Coroutine[Any, Any, None]) -> None:
+        """`work` on a job, where a failure outside its run (a store that cannot be read, a
+        configuration no longer given) fails the job with a clear error, never the server."""
+        try:
+            await work
+        except LamrunnerError as exc:
+            self._log.error("job.unrunnable", job_id=job_id, error=exc.message)
+            self._end(job_id, table.FAILED, error=exc.to_dict())
+        except Exception as exc:  # noqa: BLE001 - a bug: this job fails, the others go on
+            error = InternalError.of(exc, "serve")
+            self._log.error("internal.error", job_id=job_id, error=error.message)
+            self._end(job_id, table.FAILED, error=error.to_dict())
 
     def _track(self, job_id: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
@@ -470,7 +495,6 @@ class JobService:
         sent); waiting, it ends from its saved state like `lamrunner cancel` of a suspended
         run (each unsettled poll's onGiveUp sent)."""
         job = self._known(job_id)
-        self._table.waiting(job_id, float("inf"))  # not due while it is being ended
         setup = self._job_setup(job)
         state, _saved, _status = self._store.load(job_id)
         if job.status == table.PENDING:
@@ -586,7 +610,14 @@ class JobService:
         return self.max_active - len(self._active)
 
     def _next_due(self) -> float | None:
-        return self._table.next_due()
+        return self._table.next_due(self._names)
+
+    def _due(self, until: float, limit: int) -> _DueRows:
+        return self._table.due(until, limit, self._names)
+
+    @property
+    def _names(self) -> tuple[str, ...]:
+        return tuple(self.served)
 
     def _waiting(self, job: Job) -> bool:
         """A row until a poll well ahead (not a job due now: pending, resumed, recovered)."""
@@ -622,6 +653,11 @@ class JobService:
 
     def _job_setup(self, job: JobRow | Job) -> _Setup:
         end = job.end_step if isinstance(job, JobRow) else job.end_at_step
+        if job.configuration is not None and job.configuration not in self.configs:
+            raise DefinitionError(
+                f"job {job.job_id} runs under the configuration {job.configuration!r}, which "
+                "this server was not given (start it with that --config file to run the job)"
+            )
         return self._setup(job.workflow, job.configuration, end)
 
     def _setup(self, name: str, config: str | None, end: int | None = None) -> _Setup:

@@ -325,22 +325,45 @@ class JobStore:
         )
         return [JobRow.of(r) for r in rows]
 
-    def due(self, until: float, limit: int) -> _Rows:
-        """The jobs due by `until`, earliest first, at most `limit`."""
+    def due(self, until: float, limit: int, workflows: tuple[str, ...]) -> _Rows:
+        """The jobs of `workflows` due by `until`, earliest first, at most `limit` (a job of a
+        workflow the server no longer serves waits, untouched, until one serves it again)."""
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM jobs j WHERE j.due_at IS NOT NULL AND j.due_at <= ?"
-            " ORDER BY j.due_at LIMIT ?",
-            (until, limit),
+            f" AND j.workflow IN ({_marks(workflows)}) ORDER BY j.due_at LIMIT ?",
+            (until, *workflows, limit),
         )
         return [JobRow.of(r) for r in rows]
 
-    def next_due(self) -> float | None:
-        """The earliest due_at of any job, or None when none waits."""
-        row = self._db.execute("SELECT min(due_at) FROM jobs WHERE due_at IS NOT NULL")
+    def next_due(self, workflows: tuple[str, ...]) -> float | None:
+        """The earliest due_at of the jobs of `workflows`, or None when none waits."""
+        row = self._db.execute(
+            "SELECT min(due_at) FROM jobs WHERE due_at IS NOT NULL"
+            f" AND workflow IN ({_marks(workflows)})",
+            workflows,
+        )
         found = row.fetchone()
         return None if found is None or found[0] is None else float(found[0])
+
+    def take(self, job_id: str) -> None:
+        """No longer due (a process is about to act on it, as a cancel of a waiting job)."""
+        self._db.execute("UPDATE jobs SET due_at = NULL WHERE job_id = ?", (job_id,))
+
+    def unserved(self, workflows: tuple[str, ...]) -> int:
+        """How many unfinished jobs belong to none of `workflows` (they wait)."""
+        row = self._db.execute(
+            f"SELECT count(*) FROM jobs WHERE status IN (?, ?) AND workflow NOT IN"
+            f" ({_marks(workflows)})",
+            (PENDING, PROCESSING, *workflows),
+        )
+        return int(row.fetchone()[0])
 
     def count(self, status: str) -> int:
         return int(
             self._db.execute("SELECT count(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
         )
+
+
+def _marks(values: tuple[str, ...]) -> str:
+    """The `?, ?, ?` of an IN list (an empty list matches nothing)."""
+    return ", ".join("?" * len(values)) if values else "NULL"
