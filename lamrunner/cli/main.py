@@ -146,7 +146,7 @@ def _serve_parser(commands: Any) -> None:
         "--hold",
         default="60",
         metavar="SECONDS",
-        help="a synchronous execute waits this long, then answers 202 with the job (60)",
+        help="a job whose next poll is further away leaves memory for the store (60)",
     )
     serve.add_argument(
         "--max-body", default="10MB", metavar="SIZE", help="largest request body (10MB)"
