@@ -511,3 +511,20 @@ async def test_a_callback_gets_the_final_job_signed_after_two_failures(client, a
     assert document["result"] == {"echo": {"c": 3}, "n": 1}
     for hook in hooks:
         assert verify(KEY, hook.headers[SIGNATURE_HEADER], hook.body.decode())
+
+
+async def test_a_sync_caller_waiting_when_the_server_stops_gets_503_with_its_job(tmp_path, api):
+    api.script("GET", "/job", Reply(200, json={"done": False}))
+    srv = await serve(tmp_path, flows=write_flows(tmp_path, f"{api.url}/job"))
+    async with aiohttp.ClientSession(srv.url, headers={"X-API-KEY": KEY}) as client:
+        waiting = asyncio.ensure_future(call(client, "POST", "/workflow/execute/poll"))
+        deadline = time.monotonic() + 5
+        while len(api.requests_to("/job")) < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await srv.close()
+        status, body, headers = await waiting
+    assert status == 503
+    assert body["error"]["type"] == "ServiceUnavailable"
+    assert body["job_id"] == headers["X-Lamrunner-Job-Id"]
+    assert f"/jobs/{body['job_id']}" in body["error"]["message"]

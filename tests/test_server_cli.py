@@ -114,14 +114,25 @@ async def test_the_access_log_never_shows_the_key(tmp_path):
             assert answer.status == 200
         async with client.get(f"{server.url}/jobs", headers={"X-API-KEY": "wrong"}) as answer:
             assert answer.status == 401
+        hook = "http://127.0.0.1:9/hook?token=tok-secret-123"
+        async with client.post(
+            f"{server.url}/workflow/execute/echo/async",
+            params={"callback_url": hook},
+            headers={"X-API-KEY": KEY},
+        ) as answer:
+            assert answer.status == 202
+        await asyncio.sleep(0.3)  # its first delivery attempt fails (nobody on port 9)
     assert await server.stop() == 0
     log = server.log.read_text()
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     requests = [line for line in lines if line["event"] == "http.request"]
-    assert len(requests) == 3
+    assert len(requests) == 4
     assert requests[0]["path"] == "/jobs?api_key=%2A%2A%2A"
-    assert [r["status"] for r in requests] == [200, 200, 401]
+    assert requests[3]["path"].endswith("callback_url=http%3A%2F%2F127.0.0.1%3A9%2Fhook")
+    assert [r["status"] for r in requests] == [200, 200, 401, 202]
+    assert any(line["event"] == "callback.retry" for line in lines)
     assert KEY not in log
+    assert "tok-secret-123" not in log
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from lamrunner.errors import DefinitionError, LamrunnerError
 from lamrunner.http.netpolicy import is_blocked
 from lamrunner.logs.chain import get_logger
 from lamrunner.server import auth, openapi
+from lamrunner.server.callbacks import shown_url
 from lamrunner.server.jobs import JOB_STATUSES, Job, JobRequestError, JobService
 from lamrunner.server.page import PAGE_PATHS, add_page_routes
 from lamrunner.server.views import SecretsFor
@@ -73,7 +74,10 @@ def make_app(service: JobService, settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.add_routes(ROUTES)
     if settings.store_path is not None:
-        add_page_routes(app, settings.store_path, secrets_for=settings.secrets_for)
+        served = {name: one.workflow for name, one in service.served.items()}
+        add_page_routes(
+            app, settings.store_path, secrets_for=settings.secrets_for, workflows=served
+        )
     return app
 
 
@@ -181,21 +185,16 @@ async def _input(request: web.Request) -> Any:
     limit = request.app[SETTINGS].max_body
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "PayloadTooLarge", _too_large(limit))
-    raw = await request.read()
-    text = raw.decode("utf-8", errors="strict") if _utf8(raw) else None
-    if text is None:
-        raise ApiError(400, "BadRequest", "the request body is not UTF-8 text (JSON expected)")
+    raw = await request.read()  # aiohttp stops reading at the cap: 413 then too
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400, "BadRequest", f"the request body is not UTF-8 (byte {exc.start}); JSON expected"
+        ) from None
     if not text.strip():
         return {}
     return parse_json(text, "the request body")
-
-
-def _utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _workflow(request: web.Request) -> str:
@@ -467,7 +466,19 @@ class AccessLog(AbstractAccessLogger):
 
 
 def masked_path(path: str, query: Mapping[str, str]) -> str:
+    """The path for the log: the key masked, a callback URL without its query (a token)."""
     if not query:
         return path
-    shown = [(k, "***" if k == auth.QUERY else v) for k, v in query.items()]
+    shown = [(k, _shown_value(k, v)) for k, v in query.items()]
     return f"{path}?{urlencode(shown)}"
+
+
+def _shown_value(name: str, value: str) -> str:
+    if name == auth.QUERY:
+        return "***"
+    if name == "callback_url":
+        try:
+            return shown_url(value)
+        except ValueError:
+            return "***"
+    return value
