@@ -141,6 +141,25 @@ async def test_lam_response_answers_its_status_code_and_object(client):
     assert body == {"statusCode": 418, "message": "short and stout", "data": {"x": 1}}
 
 
+async def test_an_informational_lam_response_status_is_refused_not_sent(tmp_path):
+    flows = write_flows(tmp_path)
+    (flows / "info.py").write_text(
+        "def transform(data):\n    return {'lam.response': {'statusCode': 101, 'message': 'm'}}\n"
+    )
+    (flows / "info.json").write_text(
+        json.dumps({"name": "info", "steps": [{"handler": "info.py"}]})
+    )
+    srv = await serve(tmp_path, flows=flows)
+    try:
+        async with aiohttp.ClientSession(srv.url, headers={"X-API-KEY": KEY}) as client:
+            status, body, _ = await call(client, "POST", "/workflow/execute/info")
+    finally:
+        await srv.close()
+    assert status == 500
+    assert body["error"]["type"] == "InvalidResponse"
+    assert "101" in body["error"]["message"]
+
+
 async def test_a_failed_run_answers_500_with_its_error_and_job_id(client):
     status, body, _ = await call(client, "POST", "/workflow/execute/boom")
     assert status == 500

@@ -276,8 +276,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
         error = job.error or {"type": "Failed", "message": "the run failed", "step": None}
         return _json({"error": error, "job_id": job.job_id}, 500, headers)
     if job.ended_by == "lam.response" and isinstance(job.result, dict):
-        status = job.result.get("statusCode")
-        return _json(job.result, status if isinstance(status, int) else 200, headers)
+        return _lam_response(job, headers)
     if job.status in ("completed", "expired") or job.result is not None:
         raw = service.result_json(job.job_id)
         if raw is not None and job.status == "completed":
@@ -285,6 +284,20 @@ async def execute(request: web.Request) -> web.StreamResponse:
         return _json(job.result, 200, headers)
     # still running past --hold: answer as the async API does, the caller polls
     return _accepted(job, headers)
+
+
+def _lam_response(job: Job, headers: dict[str, str]) -> web.Response:
+    """A step's lam.response: its statusCode, its object. A 1xx cannot end an answer."""
+    status = job.result.get("statusCode") if isinstance(job.result, dict) else None
+    if not isinstance(status, int) or isinstance(status, bool):
+        status = 200
+    if status < 200:
+        message = (
+            f"the workflow answered lam.response statusCode {status}, an informational "
+            f"status that cannot end an HTTP answer; job {job.job_id} completed with it"
+        )
+        return error_response(500, "InvalidResponse", message, job_id=job.job_id, headers=headers)
+    return _json(job.result, status, headers)
 
 
 def _stopping(job: Job, headers: dict[str, str]) -> web.Response:
