@@ -225,3 +225,17 @@ async def _until(predicate, seconds: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
+
+
+async def test_a_port_in_use_is_refused_naming_it(tmp_path):
+    first = await launch(tmp_path, str(flows(tmp_path)), "--port", "0")
+    port = first.url.rsplit(":", 1)[1]
+    try:
+        code, record, stderr = await refused(
+            tmp_path, str(flows(tmp_path)), "--port", port, "--store", str(tmp_path / "b.db")
+        )
+    finally:
+        assert await first.stop() == 0
+    assert code == 2
+    assert f"--port {port}: cannot listen" in record["error"]["message"]
+    assert "Traceback" not in stderr
