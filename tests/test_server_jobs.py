@@ -482,6 +482,26 @@ async def test_start_and_end_steps_count_from_one(tmp_path):
     assert started.result == {"b": False} and started.start_from_step == 2
 
 
+async def test_end_at_step_ends_after_that_step_wherever_its_route_leads(tmp_path):
+    for name in ("one", "two", "three"):
+        (tmp_path / f"{name}.py").write_text(returning(repr(name)))
+    path = tmp_path / "routed.yaml"
+    path.write_text(
+        "name: routed\nsteps:\n  - {name: one, handler: one.py, next: three}\n"
+        "  - {name: two, handler: two.py}\n  - {name: three, handler: three.py}\n"
+    )
+    async with service(tmp_path, path) as jobs:
+        first = await finished(jobs, await jobs.submit("routed", {}, end_at_step=1))
+        skipped = await finished(jobs, await jobs.submit("routed", {}, end_at_step=2))
+    assert (first.status, first.result) == ("completed", "one")
+    assert (skipped.status, skipped.result) == ("completed", "three")  # step 2 never ran
+    store = RunStore(tmp_path / "serve.sqlite3")
+    try:
+        assert "step_3" not in store.load(first.job_id)[0].gwo
+    finally:
+        store.close()
+
+
 async def test_configuration_picks_a_config_file_by_name_the_first_by_default(tmp_path, api):
     for where in ("own", "prod", "dev"):
         api.script("GET", f"/{where}", Reply(json=where))

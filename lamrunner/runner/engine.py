@@ -410,9 +410,25 @@ async def _advance(ctx: RunContext, state: RunState, limit: int | None = None) -
                     raise error from None
             ctx.observer.save_run(state)
         done += 1
+        if _ends_after(state, step):
+            state.status = SUCCESS  # the run's last step, by the host's choice
+            state.result = _step_result(state.gwo.get(step.key))
+            return
     if state.status == RUNNING:
         state.status = SUCCESS
         state.result = _step_result(state.gwo.get(steps[-1].key))
+
+
+def _ends_after(state: RunState, step: Step) -> bool:
+    """A run whose `meta["endAtStep"]` is k (1-based, a server's `end_at_step`) ends with
+    step k's result once step k has run, wherever its route would lead."""
+    end = state.meta.get("endAtStep")
+    return (
+        isinstance(end, int)
+        and step.index == end
+        and state.status == RUNNING
+        and state.pending is None
+    )
 
 
 async def _run_step(ctx: RunContext, step: Step, state: RunState) -> Any:

@@ -22,6 +22,9 @@ step execution so far, `StepRun`: how it was entered and left), is written once 
 run; a state without it reads as a run whose steps went in order. A fifth is an element's
 `{"fetch": {"response", "http"}}`: a request (or poll) that succeeded with a `followResultUrl`
 pointer whose result is not fetched yet, so a resumed run fetches it without polling again.
+`meta` is free space whose keys the engine reads or writes are: `giveUps`, `redrives`,
+`endedBy` (the directive that ended the run: lam.exit, lam.response, lam.resolveThenExecute)
+and `endAtStep` (a host's last step, 1-based: the run ends once that step has run).
 
     {"schema": 2, "run_id": str, "workflow": str, "gwo": {...}, "next_step": int >= 0,
      "pending": null | {"output": {directive}, "elements": [null | {"poll": {PollState}}
@@ -481,8 +484,7 @@ class RunState:
 
     def record(self) -> dict[str, Any]:
         """The run record printed on stdout; a SUSPENDED one also has `resumeAt`; a run that
-        sent onGiveUp requests has `giveUps`, a redriven one `redrives`, one a directive ended
-        `endedBy` (lam.exit, lam.response or lam.resolveThenExecute), one that started
+        sent onGiveUp requests has `giveUps`, a redriven one `redrives`, one that started
         sub-workflows `subWorkflows` (each child's step, mode, workflowId, runId, status and,
         once it ended, result or error), one whose steps did not all go in order `route` (every
         step execution: StepRun)."""
@@ -497,7 +499,7 @@ class RunState:
         if self.status == SUSPENDED:
             at = self.resume_at
             record["resumeAt"] = None if at is None else {"epoch": at, "iso": iso_ms(at)}
-        for key in ("giveUps", "redrives", "endedBy"):
+        for key in ("giveUps", "redrives"):  # not endedBy: the record's keys stay as they were
             if self.meta.get(key):
                 record[key] = self.meta[key]
         if self.children:

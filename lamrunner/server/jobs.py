@@ -174,7 +174,7 @@ class JobService:
         self.hold, self.retention, self.max_active = hold, retention, max_active
         self.clock = clock or SystemClock()
         self._env = env
-        self._setups: dict[tuple[str, str | None, int | None], _Setup] = {}
+        self._setups: dict[tuple[str, str | None], _Setup] = {}
         self._active: dict[str, asyncio.Task[None]] = {}
         self._cancels: set[str] = set()
         self._early: dict[str, Job] = {}
@@ -265,10 +265,12 @@ class JobService:
             raise JobRequestError(
                 400, f"end_at_step: {end} is before start_from_step {start}; it must be >= it"
             )
-        setup = self._setup(name, config, end)
+        setup = self._setup(name, config)
         job_id = _new_job_id(self.clock.now())
         state = RunState.start(name, {} if input is None else input, job_id)
         state.next_step = 0 if start is None else start - 1
+        if end is not None:  # saved with the run: a resumed or recovered run ends there too
+            state.meta["endAtStep"] = end
         self._store.begin(state, setup.invocation)
         self._table.add(
             job_id,
@@ -652,24 +654,21 @@ class JobService:
         return name
 
     def _job_setup(self, job: JobRow | Job) -> _Setup:
-        end = job.end_step if isinstance(job, JobRow) else job.end_at_step
         if job.configuration is not None and job.configuration not in self.configs:
             raise DefinitionError(
                 f"job {job.job_id} runs under the configuration {job.configuration!r}, which "
                 "this server was not given (start it with that --config file to run the job)"
             )
-        return self._setup(job.workflow, job.configuration, end)
+        return self._setup(job.workflow, job.configuration)
 
-    def _setup(self, name: str, config: str | None, end: int | None = None) -> _Setup:
-        """The engine of (workflow, configuration, end step), made once."""
-        key = (name, config, end)
+    def _setup(self, name: str, config: str | None) -> _Setup:
+        """The engine of (workflow, configuration), made once."""
+        key = (name, config)
         setup = self._setups.get(key)
         if setup is not None:
             return setup
         served = self._served(name)
         workflow = served.workflow
-        if end is not None:  # end_at_step: the steps after it are not run
-            workflow = dataclasses.replace(workflow, steps=workflow.steps[:end])
         files = [] if config is None else [str(self.configs[config].resolve())]
         env = self._env
 
