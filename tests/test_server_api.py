@@ -381,7 +381,8 @@ async def test_a_body_over_max_body_is_413_naming_the_limit(tmp_path):
 
 
 async def test_callback_url_must_be_http_and_not_link_local(client):
-    for url in ("ftp://example.com/x", "not a url", "http://169.254.169.254/latest"):
+    bad = ("ftp://example.com/x", "not a url", "http://169.254.169.254/latest", "http://a/\nb")
+    for url in bad:
         status, body, _ = await call(
             client, "POST", "/workflow/execute/echo/async", params={"callback_url": url}
         )
@@ -547,3 +548,19 @@ async def test_a_sync_caller_waiting_when_the_server_stops_gets_503_with_its_job
     assert body["error"]["type"] == "ServiceUnavailable"
     assert body["job_id"] == headers["X-Lamrunner-Job-Id"]
     assert f"/jobs/{body['job_id']}" in body["error"]["message"]
+
+
+async def test_an_expired_job_answers_its_stub_everywhere(client, server):
+    _, _, headers = await call(client, "POST", "/workflow/execute/echo", json={"old": True})
+    job_id = headers["X-Lamrunner-Job-Id"]
+    assert server.service.sweep(now=time.time() + 7 * 86400 + 60) == [job_id]
+    _, job, _ = await call(client, "GET", f"/jobs/{job_id}")
+    assert job["status"] == "expired"
+    assert job["result"] != {"echo": {"old": True}, "n": 1}
+    assert "old" not in json.dumps(job["result"])  # the result is gone: a stub says so
+    status, result, _ = await call(client, "GET", f"/jobs/{job_id}/result")
+    assert (status, result) == (200, job["result"])
+    _, view, _ = await call(client, "GET", f"/workflow/echo/executions/{job_id}/status")
+    assert view["status"] == "expired"
+    _, listed, _ = await call(client, "GET", "/jobs?status=expired")
+    assert [j["job_id"] for j in listed["jobs"]] == [job_id]

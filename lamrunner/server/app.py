@@ -210,6 +210,10 @@ def _callback_url(request: web.Request, workflow: str) -> str | None:
     url = request.query.get("callback_url")
     if url is None:
         return None
+    if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        raise ApiError(
+            400, "BadRequest", "callback_url: spaces and control characters must be %-encoded"
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is not a number
