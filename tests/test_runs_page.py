@@ -66,30 +66,37 @@ def _started(args: list[str], env: dict[str, str], log: Path, pattern: str) -> t
     pytest.fail(f"{args[1]} did not start: {log.read_text()[-2000:]}")
 
 
+def _job_api(root: Path, phase_seconds: float) -> tuple[Started, dict[str, Any]]:
+    log = root / "access.log"
+    args = [sys.executable, "samples/jobapi.py", "--port", "0"]
+    args += ["--phase-seconds", str(phase_seconds), "--api-key", JOB_KEY]
+    proc, url = _started(args, dict(os.environ), log, r"listening on (http://\S+)")
+    return proc, {"url": url, "log": log}
+
+
 @pytest.fixture(scope="module")
 def job_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Jobs that stay pending then processing for a minute: they poll until canceled."""
-    log = tmp_path_factory.mktemp("jobapi") / "access.log"
-    proc, url = _started(
-        [
-            sys.executable,
-            "samples/jobapi.py",
-            "--port",
-            "0",
-            "--phase-seconds",
-            "30",
-            "--api-key",
-            JOB_KEY,
-        ],
-        dict(os.environ),
-        log,
-        r"listening on (http://\S+)",
-    )
-    yield {"url": url, "log": log}
+    proc, api = _job_api(tmp_path_factory.mktemp("jobapi"), 30)
+    yield api
     proc.stop()
 
 
-def _workflow(root: Path) -> Path:
+@pytest.fixture(scope="module")
+def quick_job_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Jobs that end within a second (a `simulate: failed` one fails)."""
+    proc, api = _job_api(tmp_path_factory.mktemp("quickjobapi"), 0.2)
+    yield api
+    proc.stop()
+
+
+FAIL_WHEN = "\"(ctx) => ['failed','canceled','expired'].includes(ctx.response.status)\""
+
+
+def _workflow(root: Path, failing: bool = False) -> Path:
+    """page-poll: submit a job, poll it every 200 ms until it completes; `failing`: the poll
+    fails when the job does, and a third step reports."""
+    fail_when = f"            'failWhen': {FAIL_WHEN},\n" if failing else ""
     (root / "wait.py").write_text(
         "def transform(data):\n"
         "    return {'lam.httpRequest': {'method': 'GET',\n"
@@ -97,9 +104,11 @@ def _workflow(root: Path) -> Path:
         "        'pathParams': {'jobId': data['step_1']['response']['job_id']},\n"
         "        'headers': {'X-API-Key': '<<config.apiKey>>'},\n"
         "        'loopUntil': {'condition': \"(ctx) => ctx.response.status === 'completed'\",\n"
+        f"{fail_when}"
         "            'maxAttempts': 2000, 'strategy': 'fixed', 'initialDelay': '200ms',\n"
         "            'timeout': '300s'}}}\n"
     )
+    (root / "report.py").write_text("def transform(data):\n    return {'done': True}\n")
     path = root / "page-poll.yaml"
     path.write_text(
         "name: page-poll\n"
@@ -107,13 +116,17 @@ def _workflow(root: Path) -> Path:
         "steps:\n"
         f"  - name: submit_job\n    handler: {ROOT / 'handlers' / 'submit_job.py'}\n"
         "  - name: wait_for_job\n    handler: wait.py\n"
+        + ("  - name: report\n    handler: report.py\n" if failing else "")
     )
     return path
 
 
-def _serve(root: Path, job_api: dict[str, Any], *extra: str, **env: str) -> tuple[Started, str]:
+def _serve(
+    root: Path, job_api: dict[str, Any], *extra: str, failing: bool = False, **env: str
+) -> tuple[Started, str]:
     environ = {**os.environ, "JOBAPI_URL": job_api["url"], "JOBAPI_KEY": JOB_KEY, **env}
-    args = [sys.executable, "-m", "lamrunner", "serve", str(_workflow(root)), "--port", "0"]
+    workflow = _workflow(root, failing)
+    args = [sys.executable, "-m", "lamrunner", "serve", str(workflow), "--port", "0"]
     args += ["--store", str(root / "store.sqlite3"), *extra]
     return _started(args, environ, root / "serve.log", r'"listening": "(http://[^"]+)"')
 
@@ -232,7 +245,16 @@ def test_a_run_page_shows_its_timeline_live_and_cancel_stops_the_polls(
 
     remote = page_json(server, f"/api/page/runs/{first_job}")["steps"][0]["result"]
     remote_id = remote["response"]["job_id"]
+    click(browser, "cancel-button")  # asked to confirm: "no" leaves the run alone
+    until(browser, lambda d: d.switch_to.alert, "the confirmation")
+    assert first_job in browser.switch_to.alert.text
+    browser.switch_to.alert.dismiss()
+    seen = len(texts(browser, timeline))
+    until(browser, lambda d: len(texts(d, timeline)) > seen, "polls going on after a no")
+    assert "processing" in "".join(texts(browser, "#run-status"))
     click(browser, "cancel-button")
+    until(browser, lambda d: d.switch_to.alert, "the confirmation")
+    browser.switch_to.alert.accept()
     until(browser, lambda d: "canceled" in "".join(texts(d, "#run-status")), "canceled")
     assert texts(browser, "#cancel-button") == []
     assert texts(browser, "#resume-button") == ["Resume"]
@@ -240,6 +262,42 @@ def test_a_run_page_shows_its_timeline_live_and_cancel_stops_the_polls(
     time.sleep(1.2)  # six poll delays: a poll still going would have been sent by now
     assert job_api_gets(job_api, remote_id) == polls
     assert polls > count
+
+
+def test_a_failed_run_shows_its_error_and_every_step_and_resume_runs_it_again(
+    browser: webdriver.Chrome, tmp_path: Path, quick_job_api: dict[str, Any]
+) -> None:
+    proc, url = _serve(tmp_path, quick_job_api, failing=True)
+    try:
+        job = submit(url, {"datasetId": "ds-page-fails", "simulate": "failed"})
+        browser.get(f"{url}/runs/{job}")
+        until(browser, lambda d: "failed" in "".join(texts(d, "#run-status")), "the failure")
+        until(browser, lambda d: texts(d, "#last-response"), "the last response")
+        (box,) = texts(browser, "#run-error")
+        assert "Error: PollingFailed" in box and "Last response (HTTP 200)" in box
+        assert '"status": "failed"' in box
+        shown = browser.find_element(By.ID, "main").text
+        assert not re.search(r"\b(null|undefined)\b", shown), shown
+        steps = "ol.steps > li"
+        assert texts(browser, "ol.steps h3") == ["1. submit_job", "2. wait_for_job", "3. report"]
+        statuses = browser.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map((e) => e.dataset.status);",
+            steps,
+        )
+        assert statuses == ["completed", "failed", "not-started"]
+        assert "not started" in texts(browser, 'li[data-step="step_3"] .status')[0]
+
+        remote = page_json(url, f"/api/page/runs/{job}")["steps"][0]["result"]["response"]
+        polls = job_api_gets(quick_job_api, remote["job_id"])
+        click(browser, "resume-button")
+        until(browser, lambda d: "once" in "".join(texts(d, "#run-resumed")), "resumed once")
+        until(browser, lambda d: texts(d, "#resume-button"), "failed again, resumable")
+        assert "failed" in "".join(texts(browser, "#run-status"))
+        again = lambda _d: job_api_gets(quick_job_api, remote["job_id"]) > polls  # noqa: E731
+        until(browser, again, "the job API polled again")
+        assert page_json(url, f"/jobs/{job}")["status"] == "failed"
+    finally:
+        proc.stop()
 
 
 def test_the_status_filter_is_in_the_address_and_lists_only_those(

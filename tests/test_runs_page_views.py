@@ -21,7 +21,7 @@ from lamrunner.definition.workflow import load_workflow
 from lamrunner.logs.masking import Secrets
 from lamrunner.runner.engine import Engine
 from lamrunner.runner.state import RunState
-from lamrunner.server.page import add_page_routes
+from lamrunner.server.page import VIEWS_KEY, add_page_routes
 from lamrunner.store.sqlite import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,8 +113,13 @@ async def filled(tmp_path: Path, job_api: str) -> AsyncIterator[dict[str, Any]]:
     }
     app = web.Application()
     add_page_routes(app, store.path, secrets_for=secrets_for)
-    async with TestClient(TestServer(app)) as client:
-        yield {"client": client, "ids": ids}
+    env = {"JOBAPI_URL": job_api, "JOBAPI_KEY": KEY}
+    gamma = write_workflow(tmp_path, "gamma")  # served, no runs yet
+    served = {p.stem: load_workflow(p, env) for p in (alpha, beta, gamma)}
+    served_app = web.Application()  # as `lamrunner serve` mounts it: with its workflows
+    add_page_routes(served_app, store.path, secrets_for=secrets_for, workflows=served)
+    async with TestClient(TestServer(app)) as client, TestClient(TestServer(served_app)) as other:
+        yield {"client": client, "served": other, "ids": ids}
     store.close()
 
 
@@ -142,6 +147,21 @@ async def test_the_list_is_newest_first_with_attempts_and_durations(filled: dict
     assert listed["live"] is False
     assert listed["workflows"] == ["alpha", "beta"]
     assert listed["older"] is None
+
+
+async def test_the_workflow_filter_offers_the_served_workflows(filled: dict[str, Any]) -> None:
+    """A served workflow is in the filter before its first run, and the names come from the
+    server, not from a scan of every job in the store."""
+    queries: list[str] = []
+    listed = await get(filled["served"], "/api/page/runs")
+    assert listed["workflows"] == ["alpha", "beta", "gamma"]
+    views = filled["served"].server.app[VIEWS_KEY]
+    views._db.set_trace_callback(queries.append)
+    try:
+        await get(filled["served"], "/api/page/runs?workflow=gamma")
+    finally:
+        views._db.set_trace_callback(None)
+    assert queries and not [q for q in queries if "DISTINCT" in q]
 
 
 async def test_filters_by_status_and_workflow(filled: dict[str, Any]) -> None:
@@ -205,6 +225,22 @@ async def test_a_failed_run_shows_its_steps_timeline_and_last_response(
     assert all(a["delayMs"] == 20 for a in timeline[:-1]) and timeline[-1]["delayMs"] is None
     assert timeline[-1]["outcome"] == "PollingFailed"
     assert '"status": "failed"' in timeline[-1]["lastResponse"]["body"]
+
+
+async def test_a_run_lists_every_step_of_its_workflow_when_the_server_has_it(
+    filled: dict[str, Any],
+) -> None:
+    failed = filled["ids"]["failed"]
+    shown = await get(filled["served"], f"/api/page/runs/{failed}")
+    assert [(s["name"], s["status"]) for s in shown["steps"]] == [
+        ("submit_job", "completed"),
+        ("wait_for_job", "failed"),
+        ("report", "not-started"),
+    ]
+    unrun = shown["steps"][2]
+    assert unrun["key"] == "step_3" and unrun["polls"] == [] and unrun["durationMs"] is None
+    ok = await get(filled["served"], f"/api/page/runs/{filled['ids']['ok1']}")
+    assert [s["status"] for s in ok["steps"]] == ["completed"] * 3
 
 
 async def test_a_long_poll_shows_the_elided_attempts_counted(filled: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lamrunner.definition.workflow import Workflow
 from lamrunner.errors import LamrunnerError
 from lamrunner.server.views import STATUSES, SecretsFor, run_view, runs_view
 from lamrunner.store.pageviews import PageViews
@@ -45,11 +46,14 @@ def add_page_routes(
     store_path: str | Path,
     *,
     secrets_for: SecretsFor | None = None,
+    workflows: Mapping[str, Workflow] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Mount the page on `app`, reading the run store at `store_path` (which the server has
     created). `secrets_for(workflow)`: the secrets of a served workflow's config, to mask its
-    runs' step results with; `clock`: now, for the duration of runs in progress."""
+    runs' step results with; `workflows`: the served workflows by name, for the workflow
+    filter (without them the store is asked) and a run's steps that have not run yet;
+    `clock`: now, for the duration of runs in progress."""
     static = files("lamrunner.server") / "static"
     html = (static / "page.html").read_bytes()
     assets = {name: (static / name).read_bytes() for name in ASSETS}
@@ -70,12 +74,12 @@ def add_page_routes(
         return web.Response(body=assets[name], content_type=ASSETS[name], headers=SECURITY_HEADERS)
 
     async def runs(request: web.Request) -> web.Response:
-        return _answer(lambda: runs_view(request.app[VIEWS_KEY], request.query, clock()))
+        return _answer(lambda: runs_view(request.app[VIEWS_KEY], request.query, clock(), workflows))
 
     async def run(request: web.Request) -> web.Response:
         job_id = request.match_info["job_id"]
         return _answer(
-            lambda: run_view(request.app[VIEWS_KEY], job_id, clock(), secrets_for),
+            lambda: run_view(request.app[VIEWS_KEY], job_id, clock(), secrets_for, workflows),
             missing=f"no run {job_id!r} in the run store",
         )
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from lamrunner.definition.workflow import Workflow
 from lamrunner.errors import DefinitionError
 from lamrunner.logs.masking import MASK, SECRET_NAME, Secrets
 from lamrunner.runner.state import RunState
@@ -34,8 +35,15 @@ _HANDLED = ("onError.next", "onError.exit", "continueOnFailure")  # a step that 
 SecretsFor = Callable[[str], Secrets | None]  # workflow name -> its config's secrets
 
 
-def runs_view(views: PageViews, query: Mapping[str, str], now: float) -> dict[str, Any]:
-    """The runs list for the page's query (status, workflow, before, limit)."""
+def runs_view(
+    views: PageViews,
+    query: Mapping[str, str],
+    now: float,
+    served: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """The runs list for the page's query (status, workflow, before, limit). The workflow
+    filter offers the `served` names; only a store read without a server asks the store
+    (a scan of every job)."""
     status = _choice(query, "status", STATUSES)
     workflow = query.get("workflow") or None
     limit = _limit(query)
@@ -48,21 +56,31 @@ def runs_view(views: PageViews, query: Mapping[str, str], now: float) -> dict[st
         "live": any(run["live"] for run in listed),
         "filters": {"status": status, "workflow": workflow},
         "statuses": list(STATUSES),
-        "workflows": views.workflows(),
+        "workflows": sorted(served) if served is not None else views.workflows(),
     }
 
 
 def run_view(
-    views: PageViews, job_id: str, now: float, secrets_for: SecretsFor | None = None
+    views: PageViews,
+    job_id: str,
+    now: float,
+    secrets_for: SecretsFor | None = None,
+    definitions: Mapping[str, Workflow] | None = None,
 ) -> dict[str, Any] | None:
     """A run's page: the run, its steps in order with their polls, its children; None when
-    the store has no such run. `secrets_for(workflow)`: the secrets to mask its data with."""
+    the store has no such run. `secrets_for(workflow)`: the secrets to mask its data with;
+    `definitions` (served workflows by name): the run's steps that have not run are listed
+    too, from its workflow's definition."""
     detail = views.run(job_id)
     if detail is None:
         return None
     mask = _masker(None if secrets_for is None else secrets_for(detail.row.workflow))
     run = _listed(detail.row, now)
     state = detail.state
+    definition = None if definitions is None else definitions.get(detail.row.workflow)
+    steps = _steps(detail, run, now, mask)
+    if definition is not None:
+        steps = _with_unrun(steps, definition)
     run.update(
         {
             "runStatus": detail.row.run_status,
@@ -71,11 +89,16 @@ def run_view(
             "canCancel": run["status"] in CANCELABLE,
             "canResume": run["status"] in RESUMABLE,
             "parent": detail.parent,
+            "resumes": [
+                {"at": r.get("at"), "fromStep": r.get("fromStep")}
+                for r in state.meta.get("redrives", [])
+                if isinstance(r, dict)
+            ],
         }
     )
     return {
         "run": run,
-        "steps": _steps(detail, run, now, mask),
+        "steps": steps,
         "children": [{**child, "createdAt": _iso(child["createdAt"])} for child in detail.children],
     }
 
@@ -129,6 +152,42 @@ def _steps(
     return steps
 
 
+def _with_unrun(steps: list[dict[str, Any]], workflow: Workflow) -> list[dict[str, Any]]:
+    """`steps` (as they ran) with each step of `workflow` that has not run put in, `not
+    started`, after the last one that ran before it in the definition; names from it too."""
+    names = {f"step_{step.index}": step.name for step in workflow.steps}
+    shown = [{**step, "name": names.get(step["key"], step["name"])} for step in steps]
+    ran = {step["key"] for step in steps}
+    for step in workflow.steps:
+        key = f"step_{step.index}"
+        if key in ran:
+            continue
+        at = max((i + 1 for i, s in enumerate(shown) if _number(s["key"]) < step.index), default=0)
+        shown.insert(at, _unrun(key, step.name))
+    return shown
+
+
+def _unrun(key: str, name: str) -> dict[str, Any]:
+    return {
+        "key": key,
+        "name": name,
+        "status": "not-started",
+        "startedAt": None,
+        "durationMs": None,
+        "left": None,
+        "to": None,
+        "result": None,
+        "error": None,
+        "polls": [],
+    }
+
+
+def _number(key: str) -> int:
+    """step_3 -> 3."""
+    tail = key.rpartition("_")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
 def _current(
     state: RunState, run: dict[str, Any], polls: dict[str, list[dict[str, Any]]]
 ) -> dict[str, Any] | None:
@@ -145,7 +204,7 @@ def _current(
     return {
         "key": key,
         "name": name or key,
-        "status": run["status"] if not run["live"] else "running",
+        "status": "running" if run["status"] == "processing" else run["status"],
         "left": None,
         "to": None,
         "result": None,

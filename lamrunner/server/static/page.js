@@ -8,19 +8,37 @@ let timer = null;
 
 // -- small helpers ----------------------------------------------------------------------------
 
+// An absent value (null, undefined, false) renders as nothing: never the text "null".
+const absent = (value) => value === null || value === undefined || value === false;
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
-    if (value === null || value === undefined || value === false) continue;
+    if (absent(value)) continue;
     if (key === "text") node.textContent = String(value);
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, String(value));
   }
+  return add(node, ...children);
+}
+
+// node.append for page content: absent children are skipped, the rest become text or nodes.
+function add(node, ...children) {
   for (const child of children) {
-    if (child === null || child === undefined) continue;
+    if (absent(child)) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return node;
+}
+
+function replace(node, ...children) {
+  node.replaceChildren();
+  return add(node, ...children);
+}
+
+// The present parts joined by `sep`: `words(" · ", "GET", null, 3)` is "GET · 3".
+function words(sep, ...parts) {
+  return parts.filter((part) => !absent(part) && part !== "").join(sep);
 }
 
 function announce(message) {
@@ -78,7 +96,19 @@ function when(iso) {
 }
 
 function badge(status) {
-  return el("span", { class: `status s-${status}`, "data-status": status, text: status });
+  const text = String(status).replace("-", " "); // not-started -> not started
+  return el("span", { class: `status s-${status}`, "data-status": status, text });
+}
+
+function resumed(resumes) {
+  if (!resumes || !resumes.length) return [];
+  const last = resumes[resumes.length - 1];
+  const times = resumes.length === 1 ? "once" : `${resumes.length} times`;
+  return [
+    el("dt", { text: "Resumed" }),
+    el("dd", { id: "run-resumed" }, `${times}, last `, absent(last.at) ? null : when(last.at),
+      absent(last.fromStep) ? null : ` (from step ${last.fromStep})`),
+  ];
 }
 
 function json(value) {
@@ -112,7 +142,7 @@ async function showList(main) {
     if (params.get(name)) query.set(name, params.get(name));
   }
   document.title = "lamrunner runs";
-  main.replaceChildren(el("h1", { text: "Runs" }));
+  replace(main, el("h1", { text: "Runs" }));
   const slot = el("div", { id: "runs" });
   main.append(slot);
   let filtersShown = false;
@@ -131,7 +161,7 @@ async function showList(main) {
       slot.before(filters(data, params));
       filtersShown = true;
     }
-    slot.replaceChildren(runsTable(data), pager(data, params));
+    replace(slot, runsTable(data), pager(data, params));
     if (data.live) schedule(refresh, LIST_REFRESH_MS);
   }
   await refresh();
@@ -167,13 +197,14 @@ function filters(data, params) {
     if (workflow.value) query.set("workflow", workflow.value);
     location.assign(query.toString() ? `/?${query}` : "/");
   });
-  form.append(
+  add(
+    form,
     el("label", { for: "filter-status" }, "Status", status),
     el("label", { for: "filter-workflow" }, "Workflow", workflow),
     el("noscript", {}, el("button", { type: "submit", text: "Filter" }))
   );
   if (params.get("status") || params.get("workflow")) {
-    form.append(el("a", { href: "/", text: "Clear filters" }));
+    add(form, el("a", { href: "/", text: "Clear filters" }));
   }
   return form;
 }
@@ -217,11 +248,11 @@ function pager(data, params) {
     if (params.get(name)) base.set(name, params.get(name));
   }
   if (params.get("before")) {
-    nav.append(el("a", { href: base.toString() ? `/?${base}` : "/", text: "Newest" }));
+    add(nav, el("a", { href: base.toString() ? `/?${base}` : "/", text: "Newest" }));
   }
   if (data.older) {
     base.set("before", data.older);
-    nav.append(el("a", { href: `/?${base}`, rel: "next", id: "older", text: "Older" }));
+    add(nav, el("a", { href: `/?${base}`, rel: "next", id: "older", text: "Older" }));
   }
   return nav;
 }
@@ -230,7 +261,8 @@ function pager(data, params) {
 
 async function showRun(main, jobId) {
   document.title = `run ${jobId}`;
-  main.replaceChildren(
+  replace(
+    main,
     el("p", {}, el("a", { href: "/", text: "← All runs" })),
     el("h1", {}, "Run ", el("span", { id: "run-id", text: jobId }))
   );
@@ -255,7 +287,7 @@ async function showRun(main, jobId) {
     const seen = JSON.stringify(data);
     if (seen !== slot.dataset.seen) {
       slot.dataset.seen = seen;
-      slot.replaceChildren(...runParts(data, jobId, refresh));
+      replace(slot, ...runParts(data, jobId, refresh));
       for (const key of open) {
         const again = slot.querySelector(`details[data-key="${CSS.escape(key)}"]`);
         if (again) again.open = true;
@@ -286,8 +318,9 @@ function runParts(data, jobId, refresh) {
       el("dd", { id: "run-attempts", text: run.attempts }),
       run.parent ? el("dt", { text: "Started by" }) : null,
       run.parent
-        ? el("dd", {}, el("a", { href: `/runs/${encodeURIComponent(run.parent.runId)}`, text: run.parent.runId }), ` (step ${run.parent.step})`)
-        : null
+        ? el("dd", {}, el("a", { href: `/runs/${encodeURIComponent(run.parent.runId)}`, text: run.parent.runId }), absent(run.parent.step) ? null : ` (step ${run.parent.step})`)
+        : null,
+      ...resumed(run.resumes)
     ),
     actions(run, jobId, refresh),
   ];
@@ -307,7 +340,7 @@ function runParts(data, jobId, refresh) {
             "li",
             {},
             el("a", { href: `/runs/${encodeURIComponent(c.runId)}`, text: c.runId }),
-            ` ${c.workflow} · step ${c.step} · ${c.mode} · `,
+            ` ${words(" · ", c.workflow, absent(c.step) ? null : `step ${c.step}`, c.mode)} · `,
             badge(String(c.status).toLowerCase())
           )
         )
@@ -319,7 +352,7 @@ function runParts(data, jobId, refresh) {
 
 function actions(run, jobId, refresh) {
   const bar = el("div", { class: "actions" });
-  const act = (verb, label, cls) =>
+  const act = (verb, label, cls, question) =>
     el("button", {
       type: "button",
       id: `${verb}-button`,
@@ -327,6 +360,7 @@ function actions(run, jobId, refresh) {
       text: label,
       onclick: async (event) => {
         const button = event.currentTarget;
+        if (question && !window.confirm(question)) return;
         button.disabled = true;
         try {
           await api(`/jobs/${encodeURIComponent(jobId)}/${verb}`, { method: "POST" });
@@ -340,8 +374,10 @@ function actions(run, jobId, refresh) {
         schedule(refresh, RUN_REFRESH_MS);
       },
     });
-  if (run.canCancel) bar.append(act("cancel", "Cancel", "danger"));
-  if (run.canResume) bar.append(act("resume", "Resume", null));
+  if (run.canCancel) {
+    add(bar, act("cancel", "Cancel", "danger", `Cancel run ${jobId}? Its polls stop and it ends canceled.`));
+  }
+  if (run.canResume) add(bar, act("resume", "Resume", null));
   return bar;
 }
 
@@ -355,11 +391,13 @@ function errorBox(error, stepsData) {
   );
   const last = lastResponse(stepsData);
   if (last) {
-    box.append(
-      el("h3", { text: `Last response (HTTP ${last.status})` }),
-      el("pre", { id: "last-response", text: last.body })
+    const body = typeof last.body === "string" ? last.body : absent(last.body) ? null : json(last.body);
+    add(
+      box,
+      el("h3", { text: absent(last.status) ? "Last response" : `Last response (HTTP ${last.status})` }),
+      absent(body) ? null : el("pre", { id: "last-response", text: body }),
+      last.truncated ? el("p", { class: "muted", text: "(cut: the body was longer)" }) : null
     );
-    if (last.truncated) box.append(el("p", { class: "muted", text: "(cut: the body was longer)" }));
   }
   return box;
 }
@@ -382,7 +420,7 @@ function steps(stepsData) {
     ...stepsData.map((step, i) =>
       el(
         "li",
-        { "data-step": step.key },
+        { "data-step": step.key, "data-status": step.status },
         el(
           "div",
           { class: "step-head" },
@@ -393,7 +431,7 @@ function steps(stepsData) {
             ? el("span", { class: "muted", text: `→ ${step.left}${step.to ? ` ${step.to}` : ""}` })
             : null
         ),
-        step.error ? el("pre", { class: "s-error", text: `${step.error.type}: ${step.error.message}` }) : null,
+        step.error ? el("pre", { class: "s-error", text: words(": ", step.error.type, step.error.message) }) : null,
         ...step.polls.map((poll) => pollView(step, poll)),
         step.result !== null && step.result !== undefined
           ? el(
@@ -438,7 +476,7 @@ function attemptView(entry) {
     .join(" ");
   const parts = [`#${entry.attempt} `, el("strong", { text: entry.status ?? "—" }), ` ${duration(entry.durationMs)}`];
   if (!settled) parts.push(` · wait ${duration(entry.delayMs)}`);
-  else parts.push(` · ${entry.outcome}`);
+  else if (!absent(entry.outcome)) parts.push(` · ${entry.outcome}`);
   if (entry.progress && entry.progress.percent !== undefined) parts.push(` · ${entry.progress.percent}%`);
   const title = [entry.at, entry.error].filter(Boolean).join(" — ");
   return el("li", { class: cls, title, "data-attempt": entry.attempt }, ...parts);
