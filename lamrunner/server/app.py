@@ -16,7 +16,6 @@ import json
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -28,6 +27,7 @@ from lamrunner.definition.yamlfile import parse_json
 from lamrunner.errors import DefinitionError, LamrunnerError
 from lamrunner.http.netpolicy import is_blocked
 from lamrunner.logs.chain import get_logger
+from lamrunner.runner.state import iso_ms
 from lamrunner.server import auth, openapi
 from lamrunner.server.callbacks import shown_url
 from lamrunner.server.jobs import JOB_STATUSES, Job, JobRequestError, JobService
@@ -318,7 +318,7 @@ async def execute_async(request: web.Request) -> web.StreamResponse:
 
 
 def _accepted(job: Job, headers: dict[str, str]) -> web.Response:
-    body = {"job_id": job.job_id, "status": "pending", "created_at": iso(job.created_at)}
+    body = {"job_id": job.job_id, "status": "pending", "created_at": iso_ms(job.created_at)}
     headers = {**headers, "Location": f"/jobs/{job.job_id}", "Retry-After": str(RETRY_AFTER)}
     return _json(body, 202, headers)
 
@@ -454,12 +454,6 @@ ROUTES = [
     web.get("/workflow/{name}/executions/{job_id}/status", execution_status),
     web.get("/workflow/{name}/executions/{job_id}/result", execution_result),
 ]
-
-
-def iso(epoch: float) -> str:
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
 
 
 def _json(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

@@ -35,6 +35,7 @@ from lamrunner.store.callbacks import DELIVERED, GAVE_UP, PENDING, CallbackOutbo
 
 SIGNATURE_HEADER = "X-Lamrunner-Signature"
 DELIVERY_HEADER = "X-Lamrunner-Job-Id"
+ANSWER_BYTES = 1 << 20  # of a receiver's answer: only its status is used
 MAX_CONCURRENT = 16  # deliveries in flight at once: a burst of job ends must not flood anyone
 
 
@@ -110,7 +111,7 @@ class CallbackSender:
         self.key = key
         self.policy = policy or CallbackPolicy()
         self.clock = clock or SystemClock()
-        self._factory = transports or (lambda allow: AiohttpTransport(allow_link_local=allow))
+        self._factory = transports or _transport
         self._transports: dict[bool, Transport] = {}
         self._stack = contextlib.AsyncExitStack()
         self._wake = asyncio.Event()
@@ -243,6 +244,11 @@ class CallbackSender:
             made = await self._stack.enter_async_context(self._factory(allow_link_local))
             self._transports[allow_link_local] = made
         return self._transports[allow_link_local]
+
+
+def _transport(allow_link_local: bool) -> AiohttpTransport:
+    """Only the status matters: a receiver's answer is read up to ANSWER_BYTES."""
+    return AiohttpTransport(max_response_bytes=ANSWER_BYTES, allow_link_local=allow_link_local)
 
 
 def _asked_delay(response: Response, now: float) -> float | None:
