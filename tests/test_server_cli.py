@@ -239,3 +239,34 @@ async def test_a_port_in_use_is_refused_naming_it(tmp_path):
     assert code == 2
     assert f"--port {port}: cannot listen" in record["error"]["message"]
     assert "Traceback" not in stderr
+
+
+async def test_a_callback_not_yet_delivered_is_delivered_after_a_sigkill(tmp_path, api):
+    api.script("POST", "/hook", Reply(503))
+    store = tmp_path / "store.sqlite3"
+    args = (str(flows(tmp_path)), "--port", "0", "--store", str(store))
+    first = await launch(tmp_path, *args)
+    async with aiohttp.ClientSession() as client:
+        async with client.post(
+            f"{first.url}/workflow/execute/echo/async",
+            params={"callback_url": f"{api.url}/hook"},
+            json={"k": 1},
+        ) as answer:
+            job_id = (await answer.json())["job_id"]
+        await _until(lambda: len(api.requests_to("/hook")) >= 1)
+    first.process.kill()  # SIGKILL: no cleanup at all
+    await first.process.wait()
+    api.script("POST", "/hook", Reply(204))
+    api.replies[("POST", "/hook")].popleft()  # the receiver is back
+    second = await launch(tmp_path, *args)
+    try:
+        await _until(lambda: len(api.requests_to("/hook")) >= 2)
+        await asyncio.sleep(0.5)
+    finally:
+        assert await second.stop() == 0
+    hooks = api.requests_to("/hook")
+    assert len(hooks) == 2  # the failed one, then the one after the restart: delivered
+    document = json.loads(hooks[-1].body)
+    assert document["job_id"] == job_id
+    assert document["status"] == "completed"
+    assert document["result"] == {"got": {"k": 1}}
