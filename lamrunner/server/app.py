@@ -281,13 +281,10 @@ async def execute(request: web.Request) -> web.StreamResponse:
         return _json({"error": error, "job_id": job.job_id}, 500, headers)
     if job.ended_by == "lam.response" and isinstance(job.result, dict):
         return _lam_response(job, headers)
-    if job.status in ("completed", "expired") or job.result is not None:
-        raw = service.result_json(job.job_id)
-        if raw is not None and job.status == "completed":
-            return web.Response(body=raw, content_type="application/json", headers=headers)
-        return _json(job.result, 200, headers)
-    # still running past --hold: answer as the async API does, the caller polls
-    return _accepted(job, headers)
+    raw = service.result_json(job.job_id) if job.status == "completed" else None
+    if raw is not None:  # the stored JSON as it is, however large
+        return web.Response(body=raw, content_type="application/json", headers=headers)
+    return _json(job.result, 200, headers)  # a resolveThenExecute's lam.result, early
 
 
 def _lam_response(job: Job, headers: dict[str, str]) -> web.Response:
