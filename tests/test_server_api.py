@@ -564,3 +564,18 @@ async def test_an_expired_job_answers_its_stub_everywhere(client, server):
     assert view["status"] == "expired"
     _, listed, _ = await call(client, "GET", "/jobs?status=expired")
     assert [j["job_id"] for j in listed["jobs"]] == [job_id]
+
+
+async def test_a_large_results_callback_carries_its_absolute_pointer(client, server, api):
+    api.script("POST", "/hook", Reply(200))
+    await call(
+        client, "POST", "/workflow/execute/big/async", params={"callback_url": f"{api.url}/hook"}
+    )
+    deadline = time.monotonic() + 10
+    while not api.requests_to("/hook"):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    document = json.loads(api.requests_to("/hook")[0].body)
+    pointer = {"is_url": True, "url": f"{server.url}/jobs/{document['job_id']}/result"}
+    assert document["result"] == pointer
+    assert len(api.requests_to("/hook")[0].body) < 1000  # not the 5 MB

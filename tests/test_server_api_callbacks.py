@@ -4,11 +4,15 @@ receiver on 127.0.0.1 that fails before it succeeds, give-up rules, a restart mi
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import time
 
+import aioresponses.core as aioresponses_core
 import pytest
+from aiohttp import ClientResponse
+from aioresponses import aioresponses
 
 from lamrunner.definition.policies import Backoff
 from lamrunner.runner.clock import FakeClock
@@ -185,3 +189,42 @@ async def test_a_restart_goes_on_delivering_what_the_outbox_holds(api, tmp_path)
         await second.close()
     assert reopened.get("j6").attempts == 2
     assert len(api.requests_to("/hook")) == 2
+
+
+class _SentBody:
+    output_size = 0
+
+
+class _CompatResponse(ClientResponse):
+    """aioresponses 0.7.9 predates aiohttp 3.14's required `stream_writer`; supply one (as
+    tests/test_request_shape.py does)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("stream_writer", _SentBody())
+        super().__init__(*args, **kwargs)
+
+
+async def test_the_request_shape_seen_through_aioresponses(tmp_path, monkeypatch):
+    if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
+        monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatResponse)
+    outbox = CallbackOutbox(tmp_path / "runs.sqlite3")
+    clock = FakeClock(start=1_764_670_512.0)
+    sender = CallbackSender(outbox, key="shape-key", policy=FAST, clock=clock)
+    url = "https://hooks.example.com/in?source=lamrunner"
+    with aioresponses() as mocked:
+        mocked.post(url, status=202)
+        await sender.start()
+        try:
+            sender.add("j7", url, BODY, allow_link_local=False)
+            await _until(lambda: outbox.get("j7").state == DELIVERED)
+        finally:
+            await sender.close()
+        [(key, calls)] = mocked.requests.items()
+    assert key[0] == "POST"
+    assert str(key[1]) == url
+    [sent] = calls
+    headers = dict(sent.kwargs["headers"])
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Lamrunner-Job-Id"] == "j7"
+    assert headers[SIGNATURE_HEADER] == signature("shape-key", 1_764_670_512, BODY)
+    assert sent.kwargs["data"] == BODY.encode()
