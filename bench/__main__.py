@@ -27,6 +27,7 @@ SCENARIOS = (
     "conditions",
     "startup",
     "handlers",
+    "serve",
 )  # modules of bench.scenarios
 
 

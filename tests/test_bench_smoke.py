@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("throughput", "scale", "conditions", "startup", "handlers")
+SCENARIOS = ("throughput", "scale", "conditions", "startup", "handlers", "serve")
 
 
 def _number(cell: str) -> bool:
