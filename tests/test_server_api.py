@@ -579,3 +579,28 @@ async def test_a_large_results_callback_carries_its_absolute_pointer(client, ser
     pointer = {"is_url": True, "url": f"{server.url}/jobs/{document['job_id']}/result"}
     assert document["result"] == pointer
     assert len(api.requests_to("/hook")[0].body) < 1000  # not the 5 MB
+
+
+async def test_a_sync_run_that_waits_past_hold_answers_202_and_goes_on(tmp_path, api):
+    api.script("GET", "/job", Reply(200, json={"done": False}))
+    flows = write_flows(tmp_path, f"{api.url}/job")
+    (flows / "poll.py").write_text(
+        "def transform(data):\n    return {'lam.httpRequest': {'method': 'GET', 'url': "
+        f"{api.url + '/job'!r}, 'loopUntil': {{'condition': 'ctx.response.done === true', "
+        "'maxAttempts': 5, 'initialDelay': '30s'}}}\n"
+    )
+    srv = await serve(tmp_path, flows=flows, hold=0.2)
+    try:
+        async with aiohttp.ClientSession(srv.url, headers={"X-API-KEY": KEY}) as client:
+            status, body, headers = await call(client, "POST", "/workflow/execute/poll")
+            assert status == 202
+            assert body["status"] == "processing"  # the job document
+            assert int(headers["Retry-After"]) >= 1
+            assert headers["Location"] == f"/jobs/{body['job_id']}"
+            _, job, _ = await call(client, "GET", f"/jobs/{body['job_id']}")
+            assert job["status"] == "processing"  # it waits as a row for its next poll
+            status, _, _ = await call(client, "POST", f"/jobs/{body['job_id']}/cancel")
+            assert status == 200
+    finally:
+        await srv.close()
+    assert len(api.requests_to("/job")) == 1

@@ -281,6 +281,10 @@ async def execute(request: web.Request) -> web.StreamResponse:
         return _json({"error": error, "job_id": job.job_id}, 500, headers)
     if job.ended_by == "lam.response" and isinstance(job.result, dict):
         return _lam_response(job, headers)
+    if job.status in ("pending", "processing") and job.ended_by is None:
+        # it waits as a row (its next poll beyond --hold): the caller polls Location
+        headers = {**headers, "Retry-After": str(RETRY_AFTER)}
+        return _json(job_document(request, job), 202, headers)
     raw = service.result_json(job.job_id) if job.status == "completed" else None
     if raw is not None:  # the stored JSON as it is, however large
         return web.Response(body=raw, content_type="application/json", headers=headers)
@@ -315,7 +319,9 @@ async def execute_async(request: web.Request) -> web.StreamResponse:
 
 
 def _accepted(job: Job, headers: dict[str, str]) -> web.Response:
-    body = {"job_id": job.job_id, "status": "pending", "created_at": iso_ms(job.created_at)}
+    """202 and where to poll: a new async job (pending), or a sync one that waits as a row."""
+    status = "pending" if job.status == "pending" else job.status
+    body = {"job_id": job.job_id, "status": status, "created_at": iso_ms(job.created_at)}
     headers = {**headers, "Location": f"/jobs/{job.job_id}", "Retry-After": str(RETRY_AFTER)}
     return _json(body, 202, headers)
 

@@ -204,6 +204,17 @@ def paths(names: tuple[str, ...] = ()) -> dict[str, Schema]:
                 "requestBody": BODY,
                 "responses": {
                     "200": _json("the last step's output"),
+                    "202": {
+                        **_json(
+                            "the run waits for a poll more than --hold away: the job; "
+                            "poll Location",
+                            _ref("Job"),
+                        ),
+                        "headers": {
+                            "Location": {"schema": {"type": "string"}},
+                            "Retry-After": {"schema": {"type": "integer"}},
+                        },
+                    },
                     "500": _json(
                         "the run failed (error.type names why) or an internal error",
                         _ref("Error"),

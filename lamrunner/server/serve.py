@@ -228,7 +228,19 @@ def _url(host: str, runner: web.AppRunner) -> str:
 
 async def serve(options: ServeOptions, stdout: TextIO) -> int:
     """Run until SIGTERM or SIGINT; 0 when stopped so."""
-    server = await start(options)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        handled.append(signal.SIGINT)
+    for signum in handled:  # before the announcement: a script may signal right after it
+        loop.add_signal_handler(signum, stopped.set)
+    try:
+        server = await start(options)
+    except BaseException:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        raise
     announce = {
         "listening": server.url,
         "workflows": sorted(server.workflows),
@@ -237,13 +249,6 @@ async def serve(options: ServeOptions, stdout: TextIO) -> int:
     stdout.write(json.dumps(announce) + "\n")
     stdout.flush()
     get_logger().info("serve.listening", url=server.url, workflows=announce["workflows"])
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = [signal.SIGTERM]
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        handled.append(signal.SIGINT)
-    for signum in handled:
-        loop.add_signal_handler(signum, stopped.set)
     try:
         await stopped.wait()
     finally:
