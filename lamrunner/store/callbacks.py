@@ -14,13 +14,13 @@ told of the new end.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lamrunner.errors import DefinitionError
+from lamrunner.store.sqlite import connect
 
 PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "gave_up"
 
@@ -62,11 +62,7 @@ class CallbackOutbox:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not self.path.exists()
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
-            if fresh:
-                os.chmod(self.path, 0o600)  # as the run store: bodies carry job results
+            self._db = connect(self.path)  # as the run store: bodies carry job results
             self._db.execute("PRAGMA journal_mode=WAL")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():

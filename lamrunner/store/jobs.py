@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lamrunner.errors import DefinitionError
+from lamrunner.store.sqlite import connect
 
 JOBS_VERSION = 1
 PENDING, PROCESSING, COMPLETED, FAILED = "pending", "processing", "completed", "failed"
@@ -122,11 +122,7 @@ class JobStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not self.path.exists()
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
-            if fresh:
-                os.chmod(self.path, 0o600)
+            self._db = connect(self.path)
             self._create()
         except (OSError, sqlite3.Error) as exc:
             raise DefinitionError(f"run store {self.path}: cannot open its jobs ({exc})") from None

@@ -171,17 +171,24 @@ class RunSummary:
         }
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to a store file (autocommit, a 10 s busy wait), its folder made; a new
+    file is readable by its owner only: GWOs, --set values and job results may be private."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = not path.exists()
+    db = sqlite3.connect(path, isolation_level=None, timeout=10)
+    if fresh:
+        os.chmod(path, 0o600)
+    return db
+
+
 class RunStore(RunObserver):
     """A run store file. Also the engine's checkpointer for the runs it owns."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not self.path.exists()
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
-            if fresh:
-                os.chmod(self.path, 0o600)
+            self._db = connect(self.path)
             self._prepare()
         except (OSError, sqlite3.Error) as exc:
             raise DefinitionError(f"run store {self.path}: cannot open it ({exc})") from None
