@@ -1,4 +1,4 @@
-"""`python -m bench [--smoke] [--only NAME] [--json FILE]`: run the scenarios, print one table.
+"""`python -m bench [--smoke] [--only NAME]... [--json FILE]`: run the scenarios, print one table.
 
 Exit status 0 when every scenario ran and reported (goals met or not: this measures, it does
 not judge), 1 when one of them failed; its error is on stderr and its row says n/a.
@@ -34,7 +34,12 @@ SCENARIOS = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="every scenario at tiny sizes (CI)")
-    parser.add_argument("--only", choices=list(SCENARIOS), help="run one scenario")
+    parser.add_argument(
+        "--only",
+        choices=list(SCENARIOS),
+        action="append",
+        help="run this scenario (repeat for several, run in the usual order)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures to FILE")
     parser.add_argument(
         "--server-workers",
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         help="processes of the target server (default 2)",
     )
     args = parser.parse_args(argv)
-    names = [args.only] if args.only else list(SCENARIOS)
+    names = [n for n in SCENARIOS if n in args.only] if args.only else list(SCENARIOS)
     rows: list[Row] = []
     failed: list[str] = []
     started, load = time.perf_counter(), os.getloadavg()[0]

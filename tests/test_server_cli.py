@@ -241,6 +241,22 @@ async def test_a_port_in_use_is_refused_naming_it(tmp_path):
     assert "Traceback" not in stderr
 
 
+async def test_a_second_server_on_one_store_is_refused_until_the_first_is_gone(tmp_path):
+    """Two servers on one store would wake the same jobs and run them twice."""
+    store = str(tmp_path / "one.db")
+    first = await launch(tmp_path, str(flows(tmp_path)), "--port", "0", "--store", store)
+    code, record, stderr = await refused(
+        tmp_path, str(flows(tmp_path)), "--port", "0", "--store", store
+    )
+    assert code == 2 and "Traceback" not in stderr
+    message = record["error"]["message"]
+    assert f"another lamrunner serve (pid {first.process.pid}) is serving it" in message
+    first.process.send_signal(signal.SIGKILL)  # dies holding the lock: the kernel drops it
+    await first.process.wait()
+    second = await launch(tmp_path, str(flows(tmp_path)), "--port", "0", "--store", store)
+    assert await second.stop() == 0
+
+
 async def test_a_callback_not_yet_delivered_is_delivered_after_a_sigkill(tmp_path, api):
     api.script("POST", "/hook", Reply(503))
     store = tmp_path / "store.sqlite3"

@@ -191,3 +191,82 @@ async def test_sigterm_is_a_handover_no_on_give_up_and_the_job_goes_on(tmp_path,
     assert jobs["t"]["status"] == "completed" and jobs["t"]["result"]["polled"] == "done"
     assert 2 <= stopped_at < 5 and len(api.requests_to("/job/t")) == 5
     assert len(api.requests_to("/submit/t")) == 1 and api.requests_to("/give-up/t") == []
+
+
+async def lamrunner(*args: str) -> tuple[int, dict[str, Any]]:
+    """A `lamrunner` command beside the server: its exit code and its one JSON record."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lamrunner",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, _err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, json.loads(out)
+
+
+async def test_lamrunner_cancel_of_a_served_job_is_carried_out_by_its_server(tmp_path, api):
+    """`lamrunner cancel JOB_ID` on the server's store: the server stops the job (a poll in
+    memory and a job waiting as a row alike), sends each onGiveUp once, and the job is
+    canceled through the API too."""
+    for n in ("near", "far"):
+        api.script("POST", f"/submit/{n}", Reply(json={"ok": n}))
+        api.script("GET", f"/job/{n}", *[RUNNING] * 40)
+        api.script("POST", f"/give-up/{n}", Reply(json={}))
+    workflow, store, log = flow(tmp_path, api), tmp_path / "serve.sqlite3", tmp_path / "log"
+    async with aiohttp.ClientSession() as session, server(workflow, store, log) as (_p, url):
+        ids = {"near": await submit(session, url, "near", "200ms")}
+        ids["far"] = await submit(session, url, "far", "30s")  # a row until then
+        await requests(api, ["/job/near", "/job/far"], 1)
+        for n in ("near", "far"):
+            code, record = await lamrunner("cancel", ids[n], "--store", str(store))
+            assert code == 0, record
+            assert record["status"] == "FAILED" and record["error"]["type"] == "Cancelled"
+        jobs = {n: await job(session, url, i) for n, i in ids.items()}
+        polls = len(api.requests_to("/job/near"))
+        await asyncio.sleep(0.5)  # two of its poll intervals: it polls no more
+        assert len(api.requests_to("/job/near")) == polls
+    for n in ("near", "far"):
+        assert jobs[n]["status"] == "canceled" and "cancel" in jobs[n]["error"], jobs[n]
+        assert len(api.requests_to(f"/give-up/{n}")) == 1
+    assert len(api.requests_to("/job/far")) == 1
+
+
+async def test_a_cancel_asked_while_no_server_runs_is_carried_out_when_one_starts(tmp_path, api):
+    api.script("POST", "/submit/w", Reply(json={"ok": "w"}))
+    api.script("GET", "/job/w", *[RUNNING] * 10)
+    api.script("POST", "/give-up/w", Reply(json={}))
+    workflow, store, log = flow(tmp_path, api), tmp_path / "serve.sqlite3", tmp_path / "log"
+    async with aiohttp.ClientSession() as session:
+        async with server(workflow, store, log) as (process, url):
+            job_id = await submit(session, url, "w", "300ms")
+            await requests(api, ["/job/w"], 1)
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+        code, record = await lamrunner("cancel", job_id, "--store", str(store))
+        assert code == 1 and record["error"]["type"] == "CancelPending", record
+        assert "no lamrunner serve is serving" in record["error"]["message"]
+        assert api.requests_to("/give-up/w") == []  # the server's to send, not the CLI's
+        polls = len(api.requests_to("/job/w"))
+        async with server(workflow, store, log) as (_process, url):
+            ended = await all_ended(session, url, {"w": job_id})
+    assert ended["w"]["status"] == "canceled"
+    assert len(api.requests_to("/give-up/w")) == 1
+    assert len(api.requests_to("/job/w")) == polls  # canceled before it could poll again
+
+
+async def test_lamrunner_resume_of_a_served_job_is_refused_naming_the_server_s_way(tmp_path, api):
+    api.script("POST", "/submit/r", Reply(json={"ok": "r"}))
+    api.script("GET", "/job/r", *[RUNNING] * 10)
+    workflow, store, log = flow(tmp_path, api), tmp_path / "serve.sqlite3", tmp_path / "log"
+    async with aiohttp.ClientSession() as session, server(workflow, store, log) as (_p, url):
+        job_id = await submit(session, url, "r", "30s")
+        await requests(api, ["/job/r"], 1)
+        for args in (("resume", job_id), ("resume", "--redrive", job_id)):
+            code, record = await lamrunner(*args, "--store", str(store))
+            assert code == 2, record
+            assert f"POST /jobs/{job_id}/resume" in record["error"]["message"]
+    assert len(api.requests_to("/submit/r")) == 1 and len(api.requests_to("/job/r")) == 1

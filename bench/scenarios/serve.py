@@ -236,28 +236,22 @@ def _waiting_jobs(bench: Bench, folder: Path) -> dict[str, Any]:
     server = Server(folder, store, bench.tmp / "serve-waiting.stderr", 1 if bench.smoke else 60)
     try:
         idle_rss = server.status("VmRSS")
-        # The due jobs' polls fall in [wake, wake + window]: `lead` seconds after the last
-        # submission is expected to have made its first attempt.
-        lead = 5.0 if bench.smoke else 90.0
-        submit_for = 2.0 if bench.smoke else 100.0
-        wake = time.time() + submit_for + lead
-        every = max(1, waiting // due)
-        payloads: list[dict[str, Any]] = []
-        for i in range(waiting):
-            k, rest = divmod(i, every)
-            if rest == 0 and k < due:  # due at `wake`, spread over the window
-                payloads.append(
-                    {"url": url, "attempts": 2, "interval": f"@{wake + window * k / due}"}
-                )
-            else:
-                payloads.append({"url": url, "attempts": 2, "interval": 3600})
+        # First the jobs an hour away, as fast as the server takes them; then the due ones,
+        # due `lead` seconds after they are expected to be rows (at twice the first batch's
+        # pace per job), their polls spread over [wake, wake + window].
+        far = [{"url": url, "attempts": 2, "interval": 3600}] * (waiting - due)
         started = time.monotonic()
-        seconds = _submit_child(server.url, payloads, submit_for, submit_for + 600)
-        _wait_for(
-            "every job to wait as a row",
-            lambda: _waiting(store) >= waiting,
-            lead + 600,
-        )
+        seconds = _submit_child(server.url, far, 0.0, 1800)
+        _wait_for("the far jobs to wait as rows", lambda: _waiting(store) >= len(far), 600)
+        per_job = (time.monotonic() - started) / len(far)
+        lead = 3.0 if bench.smoke else 20.0
+        wake = time.time() + 2 * per_job * due + lead
+        near = [
+            {"url": url, "attempts": 2, "interval": f"@{wake + window * k / due}"}
+            for k in range(due)
+        ]
+        seconds += _submit_child(server.url, near, 0.0, 600)
+        _wait_for("every job to wait as a row", lambda: _waiting(store) >= waiting, 600)
         rows_after = time.monotonic() - started
         rss_waiting, peak_before = server.status("VmRSS"), server.status("VmHWM")
         if time.time() > wake:

@@ -38,6 +38,7 @@ from lamrunner.runner.calls import INTERRUPTED as STOPPED
 from lamrunner.runner.engine import Engine
 from lamrunner.runner.observe import RunObserver
 from lamrunner.runner.state import FAILED, RUNNING, SUCCESS, SUSPENDED, RunState, iso_ms
+from lamrunner.store import jobs
 from lamrunner.store.sqlite import RunStore
 
 INTERRUPTED = "INTERRUPTED"
@@ -142,6 +143,7 @@ def _top_level(run_id: str, store: RunStore, command: str) -> None:
 
 def _redrive(run_id: str, store: RunStore, budget: float | None) -> dict[str, Any]:
     _top_level(run_id, store, "resume")
+    _not_a_job(run_id, store)
     state, saved, status = store.load(run_id)
     if status != FAILED:
         raise DefinitionError(
@@ -165,6 +167,9 @@ def cancel(run_id: str, store: RunStore) -> dict[str, Any]:
     state, saved, status = store.load(run_id)
     if status in (SUCCESS, FAILED):
         raise DefinitionError(f"run {run_id} already finished with {status}; nothing to cancel")
+    job = jobs.job_of(store.path, run_id)
+    if job is not None:
+        return _cancel_job(job, store)
     if store.owner_alive(run_id) is not None:
         store.request_cancel(run_id)
         end = time.monotonic() + defaults.CANCEL_WAIT
@@ -196,7 +201,54 @@ def cancel(run_id: str, store: RunStore) -> dict[str, Any]:
             store.flush()
 
 
+def _cancel_job(job: jobs.JobRow, store: RunStore) -> dict[str, Any]:
+    """A `lamrunner serve` job is the server's to end (its job row, onGiveUp, callback): the
+    cancel is recorded in the store, which the server reads every CANCEL_CHECK_INTERVAL, and
+    waited for up to CANCEL_WAIT while a server serves the store; with none serving it, the
+    next one to start carries it out before it wakes anything (the record says so)."""
+    run_id = job.job_id
+    store.request_cancel(run_id)
+    server = jobs.server_pid(store.path)
+    end = time.monotonic() + (defaults.CANCEL_WAIT if server is not None else 0)
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        row = jobs.job_of(store.path, run_id)
+        if row is None or row.status in jobs.FINISHED:
+            state, _saved, status = store.load(run_id)
+            record = state.record()
+            record["status"] = status
+            record["error"] = None if row is None else row.error  # as the server masked it
+            return record
+    state, _saved, status = store.load(run_id)
+    record = state.record()
+    record["status"] = status
+    where = (
+        f"the server (pid {server}) had not stopped it after {defaults.CANCEL_WAIT:g}s"
+        if server is not None
+        else f"no lamrunner serve is serving {store.path}: the next one started on it "
+        "carries the cancel out (its polls' onGiveUp, the job canceled, its callback)"
+    )
+    record["error"] = {
+        "type": "CancelPending",
+        "message": f"cancel of job {run_id} recorded; {where}",
+        "step": None,
+    }
+    return record
+
+
+def _not_a_job(run_id: str, store: RunStore) -> None:
+    """A server's job is resumed through its server, which keeps its job row and callback."""
+    job = jobs.job_of(store.path, run_id)
+    if job is not None:
+        raise DefinitionError(
+            f"run {run_id} is a job of lamrunner serve (job status {job.status}): a waiting "
+            f"job resumes itself; a failed or canceled one is resumed with POST "
+            f"/jobs/{run_id}/resume (or the runs page's resume button)"
+        )
+
+
 def _resumable(run_id: str, store: RunStore) -> tuple[RunState, dict[str, Any], str]:
+    _not_a_job(run_id, store)
     state, saved, status = store.load(run_id)
     if status in (SUCCESS, FAILED):
         raise DefinitionError(f"run {run_id} already finished with {status}; nothing to resume")

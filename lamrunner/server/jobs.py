@@ -14,6 +14,11 @@ due now, and each resumes from its last checkpoint (completed requests are not s
 poll's attempts count on). `close` stops the runs in memory as a handover: no onGiveUp is sent,
 their checkpoints stay, and they are due again at once for the next process.
 
+A cancel is recorded in the run store (its cancels table, which `lamrunner cancel` writes too)
+before it is acted on, and the service looks for recorded cancels at start and every
+CANCEL_CHECK_INTERVAL: a cancel the process did not finish, or one asked while no server ran,
+is carried out, never lost. One service per store file: `start` takes the store's `ServeLock`.
+
 `retention` seconds after a job ended, `sweep` makes it `expired`: its result becomes a stub
 and its run leaves the store. Results and errors are masked with the run's secrets before they
 are stored in the job row, which is what every reader (`get`, `list`, `result_json`) sees.
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lamrunner import defaults
 from lamrunner.definition.config import build_config
 from lamrunner.definition.workflow import Workflow
 from lamrunner.errors import Cancelled, DefinitionError, InternalError, LamrunnerError
@@ -45,7 +51,7 @@ from lamrunner.runner.state import FAILED, RUNNING, SUCCESS, SUSPENDED, RunState
 from lamrunner.server.scheduler import LEAD as WAKE_LEAD
 from lamrunner.server.scheduler import Waker
 from lamrunner.store import jobs as table
-from lamrunner.store.jobs import JobRow, JobStore
+from lamrunner.store.jobs import JobRow, JobStore, ServeLock
 from lamrunner.store.sqlite import RunStore
 from lamrunner.units import format_duration
 
@@ -185,14 +191,25 @@ class JobService:
         self._runs: RunStore | None = None
         self._jobs: JobStore | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._waker: Waker | None = None
+        self._lock = ServeLock(self.store_path)
         self._log = get_logger(component="serve")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the store, check every workflow's configuration, make the jobs a dead process
-        left in memory due, and start the waker and the retention sweeps."""
+        left in memory due, carry out the cancels it recorded, and start the waker, the cancel
+        watch and the retention sweeps."""
+        self._lock.acquire()
+        try:
+            await self._open()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def _open(self) -> None:
         self._runs = RunStore(self.store_path)
         self._jobs = JobStore(self.store_path)
         for name in self.served:
@@ -209,10 +226,12 @@ class JobService:
                 jobs=waiting,
                 note="jobs of workflows this server does not serve wait until one serves them",
             )
+        self._carry_out_cancels()  # before the waker: a canceled job must not poll again
         self._waker = Waker(self.clock, self._due, self._launch, self._room, self._next_due)
         self._loops = [
             asyncio.ensure_future(self._waker.run()),
             asyncio.ensure_future(self._sweeps()),
+            asyncio.ensure_future(self._cancel_watch()),
         ]
 
     async def close(self) -> None:
@@ -223,6 +242,8 @@ class JobService:
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
         tasks = list(self._active.values())
+        for waiting in list(self._background):
+            waiting.cancel()  # a recorded cancel's waiter: the record stays for the next start
         for task in tasks:
             task.cancel(HANDOVER)
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -240,6 +261,7 @@ class JobService:
             self._jobs.close()
         if self._runs is not None:
             self._runs.close()
+        self._lock.release()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -345,11 +367,15 @@ class JobService:
         if job.status in table.FINISHED:
             raise JobRequestError(409, f"job {job_id} is {job.status}: nothing to cancel")
         task = self._active.get(job_id)
+        if job_id in self._cancels and task is not None:
+            await asyncio.wait([task])  # being canceled already
+            return self._known(job_id)
+        self._store.request_cancel(job_id)  # recorded first: a restart carries it out
+        self._cancels.add(job_id)
         if task is None:
             self._table.take(job_id)  # now, before the waker may launch it
             task = self._track(job_id, self._guarded(job_id, self._cancel_row(job_id)))
         else:
-            self._cancels.add(job_id)
             task.cancel(CANCELLED)
         await asyncio.wait([task])
         return self._known(job_id)
@@ -583,6 +609,27 @@ class JobService:
         for waiter in self._waiters.pop(job_id, []):
             if not waiter.done():
                 waiter.set_result(job)
+
+    def _carry_out_cancels(self) -> None:
+        """Cancel each unfinished job a cancel was recorded for and no task cancels yet."""
+        for job_id in self._table.cancel_requests(self._names):
+            if job_id not in self._cancels:
+                self._log.info("job.cancel_requested", job_id=job_id)
+                self._background.add(asyncio.ensure_future(self._cancel_quietly(job_id)))
+
+    async def _cancel_quietly(self, job_id: str) -> None:
+        try:
+            await self.cancel(job_id)
+        except JobRequestError:
+            pass  # it ended (or expired) meanwhile: nothing to cancel
+        finally:
+            self._background.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
+
+    async def _cancel_watch(self) -> None:
+        """`lamrunner cancel JOB_ID` writes the store's cancels table; look in it often."""
+        while True:
+            await asyncio.sleep(defaults.CANCEL_CHECK_INTERVAL)
+            self._carry_out_cancels()
 
     async def _sweeps(self) -> None:
         """Hourly, in real time (a fake clock's sleeps jump: `sweep(now)` is for tests)."""

@@ -22,7 +22,9 @@ one short transaction), on the event loop's thread, like the run store's.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,6 +116,7 @@ class JobRow:
 
 
 _Rows = list[JobRow]  # (named here: in JobStore, `list` is its method)
+_Ids = list[str]
 
 
 class JobStore:
@@ -245,7 +248,7 @@ class JobStore:
         )
         return cursor.rowcount
 
-    def expire(self, cutoff: float, now: float, stub: str, limit: int = 500) -> list[str]:
+    def expire(self, cutoff: float, now: float, stub: str, limit: int = 500) -> _Ids:
         """Jobs that ended before `cutoff` become EXPIRED with the `stub` result (JSON), and
         their runs leave the run store (state, element, attempt and count rows, sub-workflow
         runs too); at most `limit` at a time. Returns their ids."""
@@ -354,6 +357,17 @@ class JobStore:
         )
         return int(row.fetchone()[0])
 
+    def cancel_requests(self, workflows: tuple[str, ...]) -> _Ids:
+        """The unfinished jobs of `workflows` a cancel was asked for (`POST /jobs/ID/cancel`
+        or `lamrunner cancel`), recorded in the run store's cancels table before it is acted
+        on: a cancel a server did not finish (killed mid-way, or not running) is not lost."""
+        rows = self._db.execute(
+            "SELECT j.job_id FROM cancels c JOIN jobs j ON j.job_id = c.run_id"
+            f" WHERE j.status IN (?, ?) AND j.workflow IN ({_marks(workflows)})",
+            (PENDING, PROCESSING, *workflows),
+        )
+        return [r[0] for r in rows]
+
     def count(self, status: str) -> int:
         return int(
             self._db.execute("SELECT count(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
@@ -363,3 +377,74 @@ class JobStore:
 def _marks(values: tuple[str, ...]) -> str:
     """The `?, ?, ?` of an IN list (an empty list matches nothing)."""
     return ", ".join("?" * len(values)) if values else "NULL"
+
+
+def job_of(path: Path, run_id: str) -> JobRow | None:
+    """The job row of a run, when the store's run is a `lamrunner serve` job (the CLI's
+    question: it must leave a server's jobs to the server); a store with no jobs table has
+    none, and is not given one."""
+    db = connect(path)
+    try:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone() is None:
+            return None
+        found = db.execute(f"SELECT {_COLUMNS} FROM jobs j WHERE j.job_id = ?", (run_id,))
+        row = found.fetchone()
+        return None if row is None else JobRow.of(row)
+    except sqlite3.Error as exc:
+        raise DefinitionError(f"run store {path}: cannot read its jobs ({exc})") from None
+    finally:
+        db.close()
+
+
+def lock_path(store: Path) -> Path:
+    return store.with_name(store.name + ".serve-lock")
+
+
+class ServeLock:
+    """One `lamrunner serve` per store file. Two would both wake the same due jobs and run
+    them twice; the lock is an exclusive `flock` on a file beside the store, which the kernel
+    releases however the holder dies (SIGKILL too), so a restart never finds a stale one."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = Path(store)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path(self.store), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DefinitionError(
+                f"run store {self.store}: another lamrunner serve (pid {holder}) is serving it; "
+                "one server per store (two would run the same jobs twice): stop that one, or "
+                "give this one its own --store"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+
+def server_pid(store: Path) -> int | None:
+    """The pid of the `lamrunner serve` serving this store now, or None when none is."""
+    try:
+        fd = os.open(lock_path(Path(store)), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

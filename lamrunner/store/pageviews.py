@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lamrunner.errors import DefinitionError
-from lamrunner.runner.state import ElementState, RunState
-from lamrunner.store.sqlite import attempt_row, listed_status
+from lamrunner.runner.state import RunState
+from lamrunner.store.sqlite import attempt_row, listed_status, read_state
 
 _Rows = list[dict[str, Any]]
 _ERROR_TYPE = "json_extract(r.state, '$.error.type')"
@@ -166,31 +166,12 @@ class PageViews:
             return None
         return RunDetail(
             _row(row[:9]),
-            self._state(job_id, row[9]),
+            read_state(self._db, self.path, job_id, row[9]),
             self._attempts(job_id),
             self._poll_counts(job_id),
             self._children(job_id),
             self._parent(job_id),
         )
-
-    def _state(self, run_id: str, text: str) -> RunState:
-        try:
-            state = RunState.from_dict(json.loads(text))
-            if state.pending is not None:
-                elements = state.pending.elements
-                for idx, entry in self._db.execute(
-                    "SELECT idx, entry FROM elements WHERE run_id = ? AND step = ?",
-                    (run_id, state.next_step),
-                ):
-                    if idx < len(elements):
-                        where = f"element row {idx} of step {state.next_step}"
-                        elements[idx] = ElementState.from_dict(json.loads(entry), where)
-        except (ValueError, DefinitionError) as exc:
-            message = exc.message if isinstance(exc, DefinitionError) else str(exc)
-            raise DefinitionError(
-                f"run store {self.path}: run {run_id} cannot be read: {message}"
-            ) from None
-        return state
 
     def _attempts(self, run_id: str) -> _Rows:
         rows = self._db.execute(

@@ -426,21 +426,7 @@ class RunStore(RunObserver):
         ).fetchone()
         if row is None:
             raise DefinitionError(f"run {run_id!r} is not in the run store {self.path}")
-        try:
-            state = RunState.from_dict(_json(row[0], "state"))
-            if state.pending is not None:
-                elements = state.pending.elements
-                for idx, entry in self._db.execute(
-                    "SELECT idx, entry FROM elements WHERE run_id = ? AND step = ?",
-                    (run_id, state.next_step),
-                ):
-                    if idx < len(elements):
-                        where = f"element row {idx} of step {state.next_step}"
-                        elements[idx] = ElementState.from_dict(_json(entry, where), where)
-        except DefinitionError as exc:
-            raise DefinitionError(
-                f"run store {self.path}: run {run_id} cannot be read: {exc.message}"
-            ) from None
+        state = read_state(self._db, self.path, run_id, row[0])
         return state, json.loads(row[1]), listed_status(row[2], row[3])
 
     def saved_state(self, run_id: str) -> RunState | None:
@@ -584,6 +570,26 @@ def attempt_row(r: tuple[Any, ...]) -> dict[str, Any]:
 def _id(text: str | None) -> int | str | None:
     """A workflow id as the handler wrote it: Laminar's are numbers."""
     return int(text) if text is not None and text.isdigit() and str(int(text)) == text else text
+
+
+def read_state(db: sqlite3.Connection, path: Path, run_id: str, text: str) -> RunState:
+    """A run's saved state with its step's element progress (the elements rows) applied."""
+    try:
+        state = RunState.from_dict(_json(text, "state"))
+        if state.pending is not None:
+            elements = state.pending.elements
+            for idx, entry in db.execute(
+                "SELECT idx, entry FROM elements WHERE run_id = ? AND step = ?",
+                (run_id, state.next_step),
+            ):
+                if idx < len(elements):
+                    where = f"element row {idx} of step {state.next_step}"
+                    elements[idx] = ElementState.from_dict(_json(entry, where), where)
+    except DefinitionError as exc:
+        raise DefinitionError(
+            f"run store {path}: run {run_id} cannot be read: {exc.message}"
+        ) from None
+    return state
 
 
 def _json(text: str, what: str) -> Any:
