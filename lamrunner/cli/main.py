@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -380,7 +380,15 @@ def _serve(args: argparse.Namespace, stdout: TextIO) -> int:
         hold=parse_duration(args.hold, "--hold"),
         max_body=parse_size(args.max_body, "--max-body"),
     )
-    return asyncio.run(serve(options, stdout))
+    return asyncio.run(_served_with_gc_policy(serve(options, stdout)))
+
+
+async def _served_with_gc_policy(serving: Coroutine[Any, Any, int]) -> int:
+    """A server holds thousands of polls in memory: the CLI's GC policy keeps their pauses short."""
+    from lamrunner.cli import gcpolicy
+
+    async with gcpolicy.hold():
+        return await serving
 
 
 def _budget(args: argparse.Namespace) -> float | None:

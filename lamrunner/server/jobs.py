@@ -294,6 +294,7 @@ class JobService:
         if end is not None:  # saved with the run: a resumed or recovered run ends there too
             state.meta["endAtStep"] = end
         self._store.begin(state, setup.invocation)
+        now_running = self._room() > 0  # else it waits as a due row for the waker
         self._table.add(
             job_id,
             name,
@@ -302,11 +303,16 @@ class JobService:
             start_step=start,
             end_step=end,
             callback_url=callback_url,
+            due=not now_running,
         )
         self._log.info("job.submitted", job_id=job_id, workflow=name)
-        self._poke()
         job = self.get(job_id)
         assert job is not None
+        if now_running:  # its state is in hand and its row owned: no store round trip
+            self._table.running(job_id, self.clock.now())
+            self._track(job_id, self._guarded(job_id, self._run(job_id, setup, state)))
+        else:
+            self._poke()
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -481,10 +487,15 @@ class JobService:
             self._ended(row.job_id, state, setup.secrets.mask_data(state.record()))
             return
         self._store.begin(state, setup.invocation)
+        await self._run(row.job_id, setup, state)
+
+    async def _run(self, job_id: str, setup: _Setup, state: RunState) -> None:
+        """Run the job's run (owned by this process) until it ends or suspends; then its row
+        says which."""
         try:
             record = await setup.engine.resume(state, hold=self.hold)
         except asyncio.CancelledError:
-            if row.job_id not in self._cancels:
+            if job_id not in self._cancels:
                 raise  # a handover (close): the checkpoint stays
             _uncancel()
             record = await self._cancelled(setup, state)
@@ -493,15 +504,15 @@ class JobService:
         finally:
             self._store.flush()
         if state.status == SUSPENDED:
-            self._table.waiting(row.job_id, state.resume_at or self.clock.now())
-            waiting = self.get(row.job_id)  # its task ends now: a row, ahead
+            self._table.waiting(job_id, state.resume_at or self.clock.now())
+            waiting = self.get(job_id)  # its task ends now: a row, ahead
             ahead = None if waiting is None or waiting.due_at is None else waiting.due_at
             if waiting is not None and ahead is not None and ahead - self.clock.now() > WAKE_LEAD:
-                self._notify(row.job_id, waiting)
+                self._notify(job_id, waiting)
         elif state.status == RUNNING:  # not expected: run it again from its checkpoint
-            self._table.waiting(row.job_id, self.clock.now())
+            self._table.waiting(job_id, self.clock.now())
         else:
-            self._ended(row.job_id, state, record)
+            self._ended(job_id, state, record)
 
     async def _cancelled(self, setup: _Setup, state: RunState) -> dict[str, Any]:
         """A run in memory was cancelled: a suspended one (woken, waiting out its lead) ends

@@ -174,14 +174,16 @@ class JobStore:
         start_step: int | None = None,
         end_step: int | None = None,
         callback_url: str | None = None,
+        due: bool = True,
     ) -> None:
-        """A new job, pending and due at once."""
+        """A new job, pending: due at once, or (`due=False`) about to be run by this process
+        (a process that dies first leaves it to `recover`, like any job it ran)."""
         self._db.execute(
             "INSERT INTO jobs (job_id, workflow, status, created_at, updated_at, due_at,"
             " configuration, start_step, end_step, callback_url)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job_id, workflow, PENDING, now, now, now, configuration, start_step, end_step,
-             callback_url),
+            (job_id, workflow, PENDING, now, now, now if due else None, configuration,
+             start_step, end_step, callback_url),
         )  # fmt: skip
 
     def running(self, job_id: str, now: float) -> None:
