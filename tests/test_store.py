@@ -64,6 +64,12 @@ def poll_flow(api, wf):
     )
 
 
+def _as_in_a_terminal() -> None:
+    """SIGINT as a terminal's foreground job has it: a suite started in the background (`&`
+    without job control) hands its children SIGINT ignored, which lamrunner keeps ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def start_run(flow: str, store_path: str):
     return await asyncio.create_subprocess_exec(
         *LAMRUNNER,
@@ -73,6 +79,7 @@ async def start_run(flow: str, store_path: str):
         store_path,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_as_in_a_terminal,
     )
 
 
