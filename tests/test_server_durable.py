@@ -221,6 +221,7 @@ async def test_lamrunner_cancel_of_a_served_job_is_carried_out_by_its_server(tmp
         ids = {"near": await submit(session, url, "near", "200ms")}
         ids["far"] = await submit(session, url, "far", "30s")  # a row until then
         await requests(api, ["/job/near", "/job/far"], 1)
+        await quiet_moment(api, ["/job/near", "/job/far"], 0.2)  # answers in hand, none in flight
         for n in ("near", "far"):
             code, record = await lamrunner("cancel", ids[n], "--store", str(store))
             assert code == 0, record
@@ -244,6 +245,7 @@ async def test_a_cancel_asked_while_no_server_runs_is_carried_out_when_one_start
         async with server(workflow, store, log) as (process, url):
             job_id = await submit(session, url, "w", "300ms")
             await requests(api, ["/job/w"], 1)
+            await quiet_moment(api, ["/job/w"], 0.3)  # its answer checkpointed: a poll to end
             process.send_signal(signal.SIGKILL)
             await process.wait()
         code, record = await lamrunner("cancel", job_id, "--store", str(store))

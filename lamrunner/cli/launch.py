@@ -182,13 +182,11 @@ def cancel(run_id: str, store: RunStore) -> dict[str, Any]:
                 return record
         record = state.record()
         record["status"] = RUNNING
-        record["error"] = {
-            "type": "CancelPending",
-            "message": f"cancel requested; run {run_id} had not stopped after "
+        return _cancel_pending(
+            record,
+            f"cancel requested; run {run_id} had not stopped after "
             f"{defaults.CANCEL_WAIT:g}s (its process looks between its waits)",
-            "step": None,
-        }
-        return record
+        )
     invocation = Invocation.from_dict(saved)
     workflow, config = invocation.load()
     engine = _engine(workflow, config, store, invocation)
@@ -214,25 +212,29 @@ def _cancel_job(job: jobs.JobRow, store: RunStore) -> dict[str, Any]:
         time.sleep(0.05)
         row = jobs.job_of(store.path, run_id)
         if row is None or row.status in jobs.FINISHED:
-            state, _saved, status = store.load(run_id)
-            record = state.record()
-            record["status"] = status
+            record = _record_now(store, run_id)
             record["error"] = None if row is None else row.error  # as the server masked it
             return record
-    state, _saved, status = store.load(run_id)
-    record = state.record()
-    record["status"] = status
     where = (
         f"the server (pid {server}) had not stopped it after {defaults.CANCEL_WAIT:g}s"
         if server is not None
         else f"no lamrunner serve is serving {store.path}: the next one started on it "
         "carries the cancel out (its polls' onGiveUp, the job canceled, its callback)"
     )
-    record["error"] = {
-        "type": "CancelPending",
-        "message": f"cancel of job {run_id} recorded; {where}",
-        "step": None,
-    }
+    return _cancel_pending(_record_now(store, run_id), f"cancel of job {run_id} recorded; {where}")
+
+
+def _record_now(store: RunStore, run_id: str) -> dict[str, Any]:
+    """The run's record as the store has it now, with its listed status."""
+    state, _saved, status = store.load(run_id)
+    record = state.record()
+    record["status"] = status
+    return record
+
+
+def _cancel_pending(record: dict[str, Any], message: str) -> dict[str, Any]:
+    """The record of a cancel asked for and not yet carried out (exit 1)."""
+    record["error"] = {"type": "CancelPending", "message": message, "step": None}
     return record
 
 

@@ -319,9 +319,8 @@ async def execute_async(request: web.Request) -> web.StreamResponse:
 
 
 def _accepted(job: Job, headers: dict[str, str]) -> web.Response:
-    """202 and where to poll: a new async job (pending), or a sync one that waits as a row."""
-    status = "pending" if job.status == "pending" else job.status
-    body = {"job_id": job.job_id, "status": status, "created_at": iso_ms(job.created_at)}
+    """202 and where to poll a new async job."""
+    body = {"job_id": job.job_id, "status": "pending", "created_at": iso_ms(job.created_at)}
     headers = {**headers, "Location": f"/jobs/{job.job_id}", "Retry-After": str(RETRY_AFTER)}
     return _json(body, 202, headers)
 

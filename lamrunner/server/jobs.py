@@ -504,11 +504,12 @@ class JobService:
         finally:
             self._store.flush()
         if state.status == SUSPENDED:
-            self._table.waiting(job_id, state.resume_at or self.clock.now())
-            waiting = self.get(job_id)  # its task ends now: a row, ahead
-            ahead = None if waiting is None or waiting.due_at is None else waiting.due_at
-            if waiting is not None and ahead is not None and ahead - self.clock.now() > WAKE_LEAD:
-                self._notify(job_id, waiting)
+            due = state.resume_at or self.clock.now()
+            self._table.waiting(job_id, due)
+            if job_id in self._waiters and due - self.clock.now() > WAKE_LEAD:
+                waiting = self.get(job_id)  # its task ends now: a sync caller gets the row
+                if waiting is not None:
+                    self._notify(job_id, waiting)
         elif state.status == RUNNING:  # not expected: run it again from its checkpoint
             self._table.waiting(job_id, self.clock.now())
         else:
