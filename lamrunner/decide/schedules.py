@@ -78,7 +78,7 @@ def server_delay(headers: Mapping[str, str], now_epoch: float) -> float | None:
     """Seconds the response's headers ask to wait before the next request, or None: the
     longest of `Retry-After` (seconds or an HTTP date), `X-Poll-Interval` (seconds) and
     `RateLimit-Reset` (seconds) when `RateLimit-Remaining` is 0. Names are lower-cased."""
-    if _DELAY_HEADERS.isdisjoint(headers):
+    if DELAY_HEADERS.isdisjoint(headers):
         return None  # the common answer: nothing asked (one check per attempt)
     retry_after, interval = headers.get("retry-after"), headers.get("x-poll-interval")
     remaining = headers.get("ratelimit-remaining")
@@ -90,7 +90,7 @@ def server_delay(headers: Mapping[str, str], now_epoch: float) -> float | None:
 
 
 # the headers `server_delay` reads a delay from (RateLimit-Reset only with RateLimit-Remaining)
-_DELAY_HEADERS = frozenset({"retry-after", "x-poll-interval", "ratelimit-remaining"})
+DELAY_HEADERS = frozenset({"retry-after", "x-poll-interval", "ratelimit-remaining"})
 
 
 def _seconds(value: str | None) -> float | None:

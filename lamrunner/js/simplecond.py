@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import re
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -78,7 +79,29 @@ def compile_condition(source: str) -> Callable[[dict[str, Any]], bool] | None:
         node = parser.condition()
     except _NoMatch:
         return None
+    if node in _BOOLEAN:  # a comparison, `!`, `includes`: already true or false
+        return node
     return lambda ctx: _truthy(node(ctx))
+
+
+# Nodes known to return a bool (no `_truthy` around them) or a constant (a comparison with
+# one checks its number once, when compiled). Conditions are compiled once per poll, and
+# evaluated once per attempt: these save most of the evaluation.
+_BOOLEAN: weakref.WeakSet[Node] = weakref.WeakSet()
+_CONSTANT: weakref.WeakKeyDictionary[Node, Any] = weakref.WeakKeyDictionary()
+
+
+def _boolean(node: Node) -> Node:
+    _BOOLEAN.add(node)
+    return node
+
+
+def _constant(value: Any) -> Node:
+    def node(ctx: dict[str, Any]) -> Any:
+        return value
+
+    _CONSTANT[node] = value
+    return node
 
 
 def compile_value(source: str) -> Callable[[dict[str, Any]], Any] | None:
@@ -196,7 +219,7 @@ class _Parser:
         if negations == 0:
             return inner
         odd = negations % 2 == 1
-        return lambda ctx: _truthy(inner(ctx)) != odd
+        return _boolean(lambda ctx: _truthy(inner(ctx)) != odd)
 
     def primary(self) -> Node:
         kind, token = self.peek()
@@ -212,12 +235,10 @@ class _Parser:
             return self.path()
         if kind == "name" and token in _LITERALS:
             self.i += 1
-            value = _LITERALS[token]
-            return lambda ctx: value
+            return _constant(_LITERALS[token])
         if kind in ("num", "str"):
             self.i += 1
-            value = _literal(kind, token)
-            return lambda ctx: value
+            return _constant(_literal(kind, token))
         raise _NoMatch
 
     def path(self) -> Node:
@@ -235,6 +256,9 @@ class _Parser:
                 self.i += 1
                 steps.append(int(token) if kind == "num" else token[1:-1])
                 self.take("]")
+        if len(steps) == 1 and isinstance(steps[0], str):  # ctx.attempt: one key of a dict
+            key = steps[0]
+            return lambda ctx: ctx[key] if key in ctx else _walk(ctx, steps)
         return lambda ctx: _walk(ctx, steps)
 
     def includes(self) -> Node:
@@ -262,7 +286,7 @@ class _Parser:
             value = needle(ctx)  # JS evaluates the argument even when the list is empty
             return any(_same_value_zero(item, value) for item in items)
 
-        return evaluate
+        return _boolean(evaluate)
 
 
 def _literal(kind: str, token: str) -> Any:
@@ -332,21 +356,28 @@ def _truthy(value: Any) -> bool:
 
 def _number(value: Any) -> float | int:
     """An operand of `<` and the like: a number JS holds exactly, else Unsupported (strings
-    compare by UTF-16 code units there, and anything else is converted first)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Unsupported
-    if isinstance(value, int) and abs(value) >= _MAX_SAFE:
-        raise Unsupported  # JS would have rounded it
-    return value
+    compare by UTF-16 code units there, and anything else is converted first). JSON makes
+    only exact ints and floats (a bool is not a number here)."""
+    kind = type(value)
+    if kind is float or (kind is int and -_MAX_SAFE < value < _MAX_SAFE):
+        return value  # type: ignore[no-any-return]
+    raise Unsupported  # not a number, or one JS would have rounded
 
 
 def _compare(left: Node, right: Node, test: Callable[[Any, Any], bool]) -> Node:
-    """JS evaluates both operands, left first, then compares the two numbers."""
-    return lambda ctx: test(_number(left(ctx)), _number(right(ctx)))
+    """JS evaluates both operands, left first, then compares the two numbers. A constant
+    operand (`ctx.attempt >= 200`) is checked once, here."""
+    if right in _CONSTANT:
+        try:
+            limit = _number(_CONSTANT[right])
+        except Unsupported:
+            return _boolean(lambda ctx: test(_number(left(ctx)), _number(right(ctx))))
+        return _boolean(lambda ctx: test(_number(left(ctx)), limit))
+    return _boolean(lambda ctx: test(_number(left(ctx)), _number(right(ctx))))
 
 
 def _equals(left: Node, right: Node, negate: bool) -> Node:
-    return lambda ctx: _strict_equal(left(ctx), right(ctx)) != negate
+    return _boolean(lambda ctx: _strict_equal(left(ctx), right(ctx)) != negate)
 
 
 def _and(operands: list[Node]) -> Node:

@@ -33,7 +33,7 @@ from lamrunner.decide.polling import (
     is_throttle,
     note_progress,
 )
-from lamrunner.decide.schedules import server_delay
+from lamrunner.decide.schedules import DELAY_HEADERS, server_delay
 from lamrunner.definition.auth import OAUTH2
 from lamrunner.definition.directives import RequestSpec
 from lamrunner.definition.pagination import PageSpec
@@ -383,13 +383,25 @@ class _Call:
             return Fail(exc), exc.message
         problem = state.last_error
         state.last_error = problem or previous
-        now, rand = self.ctx.clock.now(), self.ctx.rand()
+        return self._decision(policy, state, seen, self.ctx.clock.now(), last), problem
+
+    def _decision(
+        self,
+        policy: PollPolicy,
+        state: PollState,
+        seen: Observation,
+        now: float,
+        last: Response | None,
+    ) -> Decision:
+        """`decide_poll`, and when the poll fails, again with the last answer's failure
+        excerpt in the state (it parses the body, so it is made only then)."""
+        rand = self.ctx.rand()
         decision = decide_poll(policy, state, seen, now, rand)
         failed = isinstance(decision, Fail) and isinstance(decision.error, PollingError)
         if failed and last is not None:
             state.last_excerpt = failure_excerpt(last)
             decision = decide_poll(policy, state, seen, now, rand)
-        return decision, problem
+        return decision
 
     async def _observe(
         self,
@@ -401,57 +413,68 @@ class _Call:
     ) -> Observation:
         """Evaluate `condition`, then `failWhen`, then `pendingWhen` (each only when the one
         before did not hold), and `progress`; a 304 offers the last full `response` again."""
-        condition, fail_when, pending_when, progress, next_delay = checks
-        where = self.spec.where
         if error is not None:
             state.last_error = error.message
-            self.ctx.log.warning("poll.transport_error", where=where, error=error.message)
+            self.ctx.log.warning("poll.transport_error", where=self.spec.where, error=error.message)
             return Observation(error=error)
         assert response is not None
-        loop = self.spec.loop
+        spec = self.spec
+        loop = spec.loop
         mode = None if loop is None or not_modified else loop.http_errors
         if mode is not None and not 200 <= response.status < 300:
             return self._http_error(response, state, mode)
         state.last_status = 304 if not_modified else response.status
         state.last_excerpt = excerpt(response.text)
         now = self.ctx.clock.now()
-        args = (response, state, now, not_modified)
-        pending = False
+        condition, fail_when, pending_when, progress, next_delay = checks
+        seen = _Seen(response, state, now, not_modified)
+        pending = failed = False
         try:
-            held = _has_action(self.spec, response) or await self._evaluate(condition, *args)
-            failed = not held and fail_when is not None
-            if failed:
-                assert fail_when is not None
-                failed = await self._evaluate(fail_when, *args)
+            held = spec.action_from is not None and _has_action(spec, response)
+            if not held:
+                held = await self._evaluate(condition, seen)
+            if not held and fail_when is not None:
+                failed = await self._evaluate(fail_when, seen)
             if not held and not failed and pending_when is not None:
-                pending = await self._evaluate(pending_when, *args)
-            value = None if progress is None else await self._evaluate(progress, *args, True)
+                pending = await self._evaluate(pending_when, seen)
+            value = None if progress is None else await self._evaluate(progress, seen, True)
             wanted = None
             if next_delay is not None and not held and not failed:
                 wanted = await self._next_delay(next_delay, response, state, now, not_modified)
         except TransportError as exc:  # the body was not the JSON it claimed to be
             state.last_error = exc.message
             return Observation(status=response.status, excerpt=state.last_excerpt, error=exc)
-        digest: str | None = None
-        if progress is not None:
-            digest = _digest(json.dumps(value, sort_keys=True, default=str))
-            note_progress(state, now, value, digest, True)
-        elif loop is not None and loop.stall_timeout is not None:
-            # a 304 is the same body by definition
-            digest = state.fingerprint if not_modified else _digest(response.text)
-            note_progress(state, now, value, digest, False)
-        asked = server_delay(response.headers, now)
+        if progress is not None or (loop is not None and loop.stall_timeout is not None):
+            self._note_progress(state, now, response, value, progress is not None, not_modified)
         return Observation(
             state.last_status,
             state.last_excerpt,
             held,
             failed,
             None,
-            asked,
+            server_delay(response.headers, now),
             wanted,
-            pending=pending,
-            rejected=_rejects(self.spec, response) and not held,
+            pending,
+            spec.action_from is not None and _rejects(spec, response) and not held,
         )
+
+    @staticmethod
+    def _note_progress(
+        state: PollState,
+        now: float,
+        response: Response,
+        value: Any,
+        percent: bool,
+        not_modified: bool,
+    ) -> None:
+        """Progress, and the digest a stall is judged on: of the progress value when there is
+        one, else of the body (a 304 is the same body by definition)."""
+        digest: str | None
+        if percent:
+            digest = _digest(json.dumps(value, sort_keys=True, default=str))
+        else:
+            digest = state.fingerprint if not_modified else _digest(response.text)
+        note_progress(state, now, value, digest, percent)
 
     def _http_error(self, response: Response, state: PollState, mode: str) -> Observation:
         """A poll step's non-2xx answer, never offered to its conditions: with
@@ -495,43 +518,26 @@ class _Call:
     def _ignored_delay(self, why: str) -> None:
         self.ctx.log.warning("poll.next_delay_ignored", where=self.spec.where, error=why)
 
-    async def _evaluate(
-        self,
-        check: _Check,
-        response: Response,
-        state: PollState,
-        now: float,
-        not_modified: bool = False,
-        value: bool = False,
-    ) -> Any:
+    async def _evaluate(self, check: _Check, seen: _Seen, value: bool = False) -> Any:
         """The check's verdict (or with `value`, what it returns): in Python when it can say
         exactly, else in QuickJS. A value that throws is None."""
-        name = check.name
         if check.fast is not None:
             try:
-                result = check.fast(
-                    {
-                        "response": response.value,
-                        "status": response.status,
-                        "headers": response.headers,
-                        "attempt": state.attempt,
-                        "elapsedMs": _elapsed_ms(state, now),
-                        "notModified": not_modified,
-                    }
-                )
+                result = check.fast(seen.ctx())
                 return None if result is UNDEFINED else result
             except Unsupported:
                 pass
+        response, name = seen.response, check.name
         try:
-            ctx_json = _ctx_json(response, state, now, not_modified)
+            ctx_json = _ctx_json(response, seen.state, seen.now, seen.not_modified)
             if value:
                 return await check.js.evaluate_value(ctx_json)
             return await check.js.evaluate(ctx_json)
         except ScriptError as exc:
             self._unless_thrown(exc, name, response)
-            state.last_error = f"{name} threw {exc.message}"
+            seen.state.last_error = f"{name} threw {exc.message}"
             self.ctx.log.warning(
-                "poll.condition_threw", where=self.spec.where, error=state.last_error
+                "poll.condition_threw", where=self.spec.where, error=seen.state.last_error
             )
             return None if value else False
 
@@ -616,7 +622,7 @@ class _Call:
     async def _send_once(
         self, timeout: float, validate: bool
     ) -> tuple[Response | None, TransportError | None]:
-        request, log = self.request, self.ctx.log
+        request = self.request
         try:
             if self.oauth is not None and _origin(request.url) == self.origin:
                 response = await self._send_authorized(self.oauth, request, timeout)
@@ -625,24 +631,32 @@ class _Call:
             if validate:
                 response.value  # noqa: B018 - invalid JSON is a transport failure of this attempt
         except TransportError as exc:
-            log.debug(
-                "http.error",
-                where=request.where,
-                method=request.method,
-                url=request.url,
-                error=exc.message,
-            )
-            return None, exc
+            return None, self._failed(exc)
         if self.debug:
-            log.debug(
-                "http.response",
-                where=request.where,
-                method=request.method,
-                url=request.url,
-                status=response.status,
-                ms=round(response.elapsed * 1000),
-            )
+            self._received(response)
         return response, None
+
+    def _failed(self, exc: TransportError) -> TransportError:
+        request = self.request
+        self.ctx.log.debug(
+            "http.error",
+            where=request.where,
+            method=request.method,
+            url=request.url,
+            error=exc.message,
+        )
+        return exc
+
+    def _received(self, response: Response) -> None:
+        request = self.request
+        self.ctx.log.debug(
+            "http.response",
+            where=request.where,
+            method=request.method,
+            url=request.url,
+            status=response.status,
+            ms=round(response.elapsed * 1000),
+        )
 
     async def _send_authorized(
         self, client: OAuthClient, request: RenderedRequest, timeout: float
@@ -830,7 +844,19 @@ class Poller:
     by other means (a durable timer, a task queue) gets the same attempts. Close it with
     `aclose` (or `async with`)."""
 
-    __slots__ = ("_base", "_cached", "_call", "_checks", "_followed", "_last", "policy")
+    __slots__ = (
+        "_base",
+        "_cached",
+        "_call",
+        "_checks",
+        "_direct",
+        "_followed",
+        "_last",
+        "_pending",
+        "_plain",
+        "_unplain",
+        "policy",
+    )
 
     def __init__(self, call: _Call, policy: PollPolicy, checks: _Checks):
         self._call = call
@@ -840,6 +866,19 @@ class Poller:
         self._base = call.request  # the request as the handler asked for it
         self._cached: tuple[str, Response] | None = None  # (url, answer with an ETag/date)
         self._followed: tuple[str, RenderedRequest] | None = None  # a 202's Location, as GET
+        self._direct = call.spec.retry is None and call.oauth is None  # each attempt one send
+        condition, *others = checks
+        # a poll whose answers `_plainly` may decide: one send, one condition in Python
+        self._plain = (
+            self._direct
+            and condition.fast is not None
+            and all(check is None for check in others)
+            and policy.stall_timeout is None
+            and call.spec.action_from is None
+        )
+        self._pending: dict[int, Observation] = {}  # a plain answer's, by status
+        # the headers that make an answer not plain: a delay asked for, validators
+        self._unplain = DELAY_HEADERS | (_VALIDATORS if policy.conditional else frozenset())
 
     @classmethod
     async def open(cls, call: _Call, policy: PollPolicy) -> Poller:
@@ -878,13 +917,32 @@ class Poller:
         call, policy = self._call, self.policy
         if state.deadline is not None and now >= state.deadline:
             return Fail(deadline_error(policy, state)), None
-        call.request = self._request(state)
-        response, error, sent, throttled = await call._send(
-            call.spec.retry, state.deadline, False, state.throttled_s
-        )
+        request = call.request = self._request(state)
+        if self._direct:  # no retry, no token: one send, without _send's two frames
+            timeout = request.timeout
+            if state.deadline is not None:
+                timeout = max(0.001, min(timeout, state.deadline - now))
+            try:
+                response, error = await call.ctx.transport.send(request, timeout), None
+            except TransportError as exc:
+                response, error = None, call._failed(exc)
+            if call.debug and response is not None:
+                call._received(response)
+            state.requests += 1
+        else:
+            response, error, sent, throttled = await call._send(
+                call.spec.retry, state.deadline, False, state.throttled_s
+            )
+            state.requests += sent
+            state.throttled_s += throttled
         state.attempt += 1
-        state.requests += sent
-        state.throttled_s += throttled
+        if self._plain and response is not None:
+            decision = self._plainly(state, now, response)
+            if type(decision) is Wait:  # most attempts: no coroutine for the conclusion
+                state.next_due = decision.until
+                return decision, None
+            if decision is not None:
+                return await self._concluded(state, decision, response)
         offered, not_modified = response, False
         if response is not None:
             cached = self._cached
@@ -903,6 +961,57 @@ class Poller:
             state.last_response = _kept(offered)
         if call.on_history is not None:
             call._history(state, now, response, problem, error, decision, last, policy.history)
+        return await self._concluded(state, decision, offered)
+
+    def _plainly(self, state: PollState, began: float, response: Response) -> Decision | None:
+        """The decision on the common answer, taken without the general path's machinery, or
+        None for an answer that needs it: the plain answer is a 2xx other than 202, with no
+        delay asked in its headers and no validators for a conditional poll, to a poll with
+        only a condition that Python evaluates (`_plain`), neither cached nor followed. The
+        rules applied are the general path's: the same Observation, the same decide_poll."""
+        status = response.status
+        if not 200 <= status < 300 or status == 202 or self._cached is not None:
+            return None
+        if state.follow_url is not None or not self._unplain.isdisjoint(response.headers):
+            return None
+        call = self._call
+        now = call.ctx.clock.now()
+        fast = self._checks[0].fast
+        assert fast is not None
+        try:
+            held = fast(
+                {
+                    "response": response.value,
+                    "status": status,
+                    "headers": response.headers,
+                    "attempt": state.attempt,
+                    "elapsedMs": max(0, round((now - state.started_at) * 1000)),
+                    "notModified": False,
+                }
+            )
+        except (Unsupported, TransportError):  # JS must decide, or the body is not JSON
+            return None
+        state.last_status, state.last_excerpt = status, excerpt(response.text)
+        if held is True:
+            seen = Observation(status, state.last_excerpt, True)
+        else:  # the same every attempt for a status (decide_poll reads no excerpt): kept
+            seen = self._pending.get(status) or self._pending.setdefault(
+                status, Observation(status)
+            )
+        decision = call._decision(self.policy, state, seen, now, response)
+        self._last = response
+        if call.spec.on_give_up is not None:
+            state.last_response = _kept(response)
+        if call.on_history is not None:
+            call._history(
+                state, began, response, None, None, decision, response, self.policy.history
+            )
+        return decision
+
+    async def _concluded(
+        self, state: PollState, decision: Decision, offered: Response | None
+    ) -> tuple[Decision, CallResult | None]:
+        """An attempt's decision carried out on the state; a success's result made."""
         if isinstance(decision, Wait):
             state.next_due = decision.until
             if decision.throttled:  # waiting out a rate limit: not one of maxAttempts
@@ -911,7 +1020,7 @@ class Poller:
             return decision, None
         if isinstance(decision, Succeed):
             assert offered is not None
-            follow = state.follow_url is not None or call.spec.follow_async is True
+            follow = state.follow_url is not None or self._call.spec.follow_async is True
             located = offered.value if follow else None
             if isinstance(located, dict) and isinstance(located.get("resourceLocation"), str):
                 where = located["resourceLocation"]
@@ -1141,6 +1250,9 @@ def _validated(response: Response) -> bool:
     return "etag" in response.headers or "last-modified" in response.headers
 
 
+_VALIDATORS = frozenset({"etag", "last-modified"})
+
+
 def _refreshed(stored: Response, not_modified: Response) -> Response:
     """The stored answer with the 304's headers over its own (as an HTTP cache updates a
     stored response), its body and its parsed value reused: nothing is parsed again."""
@@ -1197,6 +1309,31 @@ def _path_check(name: str, source: str, where: str) -> _Check:
 
 # condition, failWhen, pendingWhen, progress, nextDelay
 _Checks = tuple[_Check, _Check | None, _Check | None, _Check | None, _Check | None]
+
+
+class _Seen:
+    """One attempt's answer as its checks see it; `ctx()` is the Python checks' `ctx`, made
+    once for all of them (when one needs it)."""
+
+    __slots__ = ("_ctx", "not_modified", "now", "response", "state")
+
+    def __init__(self, response: Response, state: PollState, now: float, not_modified: bool):
+        self.response, self.state, self.now, self.not_modified = response, state, now, not_modified
+        self._ctx: dict[str, Any] | None = None
+
+    def ctx(self) -> dict[str, Any]:
+        ctx = self._ctx
+        if ctx is None:
+            response, state = self.response, self.state
+            ctx = self._ctx = {
+                "response": response.value,
+                "status": response.status,
+                "headers": response.headers,
+                "attempt": state.attempt,
+                "elapsedMs": _elapsed_ms(state, self.now),
+                "notModified": self.not_modified,
+            }
+        return ctx
 
 
 def _elapsed_ms(state: PollState, now: float) -> int:
