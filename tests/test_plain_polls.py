@@ -202,3 +202,33 @@ async def test_a_poll_that_gives_up_sends_on_give_up_with_the_last_answer(
     assert outcome["status"] == 200
     assert api.requests_to("/job/j7")  # the id came from the last answer
     assert decided == 2
+
+
+async def test_failure_messages_quote_the_last_body_whatever_came_before(
+    api, wf, tmp_path, monkeypatch
+):
+    """The plain path keeps the excerpt of a small body for the next attempt: a long body, a
+    short one and a long one again must each be quoted as themselves."""
+    long_a = {"state": "pending", "pad": "a" * 5000}
+    long_b = {"state": "pending", "pad": "b" * 5000}
+
+    def script() -> None:
+        api.script(
+            "GET",
+            "/job",
+            Reply(json=long_a),
+            Reply(json={"state": "pending"}),
+            Reply(json={"state": "pending"}),
+            Reply(json=long_b),
+        )
+
+    path = poll_workflow(wf, api.url + "/job", loopUntil={"maxAttempts": 4})
+    record, rows, decided = await both_ways(monkeypatch, tmp_path, api, script, path)
+    assert "bbbb" in record["error"]["message"]
+    assert [saved["last_excerpt"] for saved in rows[4:]] == [
+        rows[4]["last_excerpt"],
+        '{"state": "pending"}',
+        '{"state": "pending"}',
+    ]
+    assert "aaaa" in rows[4]["last_excerpt"]
+    assert decided == 4

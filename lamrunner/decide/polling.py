@@ -265,9 +265,12 @@ def decide_poll(
     if not throttled and counted >= policy.max_attempts:
         what = f"the condition did not hold after {state.attempt} attempts"
         return Fail(PollingExhausted(_summary(what, state), **_counts(state)))
-    delay, throttled = choose_delay(
-        policy.backoff, counted + 1, seen.status, seen.retry_after, seen.next_delay, rand
-    )
+    if seen.retry_after is None and seen.next_delay is None:  # most attempts: the schedule
+        delay, throttled = delay_before(policy.backoff, counted + 1, rand), False
+    else:
+        delay, throttled = choose_delay(
+            policy.backoff, counted + 1, seen.status, seen.retry_after, seen.next_delay, rand
+        )
     until = now + delay
     if state.deadline is not None and until > state.deadline:
         what = (

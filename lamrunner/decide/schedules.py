@@ -41,6 +41,8 @@ def base_delay(backoff: Backoff, attempt: int) -> float:
 def delay_before(backoff: Backoff, attempt: int, rand: float = 0.5) -> float:
     """The schedule with jitter applied; `rand` in [0, 1) is injected so tests stay exact."""
     delay = base_delay(backoff, attempt)
+    if backoff.jitter == "none":
+        return delay
     if backoff.jitter == "full":
         return delay * rand
     if backoff.jitter == "equal":

@@ -44,17 +44,19 @@ class Response:
     @property
     def value(self) -> Any:
         """The body: parsed JSON, text, or None when empty. Invalid JSON is a TransportError."""
-        if self._value is _UNPARSED:
-            self._value = self._parse()
-        return self._value
+        value = self._value
+        if value is _UNPARSED:
+            value = self._value = self._parse()
+        return value
 
     def _parse(self) -> Any:
-        if not self.text.strip():
+        text = self.text
+        if not text.strip():
             return None
         if not self.is_json:
-            return self.text
+            return text
         try:
-            return _decode(self.text)
+            return _decode(text)
         except ValueError as exc:
             raise TransportError(
                 f"the response says it is JSON but is not ({exc}); body starts: "

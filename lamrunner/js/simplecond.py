@@ -372,11 +372,24 @@ def _compare(left: Node, right: Node, test: Callable[[Any, Any], bool]) -> Node:
             limit = _number(_CONSTANT[right])
         except Unsupported:
             return _boolean(lambda ctx: test(_number(left(ctx)), _number(right(ctx))))
-        return _boolean(lambda ctx: test(_number(left(ctx)), limit))
+
+        def against(ctx: dict[str, Any]) -> bool:  # `_number` inlined: once per attempt
+            value = left(ctx)
+            kind = type(value)
+            if kind is float or (kind is int and -_MAX_SAFE < value < _MAX_SAFE):
+                return test(value, limit)
+            raise Unsupported
+
+        return _boolean(against)
     return _boolean(lambda ctx: test(_number(left(ctx)), _number(right(ctx))))
 
 
 def _equals(left: Node, right: Node, negate: bool) -> Node:
+    constant = _CONSTANT.get(right, UNDEFINED)
+    if type(constant) is str:  # `ctx.response.state === 'done'`: a string, and that one
+        return _boolean(
+            lambda ctx: (type(value := left(ctx)) is str and value == constant) != negate
+        )
     return _boolean(lambda ctx: _strict_equal(left(ctx), right(ctx)) != negate)
 
 

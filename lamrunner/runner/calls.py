@@ -305,11 +305,11 @@ class _Call:
                 await clock.sleep(state.next_due - now)
                 now = clock.now()
             decision, result = await attempt(state, now)
-            if isinstance(decision, Succeed):
+            if type(decision) is not Wait:
+                if isinstance(decision, Fail):
+                    raise decision.error
                 assert result is not None
                 return result
-            if isinstance(decision, Fail):
-                raise decision.error
             now = decision.until - decision.delay
             # Progress at info for polls worth watching; a fast poll logs at most every 5 s.
             loud = decision.delay >= 1.0 or now - last_info >= _QUIET_SECONDS
@@ -850,6 +850,7 @@ class Poller:
         "_call",
         "_checks",
         "_direct",
+        "_excerpted",
         "_followed",
         "_last",
         "_pending",
@@ -877,6 +878,8 @@ class Poller:
             and call.spec.action_from is None
         )
         self._pending: dict[int, Observation] = {}  # a plain answer's, by status
+        # (a small body, its excerpt): the last one made; None for a body too long to keep
+        self._excerpted: tuple[str | None, str] = (None, "")
         # the headers that make an answer not plain: a delay asked for, validators
         self._unplain = DELAY_HEADERS | (_VALIDATORS if policy.conditional else frozenset())
 
@@ -917,7 +920,11 @@ class Poller:
         call, policy = self._call, self.policy
         if state.deadline is not None and now >= state.deadline:
             return Fail(deadline_error(policy, state)), None
-        request = call.request = self._request(state)
+        request = call.request = (
+            self._base
+            if state.follow_url is None and self._cached is None
+            else self._request(state)
+        )
         if self._direct:  # no retry, no token: one send, without _send's two frames
             timeout = request.timeout
             if state.deadline is not None:
@@ -991,14 +998,19 @@ class Poller:
             )
         except (Unsupported, TransportError):  # JS must decide, or the body is not JSON
             return None
-        state.last_status, state.last_excerpt = status, excerpt(response.text)
+        text = response.text
+        if text != self._excerpted[0]:  # polls mostly see the same body again
+            self._excerpted = (text if len(text) <= _MEMO_CHARS else None, excerpt(text))
+        state.last_status, state.last_excerpt = status, self._excerpted[1]
         if held is True:
             seen = Observation(status, state.last_excerpt, True)
         else:  # the same every attempt for a status (decide_poll reads no excerpt): kept
             seen = self._pending.get(status) or self._pending.setdefault(
                 status, Observation(status)
             )
-        decision = call._decision(self.policy, state, seen, now, response)
+        decision = decide_poll(self.policy, state, seen, now, call.ctx.rand())
+        if type(decision) is Fail:  # again, with the failure excerpt (the same rand: no jitter)
+            decision = call._decision(self.policy, state, seen, now, response)
         self._last = response
         if call.spec.on_give_up is not None:
             state.last_response = _kept(response)
@@ -1359,6 +1371,7 @@ def _ctx_json(response: Response, state: PollState, now: float, not_modified: bo
 
 
 _QUIET_SECONDS = 5.0
+_MEMO_CHARS = 4096  # bodies up to this long have their excerpt kept for the next attempt
 
 
 def _result(
