@@ -637,25 +637,17 @@ class _Call:
         return response, None
 
     def _failed(self, exc: TransportError) -> TransportError:
-        request = self.request
-        self.ctx.log.debug(
-            "http.error",
-            where=request.where,
-            method=request.method,
-            url=request.url,
-            error=exc.message,
-        )
+        """A send that failed, at debug (the attempt's outcome says the rest)."""
+        self._sent("http.error", error=exc.message)
         return exc
 
     def _received(self, response: Response) -> None:
+        self._sent("http.response", status=response.status, ms=round(response.elapsed * 1000))
+
+    def _sent(self, event: str, **fields: Any) -> None:
         request = self.request
         self.ctx.log.debug(
-            "http.response",
-            where=request.where,
-            method=request.method,
-            url=request.url,
-            status=response.status,
-            ms=round(response.elapsed * 1000),
+            event, where=request.where, method=request.method, url=request.url, **fields
         )
 
     async def _send_authorized(
