@@ -978,16 +978,7 @@ class Poller:
         fast = self._checks[0].fast
         assert fast is not None
         try:
-            held = fast(
-                {
-                    "response": response.value,
-                    "status": status,
-                    "headers": response.headers,
-                    "attempt": state.attempt,
-                    "elapsedMs": max(0, round((now - state.started_at) * 1000)),
-                    "notModified": False,
-                }
-            )
+            held = fast(_py_ctx(response, state, now, False))
         except (Unsupported, TransportError):  # JS must decide, or the body is not JSON
             return None
         text = response.text
@@ -1001,7 +992,7 @@ class Poller:
                 status, Observation(status)
             )
         decision = decide_poll(self.policy, state, seen, now, call.ctx.rand())
-        if type(decision) is Fail:  # again, with the failure excerpt (the same rand: no jitter)
+        if type(decision) is Fail:  # again, with the failure excerpt (a Fail has no jitter)
             decision = call._decision(self.policy, state, seen, now, response)
         self._last = response
         if call.spec.on_give_up is not None:
@@ -1328,16 +1319,20 @@ class _Seen:
     def ctx(self) -> dict[str, Any]:
         ctx = self._ctx
         if ctx is None:
-            response, state = self.response, self.state
-            ctx = self._ctx = {
-                "response": response.value,
-                "status": response.status,
-                "headers": response.headers,
-                "attempt": state.attempt,
-                "elapsedMs": _elapsed_ms(state, self.now),
-                "notModified": self.not_modified,
-            }
+            ctx = self._ctx = _py_ctx(self.response, self.state, self.now, self.not_modified)
         return ctx
+
+
+def _py_ctx(response: Response, state: PollState, now: float, not_modified: bool) -> dict[str, Any]:
+    """The `ctx` a Python-evaluated check reads (`_ctx_json` is the same for QuickJS)."""
+    return {
+        "response": response.value,
+        "status": response.status,
+        "headers": response.headers,
+        "attempt": state.attempt,
+        "elapsedMs": _elapsed_ms(state, now),
+        "notModified": not_modified,
+    }
 
 
 def _elapsed_ms(state: PollState, now: float) -> int:
