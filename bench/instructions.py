@@ -8,7 +8,8 @@ Each contender (`bench.scenarios.clients`) runs twice under `valgrind --tool=cal
 50 loops of 20 and of 60 attempts against the bench server, and the figure is the difference
 divided by the 2,000 requests between them: start-up, imports and the workflow's loading cancel
 out. `--canned` counts the same way with the network taken out (`bench.scenarios.canned`):
-lamrunner's poll loop against a loop of the same canned send. Needs valgrind on PATH (`apt-get install valgrind`); about a minute per contender.
+lamrunner's poll loop against a loop of the same canned send. Needs valgrind on PATH
+(`apt-get install valgrind`); about a minute per contender.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ class AiohttpTransport:
                 declared = resp.content_length
                 if declared is not None and declared <= self.max_response_bytes:
                     raw = await resp.read()  # one read: the length is known and within the cap
-                else:  # not here, as every frame in this await chain is resumed per read
+                else:  # a chunked read, in a coroutine of its own (the rare case)
                     raw = await self._read(resp)
                 return _response(resp, raw, time.perf_counter() - started)
         except TransportError:

@@ -392,11 +392,16 @@ class _Call:
         seen: Observation,
         now: float,
         last: Response | None,
+        decided: tuple[Decision, float] | None = None,
     ) -> Decision:
-        """`decide_poll`, and when the poll fails, again with the last answer's failure
+        """`decide_poll` (unless `decided` holds what it already said, and with which rand),
+        and when the poll fails, again with the same rand and the last answer's failure
         excerpt in the state (it parses the body, so it is made only then)."""
-        rand = self.ctx.rand()
-        decision = decide_poll(policy, state, seen, now, rand)
+        if decided is None:
+            rand = self.ctx.rand()
+            decision = decide_poll(policy, state, seen, now, rand)
+        else:
+            decision, rand = decided
         failed = isinstance(decision, Fail) and isinstance(decision.error, PollingError)
         if failed and last is not None:
             state.last_excerpt = failure_excerpt(last)
@@ -991,9 +996,10 @@ class Poller:
             seen = self._pending.get(status) or self._pending.setdefault(
                 status, Observation(status)
             )
-        decision = decide_poll(self.policy, state, seen, now, call.ctx.rand())
-        if type(decision) is Fail:  # again, with the failure excerpt (a Fail has no jitter)
-            decision = call._decision(self.policy, state, seen, now, response)
+        rand = call.ctx.rand()
+        decision = decide_poll(self.policy, state, seen, now, rand)
+        if type(decision) is Fail:  # again, with the failure excerpt
+            decision = call._decision(self.policy, state, seen, now, response, (decision, rand))
         self._last = response
         if call.spec.on_give_up is not None:
             state.last_response = _kept(response)
